@@ -1,0 +1,118 @@
+"""The whole configuration of a recipe run, resolved, in one dataclass that round-trips through YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from phi3_lora_hub.errors import ConfigError, unknown_key_error
+
+DEFAULT_MODEL = "microsoft/Phi-3-mini-4k-instruct"
+DEFAULT_DATASET = "HuggingFaceH4/ultrachat_200k"
+
+
+@dataclass
+class RecipeConfig:
+    """Every setting of a run. ``training`` and ``lora`` hold the resolved ``SFTConfig``/``LoraConfig`` values."""
+
+    model: str = DEFAULT_MODEL
+    """Hub id or local directory of a Phi-3 model (``model_type: phi3``)."""
+    model_revision: str | None = None
+    """Branch, tag or commit of the base model. Pin it: Phi-3's chat template changed silently in 2024."""
+    dataset: str | None = DEFAULT_DATASET
+    """Hub dataset id or local file (.jsonl, .json, .csv, .parquet); ``None`` for in-memory data."""
+    dataset_config: str | None = None
+    """Configuration name of a Hub dataset."""
+    dataset_split: str | None = None
+    """Split to train on; ``None`` picks ``train`` or ``train_sft``."""
+    eval_dataset: str | None = None
+    """Separate evaluation data (same kinds as ``dataset``); ``None`` uses ``eval_split`` or ``eval_size``."""
+    eval_split: str | None = None
+    """A split of ``dataset`` (or of ``eval_dataset``) to evaluate on, e.g. ``test_sft``."""
+    eval_size: float = 0.0
+    """Hold out this fraction (<1) or number (>=1) of training conversations for evaluation when no eval data."""
+    max_train_samples: int | None = None
+    """Use only the first N training rows (quick experiments)."""
+    max_eval_samples: int | None = None
+    """Use only the first N evaluation rows."""
+    format: str | None = None
+    """Force a data format instead of detecting it (see ``phi3_lora_hub.data.formats.FORMATS``)."""
+    on_bad_rows: str = "raise"
+    """``raise``: stop with every problem listed; ``skip``: train on the good rows and report the rest."""
+    role_map: dict[str, str] | None = None
+    """Extra role names mapped onto system/user/assistant, e.g. ``{"observation": "user"}``."""
+    text_part_types: list[str] = field(default_factory=lambda: ["text"])
+    """Content-part types trained on as text (e.g. add ``reasoning``)."""
+    assistant_only_loss: bool = True
+    """Train on assistant answers (and their ``<|end|>``) only; ``False`` trains on the whole sequence."""
+    quantization: str | None = None
+    """``None`` for LoRA, ``"4bit"`` for QLoRA (NF4, double quantization, needs CUDA and bitsandbytes)."""
+    dtype: str = "float32"
+    """Precision the base weights are loaded in: bfloat16 on GPUs that support it, float32 on CPU."""
+    attn_implementation: str = "sdpa"
+    """``flash_attention_2`` on CUDA when installed, else ``sdpa``."""
+    output_dir: str = "phi3-lora-output"
+    """Where checkpoints, the final adapter (``adapter/``) and logs go."""
+    hub_model_id: str | None = None
+    """When set, every checkpoint is pushed to this Hub repository while training runs."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Resolved ``trl.SFTConfig`` arguments."""
+    lora: dict[str, Any] = field(default_factory=dict)
+    """Resolved ``peft.LoraConfig`` arguments."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """The YAML text of this config; also written to ``path`` when given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def read_yaml_settings(path: str | Path) -> dict[str, Any]:
+    """Read a recipe YAML file into a dict, refusing unknown top-level keys."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {str(path)!r} does not exist.") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path} must hold a mapping of settings, not a {type(data).__name__}.")
+    check_keys(data, RecipeConfig.field_names(), "recipe")
+    return dict(data)
+
+
+def check_keys(settings: Mapping[str, Any], valid: tuple[str, ...], kind: str) -> None:
+    for key in settings:
+        if key not in valid:
+            raise unknown_key_error(kind, str(key), valid)
+
+
+def apply_override(settings: dict[str, Any], assignment: str) -> None:
+    """Apply one ``key=value`` override (``training.learning_rate=2e-4``); the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}.")
+    dotted, raw = assignment.split("=", 1)
+    value = yaml.safe_load(raw) if raw else None
+    keys = dotted.strip().split(".")
+    check_keys({keys[0]: None}, RecipeConfig.field_names(), "recipe")
+    target = settings
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {dotted}: {key!r} is not a section.")
+    target[keys[-1]] = value

@@ -1,0 +1,114 @@
+"""Training settings: Phi-3 LoRA defaults, merged with the user's dict and checked against ``trl.SFTConfig``."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from phi3_lora_hub.errors import ConfigError, unknown_key_error
+from phi3_lora_hub.hardware import Hardware
+
+# Keys the recipe owns. Setting them in `training` would bypass the recipe's own handling, so each gets a hint.
+RESERVED_KEYS: dict[str, str] = {
+    "output_dir": "Pass output_dir= to Phi3LoraRecipe instead.",
+    "hub_token": "Never put a token in the training arguments (it is pickled into training_args.bin); "
+    "set HF_TOKEN or run `hf auth login`.",
+    "push_to_hub": "Set hub_model_id= on the recipe: its callback pushes every checkpoint.",
+    "hub_model_id": "Pass hub_model_id= to Phi3LoraRecipe instead.",
+    "hub_strategy": "The recipe's Hub callback replaces the Trainer's push; set hub_model_id= on the recipe.",
+    "gradient_checkpointing": "It is a deprecated alias: use 'activation_checkpointing'.",
+    "gradient_checkpointing_kwargs": "It is a deprecated alias: use 'activation_checkpointing_kwargs'.",
+    "assistant_only_loss": "Pass assistant_only_loss= to Phi3LoraRecipe: the recipe masks from the Phi-3 format.",
+    "completion_only_loss": "Pass assistant_only_loss= to Phi3LoraRecipe: the recipe masks from the Phi-3 format.",
+    "trust_remote_code": "The recipe always loads Phi-3 with trust_remote_code=False (transformers has native Phi-3).",
+    "model_init_kwargs": "The recipe loads the model itself; use attn_implementation=, dtype= or quantization=.",
+    "dataset_text_field": "The recipe converts every supported format itself; use format= to force one.",
+}
+
+
+def training_defaults(hardware: Hardware) -> dict[str, Any]:
+    """The recipe's defaults for ``trl.SFTConfig``, each chosen for LoRA on Phi-3 and this machine."""
+    gpu = hardware.cuda
+    return {
+        # LoRA needs a learning rate ~10x full fine-tuning: TRL's 2e-5 default and the model card's 5e-6 barely
+        # move an adapter; 1e-4 with cosine decay and 10% warm-up is what LoRA recipes for Phi-3 converge on.
+        "learning_rate": 1e-4,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 0.1,
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
+        "num_train_epochs": 1.0,
+        "max_steps": -1,
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 4,
+        "gradient_accumulation_steps": 4,
+        # Phi-3-mini's context is 4k; 2048 covers almost every chat turn set and keeps memory predictable.
+        "max_length": 2048,
+        # bf16 where the GPU computes it natively; fp32 on CPU, where bf16 autocast is slow and imprecise.
+        "bf16": hardware.bf16,
+        "fp16": False,
+        "use_cpu": not gpu,
+        # Gradient checkpointing pays on a GPU (activations dominate memory); on CPU it only costs time.
+        "activation_checkpointing": gpu,
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if gpu else None,
+        "optim": "adamw_torch_fused" if gpu else "adamw_torch",
+        "logging_steps": 10,
+        "logging_first_step": True,
+        "save_strategy": "steps",
+        "save_steps": 100,
+        "save_total_limit": 3,
+        "eval_strategy": "no",
+        "report_to": "none",
+        "seed": 42,
+        "data_seed": 42,
+        "dataloader_num_workers": 0,
+    }
+
+
+@lru_cache(maxsize=1)
+def sft_config_types() -> dict[str, str]:
+    """Every ``trl.SFTConfig`` field (TrainingArguments included) with its annotation as text."""
+    from trl import SFTConfig
+
+    return {field.name: str(field.type) for field in dataclasses.fields(SFTConfig) if field.init}
+
+
+def sft_config_fields() -> tuple[str, ...]:
+    return tuple(sft_config_types())
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """YAML 1.1 reads ``2e-4`` as a string; turn such strings into numbers for numeric fields."""
+    annotation = sft_config_types().get(key, "")
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()) and ("float" in annotation or "int" in annotation):
+        number = float(value)
+        return int(number) if "float" not in annotation and number.is_integer() else number
+    return value
+
+
+def resolve_training(user: Mapping[str, Any] | None, hardware: Hardware) -> dict[str, Any]:
+    """Merge ``user`` over the defaults; an unknown or reserved key raises a ``ConfigError`` naming it."""
+    user = dict(user or {})
+    valid = sft_config_fields()
+    for key in user:
+        if key in RESERVED_KEYS:
+            raise ConfigError(f"training key {key!r} is managed by the recipe. {RESERVED_KEYS[key]}")
+        if key not in valid:
+            raise unknown_key_error(
+                "training", key, [k for k in valid if k not in RESERVED_KEYS], " (see trl.SFTConfig)"
+            )
+    merged = training_defaults(hardware)
+    merged.update({key: _coerce(key, value) for key, value in user.items()})
+    if merged.get("bf16") and merged.get("fp16"):
+        raise ConfigError("training sets both bf16 and fp16: choose one.")
+    if merged.get("bf16") and not hardware.bf16:
+        raise ConfigError(
+            f"training sets bf16=True but this machine ({hardware.device_name}) has no native bfloat16; remove it."
+        )
+    return merged

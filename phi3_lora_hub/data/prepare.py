@@ -1,0 +1,221 @@
+"""The data pipeline: read rows, convert them to Phi-3 messages, validate, tokenize with assistant-only labels.
+
+Everything that is wrong with the data is found before training starts and reported with the row number.
+``on_bad_rows="raise"`` stops with one :class:`~phi3_lora_hub.errors.DataError` listing every problem;
+``"skip"`` drops those rows and the report says how many and which. Rows longer than ``max_length`` are counted
+and reported (the trainer truncates them, keeping the start). Nothing is dropped silently.
+
+Prepared datasets are cached on disk, keyed by the content of the source, the tokenizer and every setting that
+changes the result, so a second run of the same config skips all of this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from phi3_lora_hub.data.formats import DEFAULT_TEXT_PART_TYPES, RowConverter, detect_format
+from phi3_lora_hub.data.sources import RawRows
+from phi3_lora_hub.data.tokenization import IGNORE_INDEX, tokenize_conversations
+from phi3_lora_hub.data.validation import validate_messages
+from phi3_lora_hub.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+OnBadRows = Literal["raise", "skip"]
+_CACHE_VERSION = "1"
+_TOKENIZE_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How rows are converted and what happens to bad ones."""
+
+    format: str | None = None
+    """One of the names in ``phi3_lora_hub.data.formats.FORMATS``; ``None`` detects it from the columns."""
+    on_bad_rows: OnBadRows = "raise"
+    role_map: Mapping[str, str] | None = None
+    """Extra role names mapped to system/user/assistant, e.g. ``{"function_call": "assistant"}``."""
+    text_part_types: tuple[str, ...] = DEFAULT_TEXT_PART_TYPES
+    """Content-part types flattened into text; other parts are reported as non-text content."""
+    assistant_only_loss: bool = True
+    max_length: int | None = 2048
+
+
+@dataclass
+class DataReport:
+    """What the pipeline did to one dataset; shown in logs, in the result and in the model card."""
+
+    source: str
+    format: str
+    rows_read: int
+    rows_used: int
+    skipped_rows: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    too_long_rows: int = 0
+    max_length: int | None = None
+    tokens: int = 0
+    trained_tokens: int = 0
+    cached: bool = False
+
+    def summary(self) -> str:
+        parts = [f"{self.source}: {self.format} format, {self.rows_used}/{self.rows_read} rows used"]
+        if self.skipped_rows:
+            shown = ", ".join(map(str, self.skipped_rows[:10])) + (" ..." if len(self.skipped_rows) > 10 else "")
+            parts.append(f"{len(self.skipped_rows)} bad rows skipped (rows {shown})")
+        if self.too_long_rows:
+            parts.append(f"{self.too_long_rows} rows longer than max_length={self.max_length} will be truncated")
+        parts.append(f"{self.tokens:,} tokens, {self.trained_tokens:,} trained")
+        return "; ".join(parts)
+
+
+@dataclass
+class ConvertedRows:
+    conversations: list[list[dict[str, str]]]
+    report: DataReport
+
+
+def convert_rows(raw: RawRows, options: DataOptions) -> ConvertedRows:
+    """Convert and validate every row; raise or skip bad ones according to ``options.on_bad_rows``."""
+    if options.on_bad_rows not in ("raise", "skip"):
+        raise ConfigError(f"on_bad_rows must be 'raise' or 'skip', got {options.on_bad_rows!r}.")
+    if not raw.rows:
+        raise DataError(f"{raw.source}: the dataset has no rows.")
+    columns = set().union(*(row.keys() for row in raw.rows[:100]))
+    data_format = options.format or detect_format(columns)
+    convert = RowConverter(data_format, role_map=options.role_map, text_part_types=options.text_part_types)
+    conversations, problems, skipped = [], [], []
+    for index, row in enumerate(raw.rows):
+        messages, row_problems = convert(index, row)
+        if not row_problems:
+            row_problems = validate_messages(index, messages)
+        if row_problems:
+            problems.extend(row_problems)
+            skipped.append(index)
+            continue
+        conversations.append(messages)
+    report = DataReport(raw.source, data_format, len(raw.rows), len(conversations), skipped, [str(p) for p in problems])
+    if problems and options.on_bad_rows == "raise":
+        raise DataError(
+            f"{raw.source}: {len(skipped)} of {len(raw.rows)} rows cannot be used ({data_format} format). "
+            "Fix them, or pass on_bad_rows='skip' to train on the others:",
+            problems,
+        )
+    if skipped:
+        logger.warning("%s: skipped %d bad rows: %s", raw.source, len(skipped), "; ".join(report.problems[:5]))
+    if not conversations:
+        raise DataError(f"{raw.source}: no usable rows left after skipping bad ones.", problems)
+    return ConvertedRows(conversations, report)
+
+
+def tokenize_rows(tokenizer, converted: ConvertedRows, options: DataOptions):
+    """Tokenize converted conversations into a ``datasets.Dataset`` with ``input_ids`` and ``labels``."""
+    import datasets
+    from tqdm.auto import tqdm
+
+    input_ids: list[list[int]] = []
+    labels: list[list[int]] = []
+    conversations = converted.conversations
+    starts = range(0, len(conversations), _TOKENIZE_BATCH)
+    progress = tqdm(starts, desc="Tokenizing", unit="batch", disable=len(conversations) < 20 * _TOKENIZE_BATCH)
+    for start in progress:
+        batch = tokenize_conversations(
+            tokenizer, conversations[start : start + _TOKENIZE_BATCH], assistant_only_loss=options.assistant_only_loss
+        )
+        input_ids.extend(batch.input_ids)
+        labels.extend(batch.labels)
+    report = converted.report
+    report.max_length = options.max_length
+    report.tokens = sum(map(len, input_ids))
+    report.trained_tokens = sum(len(row) - row.count(IGNORE_INDEX) for row in labels)
+    if options.max_length is not None:
+        report.too_long_rows = sum(len(row) > options.max_length for row in input_ids)
+        if report.too_long_rows:
+            logger.warning(
+                "%s: %d rows are longer than max_length=%d tokens and will be truncated (keeping the start).",
+                report.source,
+                report.too_long_rows,
+                options.max_length,
+            )
+    return datasets.Dataset.from_dict({"input_ids": input_ids, "labels": labels})
+
+
+def cache_root() -> Path:
+    """Where prepared datasets are cached: ``$PHI3_LORA_HUB_CACHE``, else ``$HF_HOME/phi3_lora_hub/prepared``."""
+    explicit = os.environ.get("PHI3_LORA_HUB_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    hf_home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
+    return Path(hf_home) / "phi3_lora_hub" / "prepared"
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(tokenizer)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _cache_key(raw: RawRows, tokenizer, options: DataOptions) -> str:
+    fingerprint = raw.fingerprint
+    if fingerprint is None:
+        fingerprint = hashlib.sha256(json.dumps(raw.rows, sort_keys=True, default=str).encode()).hexdigest()
+    settings = {**asdict(options), "role_map": dict(options.role_map or {})}
+    payload = json.dumps([_CACHE_VERSION, fingerprint, _tokenizer_fingerprint(tokenizer), settings], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def prepare_dataset(raw: RawRows, tokenizer, options: DataOptions, *, use_cache: bool = True):
+    """Convert, validate and tokenize ``raw``; return ``(dataset, report)``, from the cache when possible."""
+    import datasets
+
+    directory = cache_root() / _cache_key(raw, tokenizer, options) if use_cache else None
+    if directory is not None and (directory / "report.json").is_file():
+        report = DataReport(**json.loads((directory / "report.json").read_text()))
+        report.cached = True
+        logger.info("Using the prepared dataset cached in %s", directory)
+        return datasets.load_from_disk(str(directory / "dataset")), report
+    converted = convert_rows(raw, options)
+    dataset = tokenize_rows(tokenizer, converted, options)
+    report = converted.report
+    if directory is not None:
+        staging = directory.with_name(directory.name + f".tmp{os.getpid()}")
+        dataset.save_to_disk(str(staging / "dataset"))
+        (staging / "report.json").write_text(json.dumps(asdict(report)))
+        with contextlib.suppress(OSError):  # another process may have cached it first
+            staging.rename(directory)  # atomic: a half-written cache entry is never read
+        dataset = datasets.load_from_disk(str(directory / "dataset")) if directory.exists() else dataset
+    return dataset, report
+
+
+def hold_out(dataset, report: DataReport, eval_size: float, seed: int):
+    """Split a prepared dataset into train and eval parts, deterministically for a given ``seed``.
+
+    ``eval_size`` is a fraction when below 1, else a number of conversations. Returns
+    ``(train, train_report, eval, eval_report)``.
+    """
+    total = len(dataset)
+    count = round(eval_size * total) if eval_size < 1 else int(eval_size)
+    if not 0 < count < total:
+        raise ConfigError(f"eval_size={eval_size!r} leaves no rows for training or evaluation ({total} rows).")
+    parts = dataset.train_test_split(test_size=count, seed=seed, shuffle=True)
+
+    def part_report(part, label: str) -> DataReport:
+        lengths = [len(ids) for ids in part["input_ids"]]
+        return replace(
+            report,
+            source=f"{report.source} [{label}]",
+            rows_used=len(part),
+            tokens=sum(lengths),
+            trained_tokens=sum(len(row) - row.count(IGNORE_INDEX) for row in part["labels"]),
+            too_long_rows=sum(n > report.max_length for n in lengths) if report.max_length else 0,
+        )
+
+    train, held = parts["train"], parts["test"]
+    return train, part_report(train, "train"), held, part_report(held, f"{count} held out for eval")

@@ -1,0 +1,137 @@
+"""Read the rows of a dataset from wherever the user keeps it: a Hub id, a local file, a Dataset or a list.
+
+Local JSON/JSONL files are parsed here rather than by Arrow, because chat data often mixes types across rows
+(string content in one row, a list of parts in the next) and a parse error must name the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from phi3_lora_hub.errors import DataError
+
+LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+TRAIN_SPLITS = ("train", "train_sft")
+
+
+@dataclass(frozen=True)
+class RawRows:
+    """Rows as plain dicts, plus where they came from (for reports and model cards)."""
+
+    rows: list[dict[str, Any]]
+    source: str
+    """A short description: the Hub id and split, the file name, or ``in-memory``."""
+    fingerprint: str | None
+    """Identifies the content for caching (file hash, dataset fingerprint); ``None`` when unknown."""
+
+
+def _read_json(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if path.suffix == ".json" and stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+        return data
+    rows = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}: line {line_number} is not valid JSON: {error.msg}") from None
+    return rows
+
+
+def _read_file(path: Path) -> list[dict[str, Any]]:
+    if path.suffix in (".jsonl", ".json"):
+        rows = _read_json(path)
+    elif path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    else:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise DataError(f"{path}: row {index} is a {type(row).__name__}, expected an object with named fields.")
+    return rows
+
+
+def _file_fingerprint(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _pick_split(dataset_dict: Any, split: str | None, name: str) -> tuple[Any, str]:
+    if split is not None:
+        if split not in dataset_dict:
+            raise DataError(f"{name} has no split {split!r}; it has {sorted(dataset_dict)}.")
+        return dataset_dict[split], split
+    for candidate in TRAIN_SPLITS:
+        if candidate in dataset_dict:
+            return dataset_dict[candidate], candidate
+    raise DataError(f"{name} has splits {sorted(dataset_dict)}; choose one with dataset_split=.")
+
+
+def read_rows(source: Any, *, split: str | None = None, config_name: str | None = None) -> RawRows:
+    """Read every row of ``source`` as a dict.
+
+    ``source`` may be a path to a ``.jsonl``/``.json``/``.csv``/``.parquet`` file, a Hub dataset id (``split`` and
+    ``config_name`` select the part), a ``datasets.Dataset`` or ``DatasetDict``, or a list of dicts.
+    """
+    import datasets
+
+    if isinstance(source, datasets.DatasetDict):
+        source, split = _pick_split(source, split, "the DatasetDict")
+    if isinstance(source, datasets.Dataset):
+        return RawRows(source.to_list(), f"in-memory Dataset ({len(source)} rows)", source._fingerprint)
+    if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
+        rows = list(source)
+        for index, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise DataError(f"row {index} is a {type(row).__name__}, expected a dict.")
+        return RawRows([dict(row) for row in rows], f"in-memory list ({len(rows)} rows)", None)
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        if path.is_file():
+            if path.suffix not in LOCAL_SUFFIXES:
+                raise DataError(
+                    f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}."
+                )
+            return RawRows(_read_file(path), path.name, _file_fingerprint(path))
+        if path.suffix in LOCAL_SUFFIXES or path.is_dir() or str(source).startswith((".", "/", "~")):
+            raise DataError(f"Dataset file {str(source)!r} does not exist.")
+        return _read_hub(str(source), split, config_name)
+    raise DataError(
+        f"Unsupported dataset type {type(source).__name__}: pass a path, a Hub id, a Dataset or a list of dicts."
+    )
+
+
+def _read_hub(dataset_id: str, split: str | None, config_name: str | None) -> RawRows:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(dataset_id, config_name, split=split)
+    except Exception as error:  # datasets raises many types (offline, missing repo, bad config)
+        raise DataError(
+            f"Could not load the Hub dataset {dataset_id!r}"
+            f"{f' (config {config_name!r})' if config_name else ''}: {type(error).__name__}: {error}. "
+            "Check the id, your network (HF_HUB_OFFLINE), or pass a local file instead."
+        ) from error
+    if isinstance(loaded, datasets.DatasetDict):
+        loaded, split = _pick_split(loaded, split, dataset_id)
+    return RawRows(loaded.to_list(), f"{dataset_id} ({split})", loaded._fingerprint)

@@ -1,0 +1,122 @@
+"""Load a Phi-3 base model and tokenizer with the settings LoRA training on Phi-3 needs.
+
+- ``trust_remote_code=False`` always: transformers has a native Phi-3, and the legacy remote code breaks on
+  current transformers (and would execute code from the Hub).
+- Only ``model_type == "phi3"`` is accepted, checked from the config before any weights are read.
+- The embedding matrix is never resized: Phi-3's tokenizer has 32011 entries but the embeddings 32064 rows, and
+  resizing to ``len(tokenizer)`` would cut them.
+- Training pads with ``<unk>`` on the right, so padding is never confused with ``<|endoftext|>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from phi3_lora_hub import phi3_format
+from phi3_lora_hub.errors import ModelError
+from phi3_lora_hub.hardware import Hardware
+from phi3_lora_hub.model.quantization import bnb_4bit_config, check_quantization
+
+DTYPES = {"bfloat16", "float16", "float32"}
+
+
+def model_reference(model: Any) -> str:
+    """The id or path a model was loaded from (for configs and cards)."""
+    if isinstance(model, (str, Path)):
+        return str(model)
+    return str(getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "") or "<in-memory model>")
+
+
+def check_phi3_config(config, source: str) -> None:
+    model_type = getattr(config, "model_type", None)
+    if model_type != "phi3":
+        raise ModelError(
+            f"{source} is a {model_type!r} model; phi3-lora-hub trains Phi-3 models (model_type 'phi3', e.g. "
+            "microsoft/Phi-3-mini-4k-instruct). Phi-3-small and Phi-3-vision use other architectures."
+        )
+
+
+def load_phi3_config(model: str, revision: str | None):
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=False)
+    except OSError as error:
+        raise ModelError(f"Cannot load the config of {model!r}: {error}") from error
+    check_phi3_config(config, repr(model))
+    return config
+
+
+def load_tokenizer(model: str, revision: str | None = None, *, for_training: bool = True):
+    """Load the model's fast tokenizer; for training pad with ``<unk>`` on the right, else left-pad for generation."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, revision=revision, trust_remote_code=False)
+    except OSError as error:
+        raise ModelError(f"Cannot load the tokenizer of {model!r}: {error}") from error
+    if not tokenizer.is_fast:
+        raise ModelError(f"The tokenizer of {model!r} is not a fast tokenizer; install `tokenizers`.")
+    missing = [
+        token for token in phi3_format.STOP_TOKENS if tokenizer.convert_tokens_to_ids(token) == tokenizer.unk_token_id
+    ]
+    if missing:
+        raise ModelError(f"The tokenizer of {model!r} lacks the Phi-3 special tokens {missing}.")
+    prepare_tokenizer(tokenizer, for_training=for_training)
+    return tokenizer
+
+
+def prepare_tokenizer(tokenizer, *, for_training: bool) -> None:
+    """Set padding for training (``<unk>`` on the right) or for batched generation (left)."""
+    if for_training:
+        tokenizer.pad_token = tokenizer.unk_token or phi3_format.UNK
+        tokenizer.padding_side = "right"
+    else:
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.unk_token
+        tokenizer.padding_side = "left"
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Ids of ``<|endoftext|>``, ``<|assistant|>`` and ``<|end|>`` in this tokenizer."""
+    return [tokenizer.convert_tokens_to_ids(token) for token in phi3_format.STOP_TOKENS]
+
+
+def load_base_model(
+    model: Any,
+    *,
+    revision: str | None,
+    dtype: str,
+    attn_implementation: str,
+    quantization: str | None,
+    hardware: Hardware,
+):
+    """Load (or check) the Phi-3 base model for LoRA training.
+
+    ``model`` may be a Hub id, a local directory or an already loaded ``PreTrainedModel``. The config is checked
+    before any weights are read; QLoRA support is checked before anything is downloaded.
+    """
+    import torch
+
+    check_quantization(quantization, hardware)
+    if dtype not in DTYPES:
+        raise ModelError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
+    if not isinstance(model, (str, Path)):
+        check_phi3_config(model.config, type(model).__name__)
+        return model
+    load_phi3_config(str(model), revision)
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {
+        "revision": revision,
+        "trust_remote_code": False,
+        "dtype": getattr(torch, dtype),
+        "attn_implementation": attn_implementation,
+    }
+    if quantization == "4bit":
+        kwargs["quantization_config"] = bnb_4bit_config(hardware)
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    loaded = AutoModelForCausalLM.from_pretrained(str(model), **kwargs)
+    loaded.config.use_cache = False  # the KV cache is useless while training and costs memory
+    return loaded

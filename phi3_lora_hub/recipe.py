@@ -1,0 +1,318 @@
+"""``Phi3LoraRecipe``: fine-tune Phi-3 with LoRA on chat data in one call.
+
+The recipe reads top to bottom: resolve the configuration (defaults for Phi-3 and this machine, the user's
+overrides, validated), then ``train()`` loads the tokenizer, prepares the data (convert any supported format,
+validate, tokenize with assistant-only labels), loads the base model, checks the LoRA targets, builds TRL's
+``SFTTrainer`` with a PEFT LoRA config, trains, and saves the adapter with everything needed to use it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from phi3_lora_hub.config.lora import build_lora_config, resolve_lora
+from phi3_lora_hub.config.recipe_config import (
+    DEFAULT_DATASET,
+    DEFAULT_MODEL,
+    RecipeConfig,
+    apply_override,
+    check_keys,
+    read_yaml_settings,
+)
+from phi3_lora_hub.config.training import resolve_training
+from phi3_lora_hub.data.prepare import DataOptions, DataReport, hold_out, prepare_dataset
+from phi3_lora_hub.data.sources import read_rows
+from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.hardware import Hardware, detect_hardware
+from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, model_reference
+from phi3_lora_hub.model.targets import check_target_modules
+from phi3_lora_hub.result import TrainResult
+
+logger = logging.getLogger(__name__)
+
+RECIPE_FILE = "phi3_lora_recipe.yaml"
+DATA_REPORT_FILE = "data_report.json"
+ADAPTER_SUBDIR = "adapter"
+
+
+@dataclass
+class PreparedData:
+    train: Any
+    train_report: DataReport
+    eval: Any | None = None
+    eval_report: DataReport | None = None
+
+
+class Phi3LoraRecipe:
+    """LoRA (or QLoRA) fine-tuning of a Phi-3 model on chat data, with defaults that are right for Phi-3.
+
+    Args:
+        model: Hub id, local directory, or an already loaded Phi-3 ``PreTrainedModel``.
+        dataset: Hub dataset id, local file (``.jsonl``, ``.json``, ``.csv``, ``.parquet``), ``datasets.Dataset``
+            or ``DatasetDict``, or a list of dicts, in any supported chat format.
+        training: ``trl.SFTConfig`` arguments merged over the recipe's defaults.
+        lora: ``peft.LoraConfig`` arguments merged over the recipe's defaults.
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+        **settings: any other :class:`~phi3_lora_hub.config.recipe_config.RecipeConfig` field
+            (``output_dir``, ``eval_split``, ``format``, ``on_bad_rows``, ``quantization``, ``hub_model_id``, ...).
+
+    Unknown keys anywhere raise :class:`~phi3_lora_hub.errors.ConfigError` naming the key and the closest valid one.
+    """
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_MODEL,
+        dataset: Any = DEFAULT_DATASET,
+        *,
+        training: dict[str, Any] | None = None,
+        lora: dict[str, Any] | None = None,
+        callbacks: list[Any] | None = None,
+        **settings: Any,
+    ) -> None:
+        check_keys(settings, RecipeConfig.field_names(), "recipe")
+        self.hardware: Hardware = detect_hardware()
+        self._model_object = None if isinstance(model, (str, Path)) else model
+        self._dataset_object = None if isinstance(dataset, (str, Path)) or dataset is None else dataset
+        self.config = RecipeConfig(
+            model=model_reference(model),
+            dataset=str(dataset) if self._dataset_object is None and dataset is not None else None,
+            training=resolve_training(training, self.hardware),
+            lora=resolve_lora(lora),
+            **{
+                "dtype": "bfloat16" if self.hardware.bf16 else "float32",
+                "attn_implementation": self.hardware.attn_implementation,
+                **settings,
+            },
+        )
+        if self._dataset_object is None and self.config.dataset is None:
+            raise ConfigError("No dataset: pass dataset= (a Hub id, a file, a Dataset or a list of dicts).")
+        self.callbacks = list(callbacks or [])
+        self.trainer = None
+        self.tokenizer = None
+        self.data: PreparedData | None = None
+
+    # -- configuration ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None, **kwargs: Any) -> Phi3LoraRecipe:
+        """Build a recipe from a YAML file; ``overrides`` are ``key=value`` strings (``training.max_steps=10``)."""
+        settings = load_recipe_settings(path, overrides)
+        settings.update(kwargs)
+        return cls(**settings)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """Write the whole resolved configuration as YAML (``from_yaml`` reads it back to the same config)."""
+        return self.config.to_yaml(path)
+
+    # -- data ------------------------------------------------------------------------------------------------------
+
+    def _data_options(self) -> DataOptions:
+        config = self.config
+        return DataOptions(
+            format=config.format,
+            on_bad_rows=config.on_bad_rows,  # type: ignore[arg-type]
+            role_map=config.role_map,
+            text_part_types=tuple(config.text_part_types),
+            assistant_only_loss=config.assistant_only_loss,
+            max_length=config.training.get("max_length"),
+        )
+
+    def prepare_data(self, tokenizer=None) -> PreparedData:
+        """Read, convert, validate and tokenize the training (and evaluation) data; raises ``DataError`` on bad rows."""
+        config = self.config
+        tokenizer = tokenizer or self.load_tokenizer()
+        options = self._data_options()
+        source = self._dataset_object if self._dataset_object is not None else config.dataset
+        raw = read_rows(source, split=config.dataset_split, config_name=config.dataset_config)
+        if config.max_train_samples is not None:
+            raw = type(raw)(
+                raw.rows[: config.max_train_samples], raw.source, f"{raw.fingerprint}:{config.max_train_samples}"
+            )
+        train, train_report = prepare_dataset(raw, tokenizer, options)
+        eval_data = eval_report = None
+        if config.eval_dataset is not None or config.eval_split is not None:
+            eval_source = config.eval_dataset if config.eval_dataset is not None else source
+            eval_raw = read_rows(eval_source, split=config.eval_split, config_name=config.dataset_config)
+            if config.max_eval_samples is not None:
+                eval_raw = type(eval_raw)(
+                    eval_raw.rows[: config.max_eval_samples],
+                    eval_raw.source,
+                    f"{eval_raw.fingerprint}:{config.max_eval_samples}",
+                )
+            eval_data, eval_report = prepare_dataset(eval_raw, tokenizer, options)
+        elif config.eval_size:
+            train, train_report, eval_data, eval_report = hold_out(
+                train, train_report, config.eval_size, config.training.get("data_seed") or 0
+            )
+            if config.max_eval_samples is not None and len(eval_data) > config.max_eval_samples:
+                eval_data = eval_data.select(range(config.max_eval_samples))
+        logger.info("Training data: %s", train_report.summary())
+        if eval_report is not None:
+            logger.info("Evaluation data: %s", eval_report.summary())
+        self.data = PreparedData(train, train_report, eval_data, eval_report)
+        return self.data
+
+    # -- model -----------------------------------------------------------------------------------------------------
+
+    def load_tokenizer(self):
+        """The base model's tokenizer, set up for training (``<unk>`` padding on the right)."""
+        if self.tokenizer is None:
+            source = self.config.model if self._model_object is None else self._model_object.name_or_path
+            self.tokenizer = load_tokenizer(source, self.config.model_revision, for_training=True)
+        return self.tokenizer
+
+    def load_model(self):
+        """The base model, checked to be Phi-3 and to contain every LoRA target module."""
+        config = self.config
+        model = load_base_model(
+            self._model_object if self._model_object is not None else config.model,
+            revision=config.model_revision,
+            dtype=config.dtype,
+            attn_implementation=config.attn_implementation,
+            quantization=config.quantization,
+            hardware=self.hardware,
+        )
+        check_target_modules(model, config.lora["target_modules"])
+        if config.quantization:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=bool(config.training.get("activation_checkpointing")),
+                gradient_checkpointing_kwargs=config.training.get("activation_checkpointing_kwargs"),
+            )
+        return model
+
+    # -- training --------------------------------------------------------------------------------------------------
+
+    def build_trainer(self, model=None, tokenizer=None, data: PreparedData | None = None):
+        """A ready ``trl.SFTTrainer`` with the LoRA config, the prepared data and the recipe's callbacks."""
+        from trl import SFTConfig, SFTTrainer
+
+        from phi3_lora_hub.training_callbacks import CheckpointArtifactsCallback
+
+        config = self.config
+        tokenizer = tokenizer or self.load_tokenizer()
+        data = data or self.data or self.prepare_data(tokenizer)
+        model = model if model is not None else self.load_model()
+        training = dict(config.training)
+        if data.eval is not None and training.get("eval_strategy", "no") == "no":
+            training["eval_strategy"] = training.get("save_strategy", "steps")
+            training.setdefault("eval_steps", training.get("save_steps"))
+        args = SFTConfig(output_dir=config.output_dir, **training)
+        callbacks = [CheckpointArtifactsCallback(self), *self.callbacks]
+        self.trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=data.train,
+            eval_dataset=data.eval,
+            processing_class=tokenizer,
+            peft_config=build_lora_config(config.lora, base_model_name_or_path=config.model),
+            callbacks=callbacks,
+        )
+        return self.trainer
+
+    def train(self, *, resume_from_checkpoint: bool | str | None = None) -> TrainResult:
+        """Train the adapter and save it to ``<output_dir>/adapter``; returns a :class:`TrainResult`."""
+        trainer = self.trainer or self.build_trainer()
+        output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        metrics = dict(output.metrics)
+        if self.data is not None and self.data.eval is not None:
+            metrics.update(self.evaluate())
+        adapter_dir = self.save(Path(self.config.output_dir) / ADAPTER_SUBDIR)
+        checkpoints = sorted(
+            Path(self.config.output_dir).glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1])
+        )
+        return TrainResult(
+            adapter_dir=adapter_dir,
+            output_dir=Path(self.config.output_dir),
+            metrics=metrics,
+            global_step=trainer.state.global_step,
+            checkpoints=checkpoints,
+            train_data=self.data.train_report,
+            eval_data=self.data.eval_report,
+            log_history=list(trainer.state.log_history),
+        )
+
+    def evaluate(self) -> dict[str, float]:
+        """Loss and perplexity on the evaluation data, counting assistant tokens only (as trained)."""
+        trainer = self.trainer or self.build_trainer()
+        if self.data is None or self.data.eval is None:
+            raise ConfigError("No evaluation data: set eval_split=, eval_dataset= or eval_size=.")
+        metrics = trainer.evaluate()
+        metrics["eval_perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else math.inf
+        return metrics
+
+    # -- saving and using the adapter ------------------------------------------------------------------------------
+
+    def write_artifacts(self, directory: str | Path) -> None:
+        """Write the files that travel with every adapter: recipe YAML, generation config, data report."""
+        from phi3_lora_hub.generation import phi3_generation_config
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.to_yaml(directory / RECIPE_FILE)
+        phi3_generation_config(self.load_tokenizer()).save_pretrained(directory)
+        if self.data is not None:
+            reports = {"train": asdict(self.data.train_report)}
+            if self.data.eval_report is not None:
+                reports["eval"] = asdict(self.data.eval_report)
+            (directory / DATA_REPORT_FILE).write_text(json.dumps(reports, indent=2))
+
+    def save(self, directory: str | Path) -> Path:
+        """Save the trained adapter (safetensors), tokenizer, generation config and recipe YAML to ``directory``."""
+        if self.trainer is None:
+            raise ConfigError("Nothing to save yet: call train() first.")
+        directory = Path(directory)
+        self.trainer.model.save_pretrained(directory)
+        tokenizer = self.load_tokenizer()
+        tokenizer.save_pretrained(directory)
+        self.write_artifacts(directory)
+        (directory / "trainer_log.json").write_text(json.dumps(self.trainer.state.log_history, indent=2))
+        return directory
+
+    def adapter_dir(self) -> Path:
+        return Path(self.config.output_dir) / ADAPTER_SUBDIR
+
+    def merge_and_save(self, directory: str | Path, adapter: str | Path | None = None) -> Path:
+        """Merge the adapter into a fresh copy of the base model and save a plain ``transformers`` checkpoint."""
+        from phi3_lora_hub.model.merging import merge_adapter
+
+        return merge_adapter(
+            self.config.model, adapter or self.adapter_dir(), directory, revision=self.config.model_revision
+        )
+
+    def chat(self, messages: list[dict[str, str]], **generation: Any) -> str:
+        """Answer ``messages`` with the trained adapter (greedy by default); stops on Phi-3's end-of-turn tokens."""
+        from phi3_lora_hub.generation import generate_replies, load_for_inference
+
+        if self.trainer is not None:
+            model, tokenizer = self.trainer.model, self.load_tokenizer()
+        else:
+            model, tokenizer = load_for_inference(
+                self.config.model, self.adapter_dir(), revision=self.config.model_revision
+            )
+        try:
+            return generate_replies(model, tokenizer, [messages], **generation)[0].text
+        finally:
+            if tokenizer is self.tokenizer:
+                from phi3_lora_hub.model.loading import prepare_tokenizer
+
+                prepare_tokenizer(tokenizer, for_training=True)
+
+    def __repr__(self) -> str:
+        config = self.config
+        return f"Phi3LoraRecipe(model={config.model!r}, dataset={config.dataset!r}, output_dir={config.output_dir!r})"
+
+
+def load_recipe_settings(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The settings a YAML file (plus ``key=value`` overrides) would pass to :class:`Phi3LoraRecipe`."""
+    settings = read_yaml_settings(path)
+    for assignment in overrides or []:
+        apply_override(settings, assignment)
+    return settings

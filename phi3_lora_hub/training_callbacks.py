@@ -1,0 +1,26 @@
+"""Trainer callbacks the recipe always installs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from transformers import TrainerCallback
+
+if TYPE_CHECKING:
+    from phi3_lora_hub.recipe import Phi3LoraRecipe
+
+
+class CheckpointArtifactsCallback(TrainerCallback):
+    """Writes the recipe YAML, the Phi-3 generation config and the data report into every checkpoint.
+
+    So each ``checkpoint-N`` is a usable adapter on its own: it stops on the right tokens and says how it was made.
+    """
+
+    def __init__(self, recipe: Phi3LoraRecipe) -> None:
+        self.recipe = recipe
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.recipe.write_artifacts(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+        return control
