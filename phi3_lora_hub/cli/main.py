@@ -1,0 +1,59 @@
+"""The ``phi3-lora-hub`` command line: one subcommand per module in ``phi3_lora_hub.cli.commands``.
+
+Errors are printed as one readable message (no traceback) unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# Each module defines `register(subparsers)`, which adds its subcommand and sets `func(args) -> int`.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phi3-lora-hub",
+        description="Fine-tune Phi-3 with LoRA on chat data, push checkpoints to the Hub, compare adapters.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"phi3_lora_hub.cli.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if args.debug else "%(message)s",
+    )
+    if not args.debug:
+        # Library chatter (deprecation notices, HTTP request logs) is noise at the command line.
+        for noisy in ("httpx", "httpx2", "urllib3", "datasets", "filelock"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        from phi3_lora_hub.errors import Phi3LoraHubError
+
+        if isinstance(error, Phi3LoraHubError):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"error: {type(error).__name__}: {error}\n(run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
