@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub import phi3_format
-from phi3_lora_hub.model.loading import prepare_tokenizer, stop_token_ids
+from phi3_lora_hub.model.loading import stop_token_ids
 
 Messages = Sequence[dict[str, str]]
 
@@ -51,11 +51,14 @@ def generate_replies(
     seed: int | None = 0,
     batch_size: int = 8,
 ) -> list[Reply]:
-    """Answer each conversation (its last turn should be the user's); ``temperature=0`` is greedy decoding."""
+    """Answer each conversation (its last turn should be the user's); ``temperature=0`` is greedy decoding.
+
+    Batches are padded on the left for this call only; the tokenizer's own settings are left untouched.
+    """
     import torch
 
-    prepare_tokenizer(tokenizer, for_training=False)
     stops = stop_token_ids(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.unk_token_id
     sampling = temperature > 0
     device = next(model.parameters()).device
     replies: list[Reply] = []
@@ -65,7 +68,9 @@ def generate_replies(
         for start in range(0, len(conversations), batch_size):
             batch = conversations[start : start + batch_size]
             prompts = [phi3_format.render(messages, add_generation_prompt=True).text for messages in batch]
-            encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            encoded = tokenizer(
+                prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+            ).to(device)
             if seed is not None:
                 torch.manual_seed(seed)
             with torch.no_grad():
@@ -77,7 +82,7 @@ def generate_replies(
                     top_p=top_p if sampling else None,
                     top_k=None,
                     eos_token_id=stops,
-                    pad_token_id=tokenizer.pad_token_id,
+                    pad_token_id=pad_id,
                     use_cache=True,
                 )
             new = output[:, encoded["input_ids"].shape[1] :]

@@ -89,8 +89,6 @@ class Phi3LoraRecipe:
                 **settings,
             },
         )
-        if self._dataset_object is None and self.config.dataset is None:
-            raise ConfigError("No dataset: pass dataset= (a Hub id, a file, a Dataset or a list of dicts).")
         self.callbacks = list(callbacks or [])
         self.trainer = None
         self.tokenizer = None
@@ -128,6 +126,8 @@ class Phi3LoraRecipe:
         tokenizer = tokenizer or self.load_tokenizer()
         options = self._data_options()
         source = self._dataset_object if self._dataset_object is not None else config.dataset
+        if source is None:
+            raise ConfigError("No dataset: pass dataset= (a Hub id, a file, a Dataset or a list of dicts).")
         raw = read_rows(source, split=config.dataset_split, config_name=config.dataset_config)
         if config.max_train_samples is not None:
             raw = type(raw)(
@@ -297,13 +297,7 @@ class Phi3LoraRecipe:
             model, tokenizer = load_for_inference(
                 self.config.model, self.adapter_dir(), revision=self.config.model_revision
             )
-        try:
-            return generate_replies(model, tokenizer, [messages], **generation)[0].text
-        finally:
-            if tokenizer is self.tokenizer:
-                from phi3_lora_hub.model.loading import prepare_tokenizer
-
-                prepare_tokenizer(tokenizer, for_training=True)
+        return generate_replies(model, tokenizer, [messages], **generation)[0].text
 
     def __repr__(self) -> str:
         config = self.config

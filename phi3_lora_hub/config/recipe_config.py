@@ -25,7 +25,8 @@ class RecipeConfig:
     model_revision: str | None = None
     """Branch, tag or commit of the base model. Pin it: Phi-3's chat template changed silently in 2024."""
     dataset: str | None = DEFAULT_DATASET
-    """Hub dataset id or local file (.jsonl, .json, .csv, .parquet); ``None`` for in-memory data."""
+    """Hub dataset id or local file (.jsonl, .json, .csv, .parquet). In-memory data (a ``Dataset`` or a list) is
+    recorded as ``None``: pass it again, e.g. ``Phi3LoraRecipe.from_yaml(path, dataset=rows)``."""
     dataset_config: str | None = None
     """Configuration name of a Hub dataset."""
     dataset_split: str | None = None

@@ -29,6 +29,14 @@ RESERVED_KEYS: dict[str, str] = {
 }
 
 
+# Names from older TRL/transformers releases (and the Phi-3 cookbook) that users still type.
+RENAMED_KEYS: dict[str, str] = {
+    "max_seq_length": "max_length",
+    "evaluation_strategy": "eval_strategy",
+    "warmup_ratio": "warmup_steps",  # a float below 1 is read as a ratio of the total steps
+}
+
+
 def training_defaults(hardware: Hardware) -> dict[str, Any]:
     """The recipe's defaults for ``trl.SFTConfig``, each chosen for LoRA on Phi-3 and this machine."""
     gpu = hardware.cuda
@@ -99,6 +107,10 @@ def resolve_training(user: Mapping[str, Any] | None, hardware: Hardware) -> dict
     for key in user:
         if key in RESERVED_KEYS:
             raise ConfigError(f"training key {key!r} is managed by the recipe. {RESERVED_KEYS[key]}")
+        if key in RENAMED_KEYS:
+            raise ConfigError(
+                f"Unknown training key {key!r}. Did you mean {RENAMED_KEYS[key]!r}? (renamed in trl.SFTConfig)"
+            )
         if key not in valid:
             raise unknown_key_error(
                 "training", key, [k for k in valid if k not in RESERVED_KEYS], " (see trl.SFTConfig)"

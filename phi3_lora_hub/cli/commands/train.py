@@ -1,0 +1,48 @@
+"""``phi3-lora-hub train CONFIG.yaml [--set key=value ...]``: run a recipe described in YAML."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train from a YAML config",
+        description="Train a LoRA adapter from a recipe YAML file (the format Phi3LoraRecipe.to_yaml writes).",
+    )
+    parser.add_argument("config", help="path to the recipe YAML")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set training.max_steps=100 --set lora.r=8 (repeatable)",
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CHECKPOINT",
+        help="resume from the newest checkpoint in output_dir, or from CHECKPOINT",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="resolve and print the config, check the data, stop")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from phi3_lora_hub.recipe import Phi3LoraRecipe
+
+    recipe = Phi3LoraRecipe.from_yaml(args.config, args.overrides)
+    if args.dry_run:
+        print(recipe.to_yaml(), end="")
+        data = recipe.prepare_data()
+        print(f"# train data: {data.train_report.summary()}")
+        if data.eval_report is not None:
+            print(f"# eval data: {data.eval_report.summary()}")
+        return 0
+    result = recipe.train(resume_from_checkpoint=args.resume)
+    print(result)
+    return 0

@@ -1,0 +1,124 @@
+"""Configuration: defaults, merging, validation of training/lora keys, YAML round trip and overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from phi3_lora_hub import ConfigError, Phi3LoraRecipe
+from phi3_lora_hub.config.lora import LORA_DEFAULTS, PHI3_TARGET_MODULES, resolve_lora
+from phi3_lora_hub.config.recipe_config import apply_override
+from phi3_lora_hub.config.training import resolve_training
+from phi3_lora_hub.data.sample import sample_conversations
+from phi3_lora_hub.hardware import Hardware
+
+CPU = Hardware(cuda=False, bf16=False, flash_attention=False, device_name="cpu")
+GPU = Hardware(cuda=True, bf16=True, flash_attention=True, device_name="H100")
+
+
+def test_training_defaults_follow_the_hardware():
+    cpu, gpu = resolve_training(None, CPU), resolve_training(None, GPU)
+    assert (cpu["bf16"], cpu["use_cpu"], cpu["activation_checkpointing"]) == (False, True, False)
+    assert (gpu["bf16"], gpu["use_cpu"], gpu["activation_checkpointing"]) == (True, False, True)
+    assert gpu["activation_checkpointing_kwargs"] == {"use_reentrant": False}
+    assert cpu["learning_rate"] == 1e-4 and cpu["lr_scheduler_type"] == "cosine"
+    assert GPU.attn_implementation == "flash_attention_2" and CPU.attn_implementation == "sdpa"
+
+
+def test_user_training_values_override_defaults_and_numbers_are_coerced():
+    merged = resolve_training({"learning_rate": "2e-4", "max_steps": "10", "logging_steps": 1}, CPU)
+    assert merged["learning_rate"] == pytest.approx(2e-4)
+    assert merged["max_steps"] == 10 and isinstance(merged["max_steps"], int)
+    assert merged["logging_steps"] == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "suggestion"),
+    [
+        ("learning_rte", "learning_rate"),
+        ("per_device_train_batchsize", "per_device_train_batch_size"),
+        ("max_seq_length", "max_length"),
+        ("warmup_ratio", "warmup_steps"),
+        ("nonsense_key_xyz", None),
+    ],
+)
+def test_unknown_training_key_is_named_with_the_closest_valid_one(key, suggestion):
+    with pytest.raises(ConfigError) as caught:
+        resolve_training({key: 1}, CPU)
+    message = str(caught.value)
+    assert f"Unknown training key {key!r}" in message
+    if suggestion:
+        assert f"Did you mean {suggestion!r}" in message
+
+
+@pytest.mark.parametrize(
+    "key", ["hub_token", "push_to_hub", "output_dir", "gradient_checkpointing", "trust_remote_code"]
+)
+def test_keys_the_recipe_manages_are_refused_with_a_hint(key):
+    with pytest.raises(ConfigError, match=f"training key '{key}' is managed by the recipe"):
+        resolve_training({key: True}, CPU)
+
+
+def test_bf16_on_a_machine_without_it_is_refused():
+    with pytest.raises(ConfigError, match="no native bfloat16"):
+        resolve_training({"bf16": True}, CPU)
+
+
+def test_lora_defaults_target_every_fused_phi3_linear():
+    merged = resolve_lora({"r": 8})
+    assert merged["r"] == 8 and merged["lora_alpha"] == LORA_DEFAULTS["lora_alpha"]
+    assert merged["target_modules"] == list(PHI3_TARGET_MODULES)
+
+
+def test_unknown_lora_key_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError, match="Unknown lora key 'lora_alpah'. Did you mean 'lora_alpha'"):
+        resolve_lora({"lora_alpah": 16})
+    with pytest.raises(ConfigError, match="lora key 'task_type' is managed"):
+        resolve_lora({"task_type": "SEQ_CLS"})
+    with pytest.raises(ConfigError, match="positive integer"):
+        resolve_lora({"r": 0})
+
+
+def test_unknown_recipe_setting_is_named():
+    with pytest.raises(ConfigError, match="Unknown recipe key 'outptu_dir'. Did you mean 'output_dir'"):
+        Phi3LoraRecipe("unused", [], outptu_dir="x")
+
+
+def test_yaml_round_trip_gives_the_same_resolved_config(tmp_path, tiny_model_dir):
+    recipe = Phi3LoraRecipe(
+        str(tiny_model_dir),
+        str(tmp_path / "data.jsonl"),
+        output_dir=str(tmp_path / "out"),
+        eval_size=0.1,
+        role_map={"bot2": "assistant"},
+        training={"max_steps": 5, "learning_rate": 3e-3},
+        lora={"r": 4, "target_modules": ["qkv_proj", "o_proj"]},
+    )
+    path = tmp_path / "recipe.yaml"
+    recipe.to_yaml(path)
+    again = Phi3LoraRecipe.from_yaml(path)
+    assert again.config == recipe.config
+    assert again.to_yaml() == path.read_text()
+
+
+def test_from_yaml_applies_overrides_and_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("model: m\ndataset: d.jsonl\ntraining:\n  max_steps: 3\n")
+    recipe = Phi3LoraRecipe.from_yaml(path, ["training.max_steps=7", "lora.r=4", "output_dir=o"])
+    assert recipe.config.training["max_steps"] == 7
+    assert recipe.config.lora["r"] == 4 and recipe.config.output_dir == "o"
+    path.write_text("model: m\ndatset: d.jsonl\n")
+    with pytest.raises(ConfigError, match="Unknown recipe key 'datset'. Did you mean 'dataset'"):
+        Phi3LoraRecipe.from_yaml(path)
+
+
+def test_override_syntax_errors_are_clear():
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_override({}, "training.max_steps")
+    with pytest.raises(ConfigError, match="Unknown recipe key 'trainng'"):
+        apply_override({}, "trainng.max_steps=3")
+
+
+def test_recipe_accepts_in_memory_data_and_records_no_path():
+    recipe = Phi3LoraRecipe("some/model", sample_conversations(3))
+    assert recipe.config.dataset is None
+    assert recipe.config.model == "some/model"
