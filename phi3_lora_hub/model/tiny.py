@@ -20,7 +20,7 @@ from pathlib import Path
 from phi3_lora_hub import phi3_format
 from phi3_lora_hub.data.sample import COUNTRIES, plain_conversations, sample_conversations
 
-_BUILD_VERSION = 1  # bump when the builder changes what it writes, to invalidate cached tiny models
+_BUILD_VERSION = 2  # bump when the builder changes what it writes, to invalidate cached tiny models
 BYTE_TOKENS = tuple(f"<0x{value:02X}>" for value in range(256))
 _GENERAL_TEXT = (
     "Hello! How can I help you today? Thank you, that is a good question. I am not sure, please tell me more. "
@@ -109,17 +109,23 @@ def build_tiny_tokenizer(vocab_size: int = TinyPhi3Config.tokenizer_vocab_size):
 
 
 def _pretrain(model, tokenizer, steps: int, seed: int, batch_size: int = 32) -> None:
-    """A short, deterministic full-parameter training run on terse chats (whole-sequence loss)."""
+    """A short, deterministic full-parameter run (whole-sequence loss) on terse chats and on plain prose.
+
+    The prose (the sample data's sentences, outside any chat) gives every word of the vocabulary a trained
+    output embedding, as a real pretrained model has; the chats teach the terse answering style.
+    """
     import torch
 
     from phi3_lora_hub.data.tokenization import IGNORE_INDEX, tokenize_conversations
 
-    rows = [row["messages"] for row in plain_conversations(1024, seed=seed)]
-    encoded = tokenize_conversations(tokenizer, rows, assistant_only_loss=False)
-    width = max(map(len, encoded.input_ids))
+    chats = [row["messages"] for row in plain_conversations(768, seed=seed)]
+    sequences = tokenize_conversations(tokenizer, chats, assistant_only_loss=False).input_ids
+    prose = [" ".join(m["content"] for m in row["messages"][1:]) for row in sample_conversations(256, seed=seed + 2)]
+    sequences += tokenizer(prose, add_special_tokens=False)["input_ids"]
+    width = max(map(len, sequences))
     pad = tokenizer.convert_tokens_to_ids(phi3_format.UNK)
-    ids = torch.tensor([row + [pad] * (width - len(row)) for row in encoded.input_ids])
-    labels = torch.tensor([row + [IGNORE_INDEX] * (width - len(row)) for row in encoded.labels])
+    ids = torch.tensor([row + [pad] * (width - len(row)) for row in sequences])
+    labels = torch.tensor([row + [IGNORE_INDEX] * (width - len(row)) for row in sequences])
     mask = (labels != IGNORE_INDEX).long()
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)

@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         description="Train a LoRA adapter on the offline tiny Phi-3 with the bundled sample data, in about a minute.",
     )
     parser.add_argument("--output-dir", default="quickstart-output", help="where everything is written")
-    parser.add_argument("--max-steps", type=int, default=None, help="training steps (default: 600)")
+    parser.add_argument("--max-steps", type=int, default=None, help="training steps (default: 300)")
     parser.set_defaults(func=run)
 
 

@@ -1,0 +1,36 @@
+"""Every example script runs offline on the tiny Phi-3 (``--tiny``), and the YAML example parses and resolves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, subprocess_env
+
+from phi3_lora_hub import Phi3LoraRecipe
+
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["phi3_ultrachat.py", "qlora.py", "own_jsonl.py"])
+def test_example_runs_with_tiny(script, tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--tiny", "--output-dir", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_yaml_example_resolves_to_a_valid_recipe():
+    recipe = Phi3LoraRecipe.from_yaml(EXAMPLES / "phi3_lora.yaml")
+    assert recipe.config.model == "microsoft/Phi-3-mini-4k-instruct"
+    assert recipe.config.dataset_split == "train_sft" and recipe.config.eval_split == "test_sft"
+    assert recipe.config.lora["target_modules"] == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+    assert recipe.config.training["learning_rate"] == 1e-4
