@@ -75,18 +75,16 @@ class LoralibRecord:
 
 
 def lora_state_dict(model: Any, bias: str = "none") -> dict[str, Any]:
-    """``lora.lora_state_dict(model, bias)`` as contiguous CPU tensors, read with every layer unmerged.
+    """``lora.lora_state_dict(model, bias)`` as contiguous CPU copies, safe to save while training goes on.
 
-    The LoRA tensors do not change when loralib merges, but reading unmerged keeps this correct for layers a user
-    merged by hand, and CPU copies make the result safe to save while training goes on.
+    Merging never changes the LoRA tensors, so this reads them as they are: unmerging just to read them would
+    move the pretrained weights by an ulp (see :mod:`.merging`).
     """
     from phi3_lora_hub.loralib_backend.dependency import require_loralib
-    from phi3_lora_hub.loralib_backend.merging import unmerged
 
     lora = require_loralib()
-    with unmerged(model):
-        state = lora.lora_state_dict(model, bias=bias)
-        return {key: tensor.detach().to("cpu", copy=True).contiguous() for key, tensor in state.items()}
+    state = lora.lora_state_dict(model, bias=bias)
+    return {key: tensor.detach().to("cpu", copy=True).contiguous() for key, tensor in state.items()}
 
 
 def save_loralib_checkpoint(state_dict: dict[str, Any], record: LoralibRecord, directory: str | Path) -> Path:

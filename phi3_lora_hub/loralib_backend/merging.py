@@ -37,9 +37,9 @@ def set_merged(layer: Any, merged: bool) -> None:
 def merging_disabled(model: Any) -> Iterator[None]:
     """Inside: every layer unmerged and ``merge_weights=False`` (``eval()`` computes B·A on the fly).
 
-    On exit ``merge_weights`` is restored, and layers that are in eval mode with ``merge_weights=True`` are merged
-    again, so loralib's own invariant holds. Training and evaluation run inside this, so the pretrained weights
-    stay bit-for-bit what was loaded.
+    Training and evaluation run inside this, so the pretrained weights stay bit-for-bit what was loaded. On exit
+    ``merge_weights`` is restored but nothing is merged: loralib computes unmerged layers correctly in either mode,
+    and merges them at the next ``eval()`` call.
     """
     saved = []
     for layer in lora_layers(model):
@@ -51,8 +51,6 @@ def merging_disabled(model: Any) -> Iterator[None]:
     finally:
         for layer, merge_weights in saved:
             layer.merge_weights = merge_weights
-            if merge_weights and not layer.training:
-                set_merged(layer, True)
 
 
 @contextmanager
