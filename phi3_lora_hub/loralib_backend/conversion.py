@@ -46,7 +46,6 @@ _PEFT_FEATURES_LORALIB_LACKS = (
     "modules_to_save",
     "trainable_token_indices",
     "layers_to_transform",
-    "layers_pattern",
     "layer_replication",
     "exclude_modules",
     "target_parameters",
@@ -66,7 +65,7 @@ class PeftAdapter:
     state_dict: dict[str, Any]
     config: dict[str, Any]
     metadata: dict[str, Any] = field(default_factory=dict)
-    """Where it came from (the loralib spec for converted adapters), for model cards."""
+    """Where it came from, for model cards: ``{"trained_with": "loralib", "qkv_slices": [...], "r": ..., ...}``."""
 
     def lora_config(self) -> Any:
         """The ``peft.LoraConfig`` (in inference mode, like a saved adapter)."""
@@ -133,7 +132,8 @@ def loralib_to_peft(
         lora_a, lora_b = pair["lora_A"], pair["lora_B"]
         sliced = short == QKV_MODULE and not spec.fused_qkv
         expected_rank = spec.qkv_rank if sliced else spec.r
-        if lora_a.dim() != 2 or lora_b.dim() != 2 or lora_a.shape[0] != expected_rank or lora_b.shape[1] != spec.r:
+        fits = lora_a.dim() == lora_b.dim() == 2 and lora_a.shape[0] == expected_rank and lora_b.shape[1] == spec.r
+        if not fits or (sliced and lora_b.shape[0] % len(spec.qkv_slices)):
             raise NotRepresentableError(
                 f"{module}: lora_A {tuple(lora_a.shape)} / lora_B {tuple(lora_b.shape)} do not fit r={spec.r}"
                 f"{f' with qkv_slices={list(spec.qkv_slices)}' if sliced else ''} (lora_A needs {expected_rank} rows,"
@@ -169,7 +169,7 @@ def loralib_to_peft(
                 f"lora_alpha={spec.lora_alpha!r} times {slices} slices is not exact in floating point, so PEFT's "
                 "scaling would differ from loralib's in the last bit; use an integer lora_alpha."
             )
-    return PeftAdapter(peft_state, config, {"trained_with": "loralib", "loralib_spec": spec.to_dict()})
+    return PeftAdapter(peft_state, config, {"trained_with": "loralib", **spec.to_dict()})
 
 
 def _block_diagonal_b(lora_b: Any, spec: LoralibSpec, torch: Any) -> Any:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from safetensors import safe_open
 
 pytest.importorskip("loralib")
 
@@ -88,6 +89,9 @@ def test_recorded_slices_are_used_when_converting_back(tmp_path):
     save_loralib_checkpoint(lora_state_dict(model), LoralibRecord(spec, "base/model"), tmp_path / "ckpt")
     convert_loralib_dir(tmp_path / "ckpt", tmp_path / "peft")
     assert json.loads((tmp_path / "peft" / LORALIB_CONFIG_NAME).read_text())["qkv_slices"] == ["k"]
+    with safe_open(str(tmp_path / "peft" / "adapter_model.safetensors"), "pt") as weights:
+        recorded = json.loads(weights.metadata()["loralib"])  # travels with the weights file too
+    assert recorded["trained_with"] == "loralib" and recorded["qkv_slices"] == ["k"] and recorded["lora_alpha"] == 4
     assert read_peft_adapter(tmp_path / "peft")[1].base_model_name_or_path == "base/model"
     convert_peft_dir(tmp_path / "peft", tmp_path / "again")
     state, record = read_loralib_checkpoint(tmp_path / "again")
@@ -170,3 +174,18 @@ def _write(adapter, directory):
     from phi3_lora_hub.loralib_backend.checkpoint import write_peft_adapter
 
     return write_peft_adapter(adapter, directory)
+
+
+def test_a_checkpoint_directory_converts_in_place_for_a_push(tmp_path):
+    model = random_phi3()
+    spec = LoralibSpec(r=4, lora_alpha=8, target_modules=("qkv_proj",))
+    patch_phi3(model, spec)
+    fill_lora(model)
+    save_loralib_checkpoint(lora_state_dict(model), LoralibRecord(spec), tmp_path)
+    convert_loralib_dir(tmp_path, base_model_name_or_path="me/phi3-base", revision="abc123")
+    _, config = read_peft_adapter(tmp_path)
+    assert (config.base_model_name_or_path, config.revision) == ("me/phi3-base", "abc123")
+    assert read_loralib_record(tmp_path).base_model_name_or_path == "me/phi3-base"
+    peft = PeftModel.from_pretrained(random_phi3(), str(tmp_path)).eval()
+    ids = input_ids()
+    assert (logits(peft, ids) - logits(model.eval(), ids)).abs().max() < 1e-5
