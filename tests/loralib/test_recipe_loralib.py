@@ -147,3 +147,20 @@ def test_loralib_settings_survive_the_recipe_yaml(run, tmp_path):
 def test_loralib_cannot_be_combined_with_qlora(tiny_model_dir):
     with pytest.raises(ConfigError, match="cannot train QLoRA"):
         Phi3LoraRecipe(str(tiny_model_dir), sample_conversations(4), quantization="4bit", lora=LORA)
+
+
+def test_the_adapter_merges_and_chats_like_any_other(run, tmp_path):
+    """Runs last: chat() switches the in-memory model to eval(), which lets loralib merge its weights."""
+    from transformers import AutoModelForCausalLM
+
+    from phi3_lora_hub.generation import load_for_inference
+
+    recipe, result = run
+    merged = AutoModelForCausalLM.from_pretrained(str(recipe.merge_and_save(tmp_path / "merged")))
+    peft_model, tokenizer = load_for_inference(recipe.config.model, result.adapter_dir)
+    ids = token_batch(tokenizer)
+    with torch.no_grad():
+        assert (merged(input_ids=ids).logits - peft_model(input_ids=ids).logits).abs().max() < 1e-4
+    reply = recipe.chat([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=8)
+    assert isinstance(reply, str)
+    assert all(layer.merged for layer in recipe.trainer.model.modules() if hasattr(layer, "merge_weights"))
