@@ -29,6 +29,7 @@ from phi3_lora_hub.data.prepare import DataOptions, DataReport, hold_out, prepar
 from phi3_lora_hub.data.sources import read_rows
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.hardware import Hardware, detect_hardware
+from phi3_lora_hub.loralib_backend.spec import LoralibSpec, is_loralib
 from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, model_reference
 from phi3_lora_hub.model.targets import check_target_modules
 from phi3_lora_hub.result import TrainResult
@@ -56,7 +57,8 @@ class Phi3LoraRecipe:
         dataset: Hub dataset id, local file (``.jsonl``, ``.json``, ``.csv``, ``.parquet``), ``datasets.Dataset``
             or ``DatasetDict``, or a list of dicts, in any supported chat format.
         training: ``trl.SFTConfig`` arguments merged over the recipe's defaults.
-        lora: ``peft.LoraConfig`` arguments merged over the recipe's defaults.
+        lora: ``peft.LoraConfig`` arguments merged over the recipe's defaults; ``backend="loralib"`` trains
+            Microsoft's loralib layers instead (see :mod:`phi3_lora_hub.loralib_backend`).
         callbacks: extra ``transformers.TrainerCallback`` objects.
         **settings: any other :class:`~phi3_lora_hub.config.recipe_config.RecipeConfig` field
             (``output_dir``, ``eval_split``, ``format``, ``on_bad_rows``, ``quantization``, ``hub_model_id``, ...).
@@ -89,6 +91,8 @@ class Phi3LoraRecipe:
                 **settings,
             },
         )
+        if is_loralib(self.config.lora) and self.config.quantization:
+            raise ConfigError("lora backend='loralib' wraps plain nn.Linear layers: it cannot train QLoRA; use 'peft'.")
         self.callbacks = list(callbacks or [])
         self.trainer = None
         self.tokenizer = None
@@ -178,6 +182,10 @@ class Phi3LoraRecipe:
             hardware=self.hardware,
         )
         check_target_modules(model, config.lora["target_modules"])
+        if is_loralib(config.lora):  # loralib backend: swap in loralib layers now; the trainer gets no peft_config
+            from phi3_lora_hub.loralib_backend.patching import patch_phi3
+
+            patch_phi3(model, LoralibSpec.from_dict(config.lora))
         if config.quantization:
             from peft import prepare_model_for_kbit_training
 
@@ -206,16 +214,30 @@ class Phi3LoraRecipe:
             training.setdefault("eval_steps", training.get("save_steps"))
         args = SFTConfig(output_dir=config.output_dir, **training)
         callbacks = [CheckpointArtifactsCallback(self), *self.callbacks]
-        self.trainer = SFTTrainer(
+        if is_loralib(config.lora):
+            from phi3_lora_hub.loralib_backend.trainer import LoralibSFTTrainer
+
+            trainer_class, lora_kwargs = LoralibSFTTrainer, self._loralib_trainer_kwargs()
+        else:
+            lora_config = build_lora_config(config.lora, base_model_name_or_path=config.model)
+            trainer_class, lora_kwargs = SFTTrainer, {"peft_config": lora_config}
+        self.trainer = trainer_class(
             model=model,
             args=args,
             train_dataset=data.train,
             eval_dataset=data.eval,
             processing_class=tokenizer,
-            peft_config=build_lora_config(config.lora, base_model_name_or_path=config.model),
             callbacks=callbacks,
+            **lora_kwargs,
         )
         return self.trainer
+
+    def _loralib_trainer_kwargs(self) -> dict[str, Any]:
+        return {
+            "loralib_spec": LoralibSpec.from_dict(self.config.lora),
+            "base_model_name_or_path": self.config.model,
+            "base_model_revision": self.config.model_revision,
+        }
 
     def train(self, *, resume_from_checkpoint: bool | str | None = None) -> TrainResult:
         """Train the adapter and save it to ``<output_dir>/adapter``; returns a :class:`TrainResult`."""
@@ -265,11 +287,17 @@ class Phi3LoraRecipe:
             (directory / DATA_REPORT_FILE).write_text(json.dumps(reports, indent=2))
 
     def save(self, directory: str | Path) -> Path:
-        """Save the trained adapter (safetensors), tokenizer, generation config and recipe YAML to ``directory``."""
+        """Save the trained adapter (safetensors), tokenizer, generation config and recipe YAML to ``directory``.
+
+        A loralib run saves its ``lora_state_dict`` and the converted PEFT adapter, so the directory loads like any.
+        """
         if self.trainer is None:
             raise ConfigError("Nothing to save yet: call train() first.")
         directory = Path(directory)
-        self.trainer.model.save_pretrained(directory)
+        if is_loralib(self.config.lora):  # loralib state dict + the equivalent PEFT adapter, side by side
+            self.trainer.save_adapter(directory)
+        else:
+            self.trainer.model.save_pretrained(directory)
         tokenizer = self.load_tokenizer()
         tokenizer.save_pretrained(directory)
         self.write_artifacts(directory)
