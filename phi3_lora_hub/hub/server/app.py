@@ -124,6 +124,7 @@ class HubApp:
                 duration_s=round(time.monotonic() - started, 4),
                 request_id=request.headers.get("X-Request-Id") or request.headers.get("X-Amzn-Trace-Id"),
                 fault=rule.id if rule else None,
+                error_code=response.headers.get("X-Error-Code"),
             )
         )
         return response

@@ -36,6 +36,8 @@ class RequestRecord:
     """The client's ``X-Request-Id``/``X-Amzn-Trace-Id``, which ``huggingface_hub`` puts in its error messages."""
     fault: int | None = None
     """The id of the fault rule applied to the request, if any."""
+    error_code: str | None = None
+    """The ``X-Error-Code`` sent with an error status (``None`` for successes, and for bare 404s)."""
 
     @property
     def route(self) -> str:

@@ -62,6 +62,8 @@ def default_tokens() -> dict[str, User]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, each answer waits ~40 ms for a delayed ACK.
+    disable_nagle_algorithm = True
     server_version = "phi3-lora-hub-local-hub/1"
     sys_version = ""
     server: _Server
