@@ -175,6 +175,15 @@ def test_every_error_response_carries_an_error_code(hub, api, repo, raw):
         assert record.error_code, record
 
 
+def test_malformed_http_gets_a_coded_error_too(hub):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as connection:
+        connection.sendall(b"GET /api/whoami-v2 HTTP/1.1\r\nHost: x\r\nX-Huge: " + b"a" * 70_000 + b"\r\n\r\n")
+        answer = connection.recv(4096).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 431 ") and "X-Error-Code: ProtocolError" in answer
+
+
 def test_bare_404_switch_breaks_file_exists_as_documented(hub, api, repo):
     assert api.file_exists(repo, "missing.txt") is False
     hub.settings.bare_404 = True

@@ -44,8 +44,7 @@ def _glob_to_regex(glob: str) -> str:
             i += 1
         elif glob[i] == "[" and (end := glob.find("]", i + 2)) != -1:
             body = glob[i + 1 : end]
-            body = "^" + body[1:] if body.startswith("!") else body
-            out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
+            out.append(f"[^{body[1:]}]" if body.startswith("!") else f"[{body}]")
             i = end + 1
         elif glob[i] == "\\" and i + 1 < len(glob):
             out.append(re.escape(glob[i + 1]))

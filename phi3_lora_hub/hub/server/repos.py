@@ -30,7 +30,7 @@ from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.blobs import BlobStore
 from phi3_lora_hub.hub.server.errors import HubError
 from phi3_lora_hub.hub.server.fsutil import atomic_write_bytes, atomic_write_json, read_json
-from phi3_lora_hub.hub.server.objects import Commit, FileEntry, is_directory, utc_now_iso
+from phi3_lora_hub.hub.server.objects import Commit, FileEntry, utc_now_iso
 from phi3_lora_hub.hub.server.patterns import DEFAULT_GITATTRIBUTES
 
 REPO_TYPES = ("model", "dataset", "space")
@@ -368,7 +368,9 @@ def _apply(tree: dict[str, FileEntry], operations: Sequence[CommitOperation], ba
                 raise errors.entry_not_found(operation.path, base_oid)
         else:
             folder = operation.path.strip("/")
-            doomed = [path for path in tree if path.startswith(f"{folder}/")] if folder else list(tree)
+            if not folder:
+                raise errors.bad_request("Cannot delete the root folder: delete the repository or its folders instead.")
+            doomed = [path for path in tree if path.startswith(f"{folder}/")]
             if not doomed:
                 raise errors.entry_not_found(operation.path, base_oid, what="folder")
             for path in doomed:
@@ -494,13 +496,3 @@ class RepoStore:
             self._cache[(directory, commit.oid)] = commit
             while len(self._cache) > 2048:
                 self._cache.popitem(last=False)
-
-
-def file_exists_in(commit: Commit, path: str) -> bool:
-    """Whether ``path`` is a file of ``commit``."""
-    return path in commit.tree
-
-
-def folder_exists_in(commit: Commit, path: str) -> bool:
-    """Whether ``path`` is a folder of ``commit``."""
-    return is_directory(commit.tree, path)

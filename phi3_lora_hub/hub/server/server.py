@@ -18,6 +18,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Mapping
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -26,9 +27,10 @@ from typing import IO, Any
 from phi3_lora_hub.errors import Phi3LoraHubError
 from phi3_lora_hub.hub.server.app import HubApp
 from phi3_lora_hub.hub.server.auth import Role, TokenRegistry, User
+from phi3_lora_hub.hub.server.errors import HubError
 from phi3_lora_hub.hub.server.faults import FaultInjector
 from phi3_lora_hub.hub.server.fsutil import remove_stale_temporaries
-from phi3_lora_hub.hub.server.messages import BodyReader, Request, Response
+from phi3_lora_hub.hub.server.messages import BodyReader, Request, Response, error_response
 from phi3_lora_hub.hub.server.requestlog import RequestRecord
 from phi3_lora_hub.hub.server.settings import HubSettings
 
@@ -64,15 +66,22 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes; with Nagle on, each answer waits ~40 ms for a delayed ACK.
     disable_nagle_algorithm = True
-    server_version = "phi3-lora-hub-local-hub/1"
-    sys_version = ""
     server: _Server
+
+    def version_string(self) -> str:
+        return "phi3-lora-hub-local-hub/1"
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the hub keeps its own request log (without tokens)
 
     def do_GET(self) -> None:
         self._serve()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors found while parsing the request line or headers, in the same JSON + X-Error-Code form."""
+        text = message or explain or HTTPStatus(code).phrase
+        self.close_connection = True
+        self._send(error_response(HubError(code, "ProtocolError", f"Malformed HTTP request: {text}")))
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
 
