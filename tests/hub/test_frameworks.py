@@ -54,3 +54,24 @@ def test_peft_loads_an_adapter_from_a_branch(hub, hub_mode, api, hub_repo_id, un
         assert torch.equal(value, actual[name]), name
     fetched = [r.route.rsplit("/", 1)[-1] for r in hub.requests if r.method == "GET" and hub_repo_id in r.route]
     assert "adapter_model.safetensors" in fetched and "adapter_model.bin" not in fetched
+
+
+def test_space_style_votes_dataset_with_commit_scheduler_and_datasets(hub, hub_mode, api, tmp_path):
+    import datasets
+    from huggingface_hub import CommitScheduler
+
+    repo_id = hub.new_repo_id("votes")
+    api.create_repo(repo_id, repo_type="dataset")
+    votes = tmp_path / "votes"
+    votes.mkdir()
+    scheduler = CommitScheduler(repo_id=repo_id, repo_type="dataset", folder_path=votes, path_in_repo="data", every=60)
+    try:
+        for batch in (0, 1):
+            with (votes / "votes.jsonl").open("a") as handle:
+                handle.write(f'{{"adapter": "a{batch}", "score": {batch}}}\n')
+            scheduler.trigger().result(timeout=30)
+    finally:
+        scheduler.stop()
+    loaded = datasets.load_dataset(repo_id, split="train", cache_dir=str(tmp_path / "ds-cache"))
+    assert loaded.to_list() == [{"adapter": "a0", "score": 0}, {"adapter": "a1", "score": 1}]
+    assert [c.title for c in api.list_repo_commits(repo_id, repo_type="dataset")][:2] == ["Scheduled Commit"] * 2

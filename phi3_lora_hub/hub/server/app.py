@@ -111,23 +111,30 @@ class HubApp:
         # Control endpoints are exempt, so a test can always clear the faults it set.
         controlled = request.raw_path.startswith("/_local_hub/")
         rule = None if controlled else self.faults.take(request.method, request.raw_path)
-        response = self._dispatch(request) if rule is None else self._with_fault(request, rule, stopping)
+        try:
+            response = self._dispatch(request) if rule is None else self._with_fault(request, rule, stopping)
+        except ConnectionError:  # the client went away in the middle of its request
+            self._record(request, None, started, rule)
+            raise
         if self.settings.bare_404 and response.status == 404:
             response.headers.pop("X-Error-Code", None)
             response.headers.pop("X-Error-Message", None)
+        self._record(request, None if response.drop in ("before", "after") else response, started, rule)
+        return response
+
+    def _record(self, request: Request, response: Response | None, started: float, rule: FaultRule | None) -> None:
         self.log.append(
             RequestRecord(
                 method=request.method,
                 path=redact(request.target),
-                status=None if response.drop in ("before", "after") else response.status,
+                status=response.status if response else None,
                 user=request.user.name if request.user else None,
                 duration_s=round(time.monotonic() - started, 4),
                 request_id=request.headers.get("X-Request-Id") or request.headers.get("X-Amzn-Trace-Id"),
                 fault=rule.id if rule else None,
-                error_code=response.headers.get("X-Error-Code"),
+                error_code=response.headers.get("X-Error-Code") if response else None,
             )
         )
-        return response
 
     def _with_fault(self, request: Request, rule: FaultRule, stopping: threading.Event) -> Response:
         if rule.stage == "before":

@@ -17,7 +17,7 @@ import shutil
 import socket
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -77,13 +77,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve()
 
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found while parsing the request line or headers, in the same JSON + X-Error-Code form."""
         text = message or explain or HTTPStatus(code).phrase
         self.close_connection = True
         self._send(error_response(HubError(code, "ProtocolError", f"Malformed HTTP request: {text}")))
-
-    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
 
     def _serve(self) -> None:
         server = self.server
@@ -161,7 +161,8 @@ class _Server(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     @contextlib.contextmanager
-    def tracking_request(self) -> Any:
+    def tracking_request(self) -> Iterator[None]:
+        """Count a request as in progress for the duration of the block (``stop()`` waits for none to be)."""
         with self._guard:
             self._active_requests += 1
         try:
@@ -195,11 +196,12 @@ class LocalHub:
             hub.faults.fail("commit", status=500)    # the next commit fails once
             ...
 
-    Content persists under ``root``: ``stop()`` then ``start()`` (or a new ``LocalHub`` on the same root)
-    serves the same repositories, on the same port. ``tokens`` maps token strings to users (default: a write
-    and a read-only token of user ``tester``, ``DEFAULT_WRITE_TOKEN``/``DEFAULT_READ_TOKEN``). ``settings``
-    holds the switches (``regular_only``, ``bare_404``, page sizes...) and may be changed at any time.
-    ``admin_token`` protects the ``/_local_hub/`` control endpoints (``None`` disables them).
+    Content persists under ``root``: after ``stop()``, ``start()`` serves the same repositories on the same
+    port, and so does a new ``LocalHub`` on the same root (on the port it is given). ``tokens`` maps token
+    strings to users (default: a write and a read-only token of user ``tester``, ``DEFAULT_WRITE_TOKEN`` and
+    ``DEFAULT_READ_TOKEN``). ``settings`` holds the switches (``regular_only``, ``bare_404``, page sizes...)
+    and may be changed at any time. ``admin_token`` protects the ``/_local_hub/`` control endpoints
+    (``None`` disables them). The server binds 127.0.0.1 only.
     """
 
     def __init__(
