@@ -193,8 +193,9 @@ def test_commit_listing_is_newest_first_and_paginated(hub, api, repo):
     assert commits[0].message == "details 4" and commits[0].authors == ["tester"]
     assert commits[0].formatted_title == "step 4"
     assert commits[0].created_at >= commits[-1].created_at
-    pages = [r for r in hub.requests if r.route == f"/api/models/{repo}/commits/main"]
-    assert len(pages) == 3  # 5 commits, 2 per page
+    head = commits[0].commit_id
+    pages = [r.route.rsplit("/", 1)[-1] for r in hub.requests if f"/api/models/{repo}/commits/" in r.route]
+    assert pages == ["main", head, head]  # 5 commits, 2 per page; later pages are pinned to the commit
 
 
 def test_tree_listing_recursive_paginated_and_with_last_commit(hub, api, repo):
@@ -215,8 +216,8 @@ def test_tree_listing_recursive_paginated_and_with_last_commit(hub, api, repo):
     assert everything == ["dir", "dir/sub", ".gitattributes", "a.txt", "dir/b.txt", "dir/sub/c.txt"]
     assert api.list_repo_files(repo) == [".gitattributes", "a.txt", "dir/b.txt", "dir/sub/c.txt"]
     assert [e.path for e in api.list_repo_tree(repo, path_in_repo="dir/sub")] == ["dir/sub/c.txt"]
-    tree_pages = [r for r in hub.requests if f"/api/models/{repo}/tree/main" in r.route and "recursive=true" in r.path]
-    assert len(tree_pages) >= 3 + 2  # 6 recursive entries in 3 pages, twice (list_repo_tree and list_repo_files)
+    tree_pages = [r for r in hub.requests if f"/api/models/{repo}/tree/" in r.route and "recursive=true" in r.path]
+    assert len(tree_pages) == 3 + 3  # 6 recursive entries (4 files, 2 folders) in 3 pages, listed twice
     expanded = {e.path: e for e in api.list_repo_tree(repo, path_in_repo="dir", expand=True)}
     assert expanded["dir/b.txt"].last_commit.title == "change b"
     assert expanded["dir/sub"].last_commit.title == "add files"

@@ -246,3 +246,16 @@ def test_other_users_cannot_push_even_with_a_valid_card(hub, repo):
     with pytest.raises(HfHubHTTPError) as error:
         ModelCard("---\nlicense: mit\n---\n").push_to_hub(repo, token=stranger.token)
     assert error.value.response.status_code == 403
+
+
+def test_xet_client_against_the_lfs_mode_server_fails_loudly(hub, api, repo, monkeypatch):
+    """The combination to avoid (reliability doc F9/C14): hf_xet raises a builtins.ConnectionError."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", False)
+    hub.settings.regular_only = False
+    with pytest.raises(ConnectionError, match=r"501 Not Implemented.*xet-write-token"):
+        api.upload_file(path_or_fileobj=b"\0" * 100, path_in_repo="w.safetensors", repo_id=repo)
+    token_request = hub.requests[-1]
+    assert (token_request.route.endswith("/xet-write-token/main"), token_request.error_code) == (True, "NotImplemented")
+    assert api.list_repo_files(repo) == [".gitattributes"]

@@ -20,15 +20,18 @@ _RULE_OPTIONS = ("status", "delay", "drop", "stage", "count", "headers", "messag
 
 
 def health(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET /_local_hub/health``: liveness, no token needed."""
     return json_response({"status": "ok"})
 
 
 def list_faults(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET /_local_hub/faults``: the rules with their remaining ``count`` and ``hits``."""
     return json_response([rule.to_json() for rule in app.faults.rules])
 
 
 def add_fault(app: HubApp, request: Request, params: Params) -> Response:
-    """Body: ``{"endpoint" or "path", "method"?, "status"?, "delay"?, "drop"?, "stage"?, "count"?, "headers"?}``."""
+    """``POST /_local_hub/faults``: ``{"endpoint" or "path", "method"?, "status"?, "delay"?, "drop"?, "stage"?,
+    "count"?, "headers"?, "message"?}`` (see ``FaultInjector``); answers the rule with its id."""
     body = request.json_object()
     unknown = set(body) - {"endpoint", "method", "path", *_RULE_OPTIONS}
     if unknown:
@@ -42,20 +45,24 @@ def add_fault(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def clear_faults(app: HubApp, request: Request, params: Params) -> Response:
+    """``DELETE /_local_hub/faults``: remove every rule."""
     app.faults.clear()
     return json_response({})
 
 
 def remove_fault(app: HubApp, request: Request, params: Params) -> Response:
+    """``DELETE /_local_hub/faults/{id}``: remove one rule."""
     app.faults.remove(int(params["id"]))
     return json_response({})
 
 
 def get_settings(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET /_local_hub/settings``."""
     return json_response(app.settings.to_json())
 
 
 def update_settings(app: HubApp, request: Request, params: Params) -> Response:
+    """``PATCH /_local_hub/settings``: change switches (checked; all or nothing)."""
     try:
         app.settings.update(request.json_object())
     except ValueError as error:
@@ -64,9 +71,11 @@ def update_settings(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def list_requests(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET /_local_hub/requests``: the request log (no tokens)."""
     return json_response([record.to_json() for record in app.log.records()])
 
 
 def clear_requests(app: HubApp, request: Request, params: Params) -> Response:
+    """``DELETE /_local_hub/requests``."""
     app.log.clear()
     return json_response({})

@@ -47,6 +47,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def resolve(app: HubApp, request: Request, params: Params) -> Response:
+    """``HEAD``/``GET /[datasets/|spaces/]{repo}/resolve/{rev}/{path}``: the file, with Hub download headers."""
     repo = open_repo(app, request, params)
     commit = repo.resolve(segment(params, "rev"))
     path = segment(params, "path")

@@ -53,22 +53,27 @@ def repo_url(base_url: str, meta: RepoMeta) -> str:
     return f"{base_url}/{_URL_PREFIXES[meta.repo_type]}{meta.repo_id}"
 
 
-def page_link(request: Request, **changes: str) -> str:
-    """A ``Link: rel="next"`` header value: this request's URL with some query parameters replaced."""
-    query = {name: values[0] for name, values in request.query.items()}
-    query.update(changes)
-    return f'<{request.base_url}{request.raw_path}?{urlencode(query)}>; rel="next"'
+def _page(
+    request: Request, params: Params, endpoint: str, commit: Commit, items: list[Any], size: int
+) -> tuple[list[Any], dict[str, str]]:
+    """One page of ``items`` at the ``cursor`` query parameter, and the ``Link: rel="next"`` header.
 
-
-def _page(request: Request, items: list[Any], size: int) -> tuple[list[Any], dict[str, str]]:
-    """One page of ``items`` at the ``cursor`` query parameter, and the headers linking the next page."""
+    The next-page URL names the commit instead of the requested revision, so a branch that moves while a
+    client pages through a listing cannot mix two versions in one answer.
+    """
     try:
         start = max(0, int(request.param("cursor") or 0))
     except ValueError:
         raise errors.bad_request("Invalid pagination cursor; follow the Link header of the previous page.") from None
     end = start + size
-    headers = {"Link": page_link(request, cursor=str(end))} if end < len(items) else {}
-    return items[start:end], headers
+    if end >= len(items):
+        return items[start:end], {}
+    query = {name: values[0] for name, values in request.query.items()}
+    query["cursor"] = str(end)
+    path = f"/api/{params['type']}/{params['ns']}/{params['name']}/{endpoint}/{commit.oid}"
+    if "path" in params:
+        path += f"/{params['path']}"
+    return items[start:end], {"Link": f'<{request.base_url}{path}?{urlencode(query)}>; rel="next"'}
 
 
 def read_card(app: HubApp, commit: Commit) -> dict[str, Any] | None:
@@ -107,6 +112,7 @@ def last_commits(repo: Repo, head: Commit, items: list[tuple[str, str]]) -> dict
 
 
 def whoami(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET /api/whoami-v2``: the token's user, organisations and role; 401 without a token."""
     user = request.user
     if user is None:
         raise errors.unauthorized("whoami needs a token: pass one (HF_TOKEN or token=...).")
@@ -144,6 +150,7 @@ def _repo_target(request: Request) -> tuple[str, str, dict[str, Any]]:
 
 
 def create_repo(app: HubApp, request: Request, params: Params) -> Response:
+    """``POST /api/repos/create``: create a repo (namespace defaults to the caller); 409 with ``url`` if taken."""
     repo_type, repo_id, body = _repo_target(request)
     namespace = repo_id.split("/")[0]
     user = require_write(request.user, namespace)
@@ -166,6 +173,7 @@ def create_repo(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def delete_repo(app: HubApp, request: Request, params: Params) -> Response:
+    """``DELETE /api/repos/delete``: delete a repo; 404 ``RepoNotFound`` if missing (``missing_ok`` relies on it)."""
     repo_type, repo_id, _ = _repo_target(request)
     repo = app.repos.open(repo_type, repo_id)
     require_read(request.user, repo.meta)
@@ -175,6 +183,7 @@ def delete_repo(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def update_settings(app: HubApp, request: Request, params: Params) -> Response:
+    """``PUT /api/{type}s/{repo}/settings``: change ``private``/``visibility``/``gated``."""
     repo = open_repo(app, request, params, write=True)
     body = request.json_object()
     changes: dict[str, Any] = {}
@@ -239,12 +248,14 @@ def _info_json(app: HubApp, repo: Repo, commit: Commit, *, files_metadata: bool)
 
 
 def repo_info(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET /api/{type}s/{repo}[/revision/{rev}]``: id, ``sha`` of the revision, siblings, card data."""
     repo = open_repo(app, request, params)
     commit = repo.resolve(segment(params, "rev", "main"))
     return json_response(_info_json(app, repo, commit, files_metadata=request.flag("blobs")))
 
 
 def list_repos(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET /api/{type}s?author=&search=&limit=``: the readable repos, sorted by id."""
     repo_type = repo_type_of(params)
     author, search = request.param("author"), (request.param("search") or "").lower()
     try:
@@ -276,6 +287,7 @@ def list_repos(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def list_refs(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET /api/{type}s/{repo}/refs[?include_prs=1]``: branches, tags, converts (and PR refs)."""
     repo = open_repo(app, request, params)
     refs = repo.refs()
     answer: dict[str, Any] = {
@@ -296,6 +308,7 @@ def list_refs(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def list_commits(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET /api/{type}s/{repo}/commits/{rev}``: first-parent history, newest first, paginated."""
     repo = open_repo(app, request, params)
     start = repo.resolve(segment(params, "rev", "main"))
     formatted = "formatted" in request.query.get("expand[]", [])
@@ -311,11 +324,12 @@ def list_commits(app: HubApp, request: Request, params: Params) -> Response:
         if formatted:
             item["formatted"] = {"title": html.escape(commit.title), "message": html.escape(commit.message)}
         items.append(item)
-    page, headers = _page(request, items, app.settings.commits_page_size)
+    page, headers = _page(request, params, "commits", start, items, app.settings.commits_page_size)
     return json_response(page, headers=headers)
 
 
 def list_tree(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET /api/{type}s/{repo}/tree/{rev}[/{path}]``: files and folders, paginated; 404 ``EntryNotFound``."""
     repo = open_repo(app, request, params)
     commit = repo.resolve(segment(params, "rev"))
     path = segment(params, "path").strip("/")
@@ -326,7 +340,7 @@ def list_tree(app: HubApp, request: Request, params: Params) -> Response:
     expand = request.flag("expand")
     items = list_directory(commit.tree, path, recursive=request.flag("recursive"))
     size = app.settings.tree_expand_page_size if expand else app.settings.tree_page_size
-    page, headers = _page(request, items, size)
+    page, headers = _page(request, params, "tree", commit, items, size)
     found = last_commits(repo, commit, page) if expand else {}
     return json_response(
         [tree_item_json(commit.tree, kind, item, found.get(item)) for kind, item in page], headers=headers
@@ -334,6 +348,7 @@ def list_tree(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def paths_info(app: HubApp, request: Request, params: Params) -> Response:
+    """``POST /api/{type}s/{repo}/paths-info/{rev}`` (form ``paths=``): entries of the paths that exist."""
     repo = open_repo(app, request, params)
     commit = repo.resolve(segment(params, "rev"))
     form = request.form()
@@ -353,6 +368,7 @@ def paths_info(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def create_branch(app: HubApp, request: Request, params: Params) -> Response:
+    """``POST /api/{type}s/{repo}/branch/{branch}`` (``startingPoint``): 409 if the branch exists."""
     repo = open_repo(app, request, params, write=True)
     body = request.json_object()
     start = body.get("startingPoint")
@@ -363,11 +379,13 @@ def create_branch(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def delete_branch(app: HubApp, request: Request, params: Params) -> Response:
+    """``DELETE /api/{type}s/{repo}/branch/{branch}``."""
     open_repo(app, request, params, write=True).delete_branch(segment(params, "ref"))
     return json_response({})
 
 
 def create_tag(app: HubApp, request: Request, params: Params) -> Response:
+    """``POST /api/{type}s/{repo}/tag/{rev}`` (``{"tag": name}``): 409 if the tag exists."""
     repo = open_repo(app, request, params, write=True)
     tag = request.json_object().get("tag")
     if not isinstance(tag, str):
@@ -377,6 +395,7 @@ def create_tag(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def delete_tag(app: HubApp, request: Request, params: Params) -> Response:
+    """``DELETE /api/{type}s/{repo}/tag/{tag}``."""
     open_repo(app, request, params, write=True).delete_tag(segment(params, "ref"))
     return json_response({})
 
@@ -385,6 +404,7 @@ def delete_tag(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def validate_yaml(app: HubApp, request: Request, params: Params) -> Response:
+    """``POST /api/validate-yaml``: check README metadata; always JSON (text only if ``Accept: text/plain``)."""
     body = request.json_object()
     content, repo_type = body.get("content"), body.get("repoType") or "model"
     if not isinstance(content, str):

@@ -40,6 +40,7 @@ def _text_of(app: HubApp, commit: Commit, path: str) -> str:
 
 
 def preupload(app: HubApp, request: Request, params: Params) -> Response:
+    """``POST /api/{type}s/{repo}/preupload/{rev}``: upload mode, ``shouldIgnore`` and remote oid per file."""
     repo = open_repo(app, request, params, write=True)
     commit = repo.resolve(segment(params, "rev"))
     body = request.json_object()
@@ -140,6 +141,7 @@ def _operation(app: HubApp, repo: Repo, key: str, value: dict[str, Any]) -> Comm
 
 
 def commit(app: HubApp, request: Request, params: Params) -> Response:
+    """``POST /api/{type}s/{repo}/commit/{rev}`` (NDJSON): one atomic commit; 412 on a stale ``parentCommit``."""
     repo = open_repo(app, request, params, write=True)
     lines = _parse_ndjson(request.body)
     header = lines[0]["value"]
@@ -172,11 +174,13 @@ def commit(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def xet_token(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET .../xet-{read,write}-token/...``: 501 with the way out (this server does not speak Xet)."""
     open_repo(app, request, params)
     raise errors.not_implemented(_XET_MESSAGE)
 
 
 def discussions(app: HubApp, request: Request, params: Params) -> Response:
+    """``.../discussions``: 501; pull requests are opened by committing with ``create_pr=1``."""
     open_repo(app, request, params)
     raise errors.not_implemented(
         "The local hub has no discussions API. To open a pull request, commit with create_pr=True "
@@ -196,6 +200,7 @@ def _object_error(oid: Any, size: Any, code: int, message: str) -> dict[str, Any
 
 
 def lfs_batch(app: HubApp, request: Request, params: Params) -> Response:
+    """``POST /{repo}.git/info/lfs/objects/batch``: pre-signed upload/verify (or download) actions."""
     body = request.json_object()
     operation = body.get("operation")
     if operation not in ("upload", "download"):
@@ -272,6 +277,7 @@ def _size_param(request: Request) -> int:
 
 
 def lfs_put_object(app: HubApp, request: Request, params: Params) -> Response:
+    """``PUT /_lfs/.../objects/{oid}`` (pre-signed): store the object if its sha256 and size match."""
     oid, size = params["oid"], _size_param(request)
     repo = _signed_repo(app, request, params, "upload", repo_type_of(params), _repo_id(params), oid, str(size))
     try:
@@ -283,6 +289,7 @@ def lfs_put_object(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def lfs_get_object(app: HubApp, request: Request, params: Params) -> Response:
+    """``GET /_lfs/.../objects/{oid}`` (pre-signed): the object's bytes."""
     oid = params["oid"]
     repo = _signed_repo(app, request, params, "download", repo_type_of(params), _repo_id(params), oid)
     if not repo.has_lfs_object(oid):
@@ -292,6 +299,7 @@ def lfs_get_object(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def lfs_verify(app: HubApp, request: Request, params: Params) -> Response:
+    """``POST /_lfs/.../objects/{oid}/verify`` (pre-signed): 200 if the object is stored with this size."""
     oid, size = params["oid"], _size_param(request)
     repo = _signed_repo(app, request, params, "verify", repo_type_of(params), _repo_id(params), oid, str(size))
     body = request.json_object()
@@ -303,6 +311,7 @@ def lfs_verify(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def lfs_put_part(app: HubApp, request: Request, params: Params) -> Response:
+    """``PUT /_lfs/.../multipart/{upload}/{n}`` (pre-signed): stage part ``n``; answers its ``ETag``."""
     upload_id, number = params["upload"], int(params["part"])
     app.signer.check(("part", upload_id, str(number)), request.param("expires"), request.param("sig"))
     upload = app.multipart.get(upload_id)
@@ -315,6 +324,7 @@ def lfs_put_part(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def lfs_complete_multipart(app: HubApp, request: Request, params: Params) -> Response:
+    """``POST /_lfs/.../multipart/{upload}`` (pre-signed): assemble the parts, check the ETags and sha256."""
     upload_id = params["upload"]
     app.signer.check(("complete", upload_id), request.param("expires"), request.param("sig"))
     upload = app.multipart.get(upload_id)
