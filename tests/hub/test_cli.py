@@ -8,7 +8,9 @@ import sys
 
 import pytest
 from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
 
+from phi3_lora_hub.hub.server import RemoteHub
 from tests.hub.helpers import child_env
 
 
@@ -23,6 +25,8 @@ def test_serve_prints_the_environment_serves_and_stops_on_sigterm(tmp_path, hub_
         str(tmp_path / "hub"),
         "--token",
         "hf_cli_token:carol:write:lab",
+        "--admin-token",
+        "hf_cli_admin",
     ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
     try:
@@ -34,6 +38,12 @@ def test_serve_prints_the_environment_serves_and_stops_on_sigterm(tmp_path, hub_
         api = HfApi(endpoint=url, token="hf_cli_token")
         assert api.whoami()["name"] == "carol"
         assert api.create_repo("lab/shared").repo_id == "lab/shared"
+        # Faults injected from this process into the server process:
+        RemoteHub(url, admin_token="hf_cli_admin").faults.fail("whoami", status=503)
+        with pytest.raises(HfHubHTTPError) as error:
+            api.whoami()
+        assert error.value.response.status_code == 503
+        assert api.whoami()["name"] == "carol"
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=20) == 0

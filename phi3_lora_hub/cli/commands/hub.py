@@ -44,6 +44,13 @@ def register(subparsers: Any) -> None:
         "Without --token the default write and read-only tokens of user 'tester' are accepted.",
     )
     serve.add_argument(
+        "--admin-token",
+        default=None,
+        metavar="TOKEN",
+        help="token for the /_local_hub/ control endpoints (faults, settings, request log); default: a fixed "
+        "development token, printed at start",
+    )
+    serve.add_argument(
         "--lfs",
         action="store_true",
         help="answer LFS upload mode for large/binary files (clients then need HF_HUB_DISABLE_XET=1); "
@@ -67,7 +74,14 @@ def serve_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}.")
     tokens = {token: User(user, role, orgs) for token, user, role, orgs in args.token} or default_tokens()
     write_token = next((token for token, user in tokens.items() if user.role == "write"), None)
-    hub = LocalHub(args.root, port=args.port, tokens=tokens, settings=HubSettings(regular_only=not args.lfs))
+    admin_token = args.admin_token or DEFAULT_ADMIN_TOKEN
+    hub = LocalHub(
+        args.root,
+        port=args.port,
+        tokens=tokens,
+        settings=HubSettings(regular_only=not args.lfs),
+        admin_token=admin_token,
+    )
     hub.start()
     # A plain `kill` should also stop the server cleanly (finish requests in progress, release the root).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -80,7 +94,7 @@ def serve_command(args: argparse.Namespace) -> int:
             print("  export HF_HUB_DISABLE_XET=1")
         if not args.token:
             print(f"Tokens: {DEFAULT_WRITE_TOKEN} (tester, write), {DEFAULT_READ_TOKEN} (tester, read)")
-        print(f"Control endpoints (/_local_hub/...) need: Authorization: Bearer {DEFAULT_ADMIN_TOKEN}")
+        print(f"Control endpoints (/_local_hub/...) need: Authorization: Bearer {admin_token}")
         print("Press Ctrl+C to stop.", flush=True)
         threading.Event().wait()  # until KeyboardInterrupt
     finally:
