@@ -135,9 +135,11 @@ def hub_online(monkeypatch):
 
 @pytest.fixture
 def hub(local_hub, hub_online):
-    """The session's local Hub, reachable for this test; its faults and switches are reset afterwards."""
+    """The session's local Hub, reachable for this test; its request log starts empty, its faults and switches
+    are reset afterwards."""
     from phi3_lora_hub.hub.server import HubSettings
 
+    local_hub.clear_requests()
     yield local_hub
     local_hub.faults.clear()
     local_hub.settings.update(HubSettings().to_json())

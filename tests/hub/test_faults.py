@@ -10,7 +10,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils._http import default_client_factory, hf_request_event_hook
 
-from phi3_lora_hub.hub.server import DEFAULT_ADMIN_TOKEN, FaultRule, RemoteHub
+from phi3_lora_hub.hub.server import DEFAULT_ADMIN_TOKEN, DEFAULT_WRITE_TOKEN, FaultRule, RemoteHub
 from tests.hub.helpers import write_checkpoint
 
 
@@ -155,6 +155,7 @@ def test_faults_and_settings_over_http(hub, api, repo):
 
 
 def test_every_error_response_carries_an_error_code(hub, api, repo, raw):
+    tok = DEFAULT_WRITE_TOKEN
     calls = [
         lambda: raw.get("/api/whoami-v2"),
         lambda: raw.get("/api/models/tester/does-not-exist"),
@@ -166,10 +167,12 @@ def test_every_error_response_carries_an_error_code(hub, api, repo, raw):
         lambda: raw.get(f"/api/models/{repo}/xet-write-token/main"),
         lambda: raw.post("/api/repos/create", content=b"{not json"),
         lambda: raw.get("/api/models/tester/x", headers={"Authorization": "Basic abc"}),
+        lambda: raw.get("/api/models/%2E%2E/%2E%2E"),  # no way out of the root
+        lambda: raw.post("/api/repos/create", json={"name": "bad--name"}, headers={"Authorization": f"Bearer {tok}"}),
     ]
     hub.clear_requests()
     statuses = [call().status_code for call in calls]
-    assert statuses == [401, 404, 404, 404, 404, 404, 405, 501, 400, 401]
+    assert statuses == [401, 404, 404, 404, 404, 404, 405, 501, 400, 401, 404, 400]
     for record in hub.requests:
         assert record.status is not None and record.status >= 400
         assert record.error_code, record

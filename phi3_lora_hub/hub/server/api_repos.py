@@ -18,7 +18,7 @@ from phi3_lora_hub.hub.server.objects import (
     list_directory,
     tree_item_json,
 )
-from phi3_lora_hub.hub.server.repos import REPO_TYPES, SPACE_SDKS, Repo, RepoMeta
+from phi3_lora_hub.hub.server.repos import REPO_TYPES, SPACE_SDKS, Repo, RepoMeta, validate_repo_name
 from phi3_lora_hub.hub.server.router import Params, segment
 
 if TYPE_CHECKING:
@@ -152,7 +152,8 @@ def _repo_target(request: Request) -> tuple[str, str, dict[str, Any]]:
 def create_repo(app: HubApp, request: Request, params: Params) -> Response:
     """``POST /api/repos/create``: create a repo (namespace defaults to the caller); 409 with ``url`` if taken."""
     repo_type, repo_id, body = _repo_target(request)
-    namespace = repo_id.split("/")[0]
+    namespace, name = repo_id.split("/")
+    validate_repo_name(namespace, name)
     user = require_write(request.user, namespace)
     visibility = body.get("visibility")
     private = body.get("private") is True or visibility == "private"

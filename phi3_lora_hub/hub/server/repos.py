@@ -399,7 +399,17 @@ class RepoStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def directory(self, repo_type: str, repo_id: str) -> Path:
-        namespace, name = repo_id.split("/")
+        """Where the repository lives; 404 RepoNotFound for an id that cannot name a repository.
+
+        Validating here keeps every path built from a URL inside the root (no ``..`` segment gets through).
+        """
+        namespace, _, name = repo_id.partition("/")
+        try:
+            validate_repo_name(namespace, name)
+        except HubError:
+            raise errors.repo_not_found(repo_type, repo_id) from None
+        if repo_type not in REPO_TYPES:
+            raise errors.repo_not_found(repo_type, repo_id)
         return self.root / f"{repo_type}s" / namespace / name
 
     def lock(self, repo_type: str, repo_id: str) -> threading.RLock:
@@ -408,8 +418,6 @@ class RepoStore:
 
     def open(self, repo_type: str, repo_id: str) -> Repo:
         """The repository, or 404 RepoNotFound."""
-        if repo_id.count("/") != 1 or repo_type not in REPO_TYPES:
-            raise errors.repo_not_found(repo_type, repo_id)
         directory = self.directory(repo_type, repo_id)
         try:
             meta = RepoMeta(**read_json(directory / "repo.json"))
@@ -418,7 +426,10 @@ class RepoStore:
         return Repo(self, directory, meta, self.lock(repo_type, repo_id))
 
     def exists(self, repo_type: str, repo_id: str) -> bool:
-        return (self.directory(repo_type, repo_id) / "repo.json").is_file()
+        try:
+            return (self.directory(repo_type, repo_id) / "repo.json").is_file()
+        except HubError:
+            return False
 
     def create(self, meta: RepoMeta, *, author: str) -> Repo:
         """Create a repository whose ``main`` has one "initial commit" holding ``.gitattributes``; 409 if taken."""
