@@ -241,3 +241,18 @@ def test_list_models_by_author(hub, api, repo):
     listed = [m.id for m in api.list_models(author="tester")]
     assert repo in listed
     assert all(model_id.startswith("tester/") for model_id in listed)
+
+
+def test_client_quirk_exist_ok_after_403_misses_branch_names_with_a_slash(api, repo):
+    """huggingface_hub 2.4 compares the *quoted* name with the refs after a 403 (hf_api.py create_branch).
+
+    So with a read-only token, ``create_branch(exist_ok=True)`` accepts an existing "plain" branch but raises
+    for an existing "ckpt/step-1". Code that creates branches with '/' must not rely on that fallback.
+    """
+    api.create_branch(repo, branch="plain")
+    api.create_branch(repo, branch="ckpt/step-1")
+    reader = HfApi(token=DEFAULT_READ_TOKEN)
+    reader.create_branch(repo, branch="plain", exist_ok=True)
+    with pytest.raises(HfHubHTTPError) as error:
+        reader.create_branch(repo, branch="ckpt/step-1", exist_ok=True)
+    assert error.value.response.status_code == 403
