@@ -75,3 +75,5 @@ def test_space_style_votes_dataset_with_commit_scheduler_and_datasets(hub, hub_m
     loaded = datasets.load_dataset(repo_id, split="train", cache_dir=str(tmp_path / "ds-cache"))
     assert loaded.to_list() == [{"adapter": "a0", "score": 0}, {"adapter": "a1", "score": 1}]
     assert [c.title for c in api.list_repo_commits(repo_id, repo_type="dataset")][:2] == ["Scheduled Commit"] * 2
+    # Its BytesIO uploads would go through LFS only for files the server puts in LFS mode; text stays regular.
+    assert not any("/_lfs/" in r.path or "lfs/objects/batch" in r.path for r in hub.requests)
