@@ -170,21 +170,29 @@ def load_with_adapters(
 
 @contextlib.contextmanager
 def active_adapter(model, name: str | None) -> Iterator[None]:
-    """Run the block with adapter ``name`` active, or with every adapter disabled (the base) when ``None``."""
+    """Run the block with adapter ``name`` active, or with every adapter disabled (the base) when ``None``.
+
+    Which parameters require gradients is restored afterwards: PEFT's ``set_adapter`` and the exit of
+    ``disable_adapter()`` both set ``requires_grad=True`` on the active adapter (peft 0.21), which would silently
+    make a frozen inference model trainable.
+    """
     is_peft = hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
-    if name is None:
-        with model.disable_adapter() if is_peft else contextlib.nullcontext():
-            yield
-        return
-    if not is_peft or name not in model.peft_config:
+    if name is not None and (not is_peft or name not in model.peft_config):
         raise ValueError(f"the model has no adapter named {name!r}")
-    previous = model.active_adapter
-    if previous == name:
-        yield
-        return
-    # inference_mode=True: the default would flip the adapter's weights to requires_grad=True.
-    model.set_adapter(name, inference_mode=not model.training)
+    trainable = {param_name: p.requires_grad for param_name, p in model.named_parameters()}
     try:
-        yield
+        if name is None:
+            with model.disable_adapter() if is_peft else contextlib.nullcontext():
+                yield
+        elif model.active_adapter == name:
+            yield
+        else:
+            previous = model.active_adapter
+            model.set_adapter(name)
+            try:
+                yield
+            finally:
+                model.set_adapter(previous)
     finally:
-        model.set_adapter(previous, inference_mode=not model.training)
+        for param_name, param in model.named_parameters():
+            param.requires_grad_(trainable.get(param_name, False))

@@ -13,8 +13,8 @@ from phi3_lora_hub.arena.ratings import (
     model_records,
     outcome,
     pair_records,
-    win_rate,
     wilson_interval,
+    win_rate,
 )
 
 
