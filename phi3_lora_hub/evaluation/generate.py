@@ -1,9 +1,10 @@
 """Batched generation for evaluation: the answer, the raw text the model wrote, and why it stopped.
 
 Same conventions as :func:`phi3_lora_hub.generation.generate_replies` (Phi-3 rendering with a generation prompt,
-left padding, stopping on all three Phi-3 stop tokens, greedy at ``temperature=0``, reseeded per batch), plus
+left padding, stopping on all three Phi-3 stop tokens, greedy at ``temperature=0``, seeded per batch), plus
 what evaluation needs on top: the raw text with its stop token (for the stop rate), the finish reason, the time
-taken, and a progress bar. The tokenizer is never modified, so this can run inside a training loop.
+taken, and a progress bar. Neither the tokenizer nor the global RNG state is changed, so this can run inside a
+training loop without changing what training does.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class Generation:
     """``stop`` when the model ended its turn, ``length`` when ``max_new_tokens`` cut it off."""
     latency_s: float
     """Wall time of the batch divided by its size (answers of a batch are generated together)."""
+
+
+def _cuda_devices(torch) -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
 def _stop_ids(tokenizer) -> list[int]:
@@ -76,10 +81,11 @@ def generate_answers(
             # Left padding, built here so the caller's tokenizer settings (right padding while training) stay put.
             input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded], device=device)
             mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=device)
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
             began = time.perf_counter()
-            with torch.no_grad():
+            # A private RNG state: seeding must not change the caller's randomness (e.g. training mid-run).
+            with torch.random.fork_rng(devices=_cuda_devices(torch)), torch.no_grad():
+                if params.seed is not None:
+                    torch.manual_seed(params.seed)
                 output = model.generate(
                     input_ids=input_ids,
                     attention_mask=mask,

@@ -134,3 +134,12 @@ def test_stop_rate_of_a_model_that_stops_and_one_that_never_does(base, tiny_mode
     assert metric.compute(predictions=[g.raw_text for g in never])["stop_rate"] == 0.0
     half = [g.raw_text for g in stopping[:3]] + [g.raw_text for g in never[:3]]
     assert metric.compute(predictions=half)["stop_rate"] == 0.5
+
+
+def test_generation_leaves_the_global_rng_alone(base):
+    """Sample generations run mid-training: seeding them must not change training's randomness."""
+    model, tokenizer = base
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    generate_answers(model, tokenizer, [CONVERSATIONS[0][:-1]], GenParams(max_new_tokens=4, temperature=0.7, seed=5))
+    assert torch.equal(before, torch.get_rng_state())
