@@ -81,16 +81,17 @@ def assistant_perplexity(
                 labels[row, : len(row_labels)] = torch.tensor(row_labels)
                 mask[row, : len(row_ids)] = 1
             with torch.no_grad():
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            # Token t is predicted from positions < t: compare logits[:, :-1] with labels[:, 1:].
-            targets = labels[:, 1:].to(device)
-            losses = torch.nn.functional.cross_entropy(
-                logits[:, :-1].transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
-            )
-            scored = targets != IGNORE_INDEX
-            for row, index in enumerate(chunk):
-                nll[index] = float(losses[row][scored[row]].sum())
-                counts[index] = int(scored[row].sum())
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                # Token t is predicted from position t - 1. One row at a time in float32: a batch of Phi-3
+                # logits (32064 per token) in float32 would need several GB more.
+                targets = labels[:, 1:].to(device)
+                for row, index in enumerate(chunk):
+                    nll[index] = float(
+                        torch.nn.functional.cross_entropy(
+                            logits[row, :-1].float(), targets[row], ignore_index=IGNORE_INDEX, reduction="sum"
+                        )
+                    )
+                    counts[index] = int((targets[row] != IGNORE_INDEX).sum())
     finally:
         model.train(was_training)
     total_tokens = sum(counts)
