@@ -64,9 +64,7 @@ def _evaluate_trained(
     """Evaluate the adapter trained in this session, in memory, and the base (the same model, adapter disabled)."""
     config = recipe.config
     model = recipe.trainer.model
-    adapter_name = getattr(model, "active_adapter", None)
-    if adapter_name is None:
-        raise ConfigError("The recipe's trained model has no adapter to evaluate.")
+    adapter_name = model.active_adapter
     saved = (recipe.adapter_dir() / "adapter_config.json").is_file()
     variants: dict[str, str | None] = {BASE_LABEL: None} if include_base else {}
     variants[ADAPTER_LABEL] = adapter_name
@@ -114,7 +112,8 @@ def evaluate_recipe(
         examples, source = _prepared_examples(tokenizer, data.eval, limit), data.eval_report.source
         dataset_split = config.eval_split
 
-    if recipe.trainer is not None and adapter is None:
+    # In memory when this session trained a PEFT adapter; otherwise (loralib backend, a fresh recipe) from disk.
+    if adapter is None and recipe.trainer is not None and hasattr(recipe.trainer.model, "peft_config"):
         report = _evaluate_trained(recipe, examples, settings, section["include_base"], source, dataset_split)
         saved = (recipe.adapter_dir() / "adapter_config.json").is_file()
         adapter_dir = recipe.adapter_dir() if saved else None
