@@ -74,7 +74,13 @@ class MetricJudge:
         self.name = f"metric:{metric}"
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "metric": self.metric, "tie_margin": self.tie_margin, "order_sensitive": False}
+        return {
+            "name": self.name,
+            "description": f"sentence {self.metric} of each answer against the reference answer",
+            "metric": self.metric,
+            "tie_margin": self.tie_margin,
+            "order_sensitive": False,
+        }
 
     def judge(self, prompt: Sequence[dict[str, str]], reference: str | None, left: str, right: str) -> Judgement:
         if reference is None:
@@ -224,7 +230,7 @@ class CompareReport:
             f"A: {s['a']}",
             f"B: {s['b']}",
             f"{s['prompts']} prompts of {self.dataset}; {decoding}, max_new_tokens {params.max_new_tokens}, "
-            f"seed {params.seed}; judge: {judge['name']}"
+            f"seed {params.seed}; judge: {judge.get('description', judge['name'])}"
             + (f" (tie within {judge['tie_margin']})" if judge.get("tie_margin") else "")
             + ("; both orders" if judge.get("order_sensitive") else ""),
             "",
@@ -242,7 +248,7 @@ class CompareReport:
             lines.append(f"{'#':>3}  {'winner':<6} {score + ' A/B':<13} {'prompt':<{width}}")
             for o in differing:
                 scores = f"{o.score_a:.1f}/{o.score_b:.1f}" if o.score_a is not None else "-"
-                question = o.prompt[-1]["content"] if o.prompt else ""
+                question = " → ".join(m["content"] for m in o.prompt if m["role"] == "user")
                 lines.append(f"{o.index:>3}  {o.winner:<6} {scores:<13} {_clip(question, width)}")
                 lines.append(f"{'':>5}A: {_clip(o.answer_a, width + 16)}")
                 lines.append(f"{'':>5}B: {_clip(o.answer_b, width + 16)}")

@@ -115,7 +115,8 @@ class SampleGenerations:
         steps = self.steps if last is None else self.steps[-last:]
         parts = []
         for index, prompt in enumerate(self.prompts):
-            question = prompt.messages[-1]["content"]
+            # Every user turn, so a follow-up ("And its capital?") keeps its context.
+            question = " → ".join(m["content"] for m in prompt.messages if m["role"] == "user")
             parts.append(f"**Prompt {index + 1}:** {question}")
             if prompt.reference:
                 parts.append(f"- reference: {prompt.reference}")
