@@ -124,3 +124,34 @@ def test_compare_command_base_against_adapter(trained_run, heldout_file, tmp_pat
     assert len(read_votes(votes)) == 6
     assert main(argv) == 0  # votes are appended, never overwritten
     assert len(read_votes(votes)) == 12
+
+
+def test_eval_and_compare_hub_adapters_at_revisions(hub, hub_repo_id, trained_run, heldout_file, tmp_path, capsys):
+    """Adapters pushed to the local Hub: a branch per checkpoint, resolved to the commit they point at."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(hub_repo_id)
+    api.upload_folder(folder_path=trained_run.adapter_dir, repo_id=hub_repo_id)
+    api.create_branch(hub_repo_id, branch="step-15")
+    api.upload_folder(folder_path=trained_run.output_dir / "checkpoint-15", repo_id=hub_repo_id, revision="step-15")
+    step_15 = api.model_info(hub_repo_id, revision="step-15").sha
+    main_sha = api.model_info(hub_repo_id).sha
+
+    resolved = resolve_adapter(ModelSpec.parse(f"{hub_repo_id}@step-15"))
+    assert resolved.commit == step_15 and (resolved.directory / "adapter_model.safetensors").is_file()
+    assert not (resolved.directory / "optimizer.pt").exists()  # only the adapter's files are downloaded
+
+    output = tmp_path / "hub_eval.json"
+    common = ["--dataset", str(heldout_file), "--max-examples", "3", "--max-new-tokens", "8", "--no-progress"]
+    assert (
+        main(["eval", "--adapter", f"{hub_repo_id}@step-15", "--metrics", "chrf", "--output", str(output), *common])
+        == 0
+    )
+    report = EvaluationReport.read(output)
+    assert (report.adapter, report.adapter_revision) == (hub_repo_id, step_15)
+
+    assert main(["compare", f"{hub_repo_id}@step-15", hub_repo_id, "--output", str(tmp_path / "c.json"), *common]) == 0
+    summary = json.loads((tmp_path / "c.json").read_text())["summary"]
+    assert summary["a"] == f"{hub_repo_id}@{step_15}" and summary["b"] == f"{hub_repo_id}@{main_sha}"
+    capsys.readouterr()
