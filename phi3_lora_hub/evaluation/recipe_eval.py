@@ -36,8 +36,8 @@ def _prepared_examples(tokenizer, dataset, limit: int | None) -> list[EvalExampl
 def sample_callback(recipe: Phi3LoraRecipe, data: PreparedData, tokenizer) -> SampleGenerationsCallback | None:
     """The callback answering the recipe's sample prompts during training, or ``None`` when ``num_samples`` is 0.
 
-    Prompts: ``evaluation.sample_prompts`` when given, else the first conversations of the eval split, else of
-    the training data (each cut before its last answer, which becomes the reference).
+    Prompts: every one of ``evaluation.sample_prompts`` when given, else the first ``num_samples`` conversations of
+    the eval split, else of the training data (each cut before its last answer, which becomes the reference).
     """
     section = recipe.config.evaluation
     count = section["num_samples"]
@@ -45,7 +45,7 @@ def sample_callback(recipe: Phi3LoraRecipe, data: PreparedData, tokenizer) -> Sa
         return None
     user = sample_prompt_messages(section)
     if user is not None:
-        prompts, source = [SamplePrompt(messages) for messages in user[:count]], "user"
+        prompts, source = [SamplePrompt(messages) for messages in user], "user"
     else:
         dataset, source = (data.eval, "eval split") if data.eval is not None else (data.train, "train split")
         prompts = [SamplePrompt(e.prompt, e.reference) for e in _prepared_examples(tokenizer, dataset, count)]

@@ -28,7 +28,8 @@ EVALUATION_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "metrics": list(METRICS),
     "report_samples": 3,
-    # Sample generations at every evaluation and checkpoint (0 turns them off).
+    # Sample generations at every evaluation and checkpoint: num_samples prompts of the eval (else train) data, or
+    # every prompt of sample_prompts (strings or message lists) when given; num_samples=0 turns them off.
     "num_samples": 3,
     "sample_prompts": None,
     "sample_max_new_tokens": 64,

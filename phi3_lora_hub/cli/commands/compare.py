@@ -20,7 +20,7 @@ def register(subparsers) -> None:
         description=(
             "Answer every prompt with model A and model B (each 'base', an adapter directory, or a Hub repo "
             "namespace/name[@revision]) with the same settings, pick a winner per prompt by a reference metric, and "
-            "report A's win rate with a 95%% Wilson interval and the prompts where they differ most."
+            "report A's win rate with a 95% Wilson interval and the prompts where they differ most."
         ),
     )
     parser.add_argument("model_a", metavar="A", help="'base', adapter directory, or namespace/name[@revision]")
