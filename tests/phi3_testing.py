@@ -46,6 +46,8 @@ os.environ.update(
         "DO_NOT_TRACK": "1",
     }
 )
+# The tiny models are faster on one thread (less synchronisation), and several test processes may share the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT.parent / "shared" / "assets"
