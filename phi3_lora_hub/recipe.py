@@ -27,6 +27,13 @@ from phi3_lora_hub.config.recipe_config import (
 from phi3_lora_hub.config.training import resolve_training
 from phi3_lora_hub.data.prepare import DataOptions, DataReport, hold_out, prepare_dataset
 from phi3_lora_hub.data.sources import read_rows
+from phi3_lora_hub.distributed import (
+    global_batch_summary,
+    is_main_process,
+    main_process_first,
+    save_trained_adapter,
+)
+from phi3_lora_hub.distributed_launch import prepare_launch
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.evaluation.settings import resolve_evaluation
 from phi3_lora_hub.hardware import Hardware, detect_hardware
@@ -131,7 +138,15 @@ class Phi3LoraRecipe:
         )
 
     def prepare_data(self, tokenizer=None) -> PreparedData:
-        """Read, convert, validate and tokenize the training (and evaluation) data; raises ``DataError`` on bad rows."""
+        """Read, convert, validate and tokenize the training (and evaluation) data; raises ``DataError`` on bad rows.
+
+        Under a launcher (``accelerate launch``, ``torchrun``) the first process of each node prepares the data and
+        fills the on-disk cache while the others wait, then they read it from the cache.
+        """
+        with main_process_first(self.config.training):
+            return self._prepare_data(tokenizer)
+
+    def _prepare_data(self, tokenizer=None) -> PreparedData:
         config = self.config
         tokenizer = tokenizer or self.load_tokenizer()
         options = self._data_options()
@@ -204,6 +219,14 @@ class Phi3LoraRecipe:
 
     # -- training --------------------------------------------------------------------------------------------------
 
+    def check_launch(self):
+        """Check how this process was launched (``accelerate launch`` config, ``torchrun``) against the recipe.
+
+        Raises ``ConfigError`` when the launch cannot produce a usable adapter (e.g. FSDP saving sharded state
+        dicts); returns the :class:`~phi3_lora_hub.distributed_launch.LaunchPlan`. ``build_trainer`` runs it too.
+        """
+        return prepare_launch(self.config, dict(self.config.training))
+
     def build_trainer(self, model=None, tokenizer=None, data: PreparedData | None = None):
         """A ready ``trl.SFTTrainer`` with the LoRA config, the prepared data and the recipe's callbacks."""
         from trl import SFTConfig, SFTTrainer
@@ -211,14 +234,17 @@ class Phi3LoraRecipe:
         from phi3_lora_hub.training_callbacks import CheckpointArtifactsCallback
 
         config = self.config
+        training = dict(config.training)
+        prepare_launch(config, training)  # a launch that cannot work fails here, before data and model are loaded
         tokenizer = tokenizer or self.load_tokenizer()
         data = data or self.data or self.prepare_data(tokenizer)
         model = model if model is not None else self.load_model()
-        training = dict(config.training)
         if data.eval is not None and training.get("eval_strategy", "no") == "no":
             training["eval_strategy"] = training.get("save_strategy", "steps")
             training.setdefault("eval_steps", training.get("save_steps"))
         args = SFTConfig(output_dir=config.output_dir, **training)
+        if is_main_process():
+            logger.info(global_batch_summary(training, args.world_size))
         from phi3_lora_hub.evaluation.recipe_eval import sample_callback
 
         # Sample answers are written into each checkpoint before any user (or upload) callback sees it.
@@ -250,7 +276,11 @@ class Phi3LoraRecipe:
         }
 
     def train(self, *, resume_from_checkpoint: bool | str | None = None) -> TrainResult:
-        """Train the adapter and save it to ``<output_dir>/adapter``; returns a :class:`TrainResult`."""
+        """Train the adapter and save it to ``<output_dir>/adapter``; returns a :class:`TrainResult`.
+
+        Under a launcher every process trains, evaluates the loss and saves together; the adapter files, the
+        evaluation report and the Hub pushes come from the main process, which alone has anything left to do then.
+        """
         trainer = self.trainer or self.build_trainer()
         output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
         metrics = dict(output.metrics)
@@ -259,7 +289,9 @@ class Phi3LoraRecipe:
             metrics.update(self._trainer_eval_metrics())
         adapter_dir = self.save(Path(self.config.output_dir) / ADAPTER_SUBDIR)
         if has_eval and self.config.evaluation["on_train_end"]:
-            self.evaluate()  # writes <adapter_dir>/eval_results.json, the numbers of the model card
+            from phi3_lora_hub.evaluation.recipe_eval import evaluate_after_training
+
+            evaluate_after_training(self)  # writes <adapter_dir>/eval_results.json, the numbers of the model card
         checkpoints = sorted(
             Path(self.config.output_dir).glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1])
         )
@@ -331,9 +363,12 @@ class Phi3LoraRecipe:
             raise ConfigError("Nothing to save yet: call train() first.")
         directory = Path(directory)
         if is_loralib(self.config.lora):  # loralib state dict + the equivalent PEFT adapter, side by side
-            self.trainer.save_adapter(directory)
-        else:
-            self.trainer.model.save_pretrained(directory)
+            if self.trainer.args.should_save:
+                self.trainer.save_adapter(directory)
+        elif not save_trained_adapter(self.trainer, directory):  # gathers sharded weights: every process calls it
+            return directory
+        if not self.trainer.args.should_save:  # the other processes of a multi-process run write nothing
+            return directory
         tokenizer = self.load_tokenizer()
         tokenizer.save_pretrained(directory)
         self.write_artifacts(directory)

@@ -21,6 +21,7 @@ class CheckpointArtifactsCallback(TrainerCallback):
         self.recipe = recipe
 
     def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
+        # The processes that wrote the checkpoint (the main one; each node's first with save_on_each_node) add to it.
+        if args.should_save:
             self.recipe.write_artifacts(Path(args.output_dir) / f"checkpoint-{state.global_step}")
         return control

@@ -11,11 +11,11 @@ changes the result, so a second run of the same config skips all of this.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -188,8 +188,11 @@ def prepare_dataset(raw: RawRows, tokenizer, options: DataOptions, *, use_cache:
         staging = directory.with_name(directory.name + f".tmp{os.getpid()}")
         dataset.save_to_disk(str(staging / "dataset"))
         (staging / "report.json").write_text(json.dumps(asdict(report)))
-        with contextlib.suppress(OSError):  # another process may have cached it first
+        try:
             staging.rename(directory)  # atomic: a half-written cache entry is never read
+            logger.info("Prepared %s and cached it in %s", report.source, directory)
+        except OSError:  # another process (another node on a shared disk) cached it first: keep theirs
+            shutil.rmtree(staging, ignore_errors=True)
         dataset = datasets.load_from_disk(str(directory / "dataset")) if directory.exists() else dataset
     return dataset, report
 
