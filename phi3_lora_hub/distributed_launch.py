@@ -10,10 +10,11 @@ and :func:`launch_training_overrides` can adapt the few training arguments that 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from phi3_lora_hub.errors import ConfigError
@@ -25,9 +26,32 @@ logger = logging.getLogger(__name__)
 
 EXAMPLES_HINT = "see examples/accelerate/ and examples/README.md"
 
+# DeepSpeed config keys that the Trainer fills from the training arguments when they are "auto" (and refuses to
+# start when they hold another value): DeepSpeed key -> the recipe's training setting.
+_DEEPSPEED_FROM_TRAINING = {
+    "train_micro_batch_size_per_gpu": "per_device_train_batch_size",
+    "gradient_accumulation_steps": "gradient_accumulation_steps",
+    "gradient_clipping": "max_grad_norm",
+}
+
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "false").strip().lower() in ("1", "true", "yes")
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set ``values`` in ``os.environ`` for the block, then restore the environment exactly as it was."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        for key, value in saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,8 @@ class LaunchPlan:
     zero_stage: int | None = None
     zero3_gathers_16bit_weights: bool | None = None
     """ZeRO-3 only: ``stage3_gather_16bit_weights_on_model_save``, which lets ``save_model`` write the adapter."""
+    deepspeed_fixed: Mapping[str, Any] = field(default_factory=dict)
+    """DeepSpeed batch settings given as numbers instead of ``"auto"`` (they must equal the recipe's)."""
 
     @property
     def data_parallel(self) -> bool:
@@ -78,15 +104,19 @@ class LaunchPlan:
         return f"launch: {self.processes} process(es), {detail}, mixed_precision={self.mixed_precision}"
 
 
-def read_launch_plan() -> LaunchPlan:
+def read_launch_plan(*, gpu: bool | None = None) -> LaunchPlan:
     """Resolve the launcher's environment with accelerate's own ``FullyShardedDataParallelPlugin`` and
-    ``DeepSpeedPlugin`` (neither imports DeepSpeed), so the answer is what the Trainer will do."""
+    ``DeepSpeedPlugin`` (neither imports DeepSpeed), so the answer is what the Trainer will do.
+
+    ``gpu`` says whether to resolve as on a CUDA machine (default: whether this one is), e.g. to check a GPU
+    cluster's launch settings on a laptop.
+    """
     import torch
 
     processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
     common = {
         "processes": processes,
-        "gpu": torch.cuda.is_available(),
+        "gpu": torch.cuda.is_available() if gpu is None else gpu,
         "mixed_precision": os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower(),
     }
     if _flag("ACCELERATE_USE_DEEPSPEED"):
@@ -96,12 +126,20 @@ def read_launch_plan() -> LaunchPlan:
         zero = config.get("zero_optimization", {})
         stage = int(zero.get("stage", 0))
         gathers = bool(zero.get("stage3_gather_16bit_weights_on_model_save", False)) if stage == 3 else None
-        return LaunchPlan("deepspeed", zero_stage=stage, zero3_gathers_16bit_weights=gathers, **common)
+        keys = (*_DEEPSPEED_FROM_TRAINING, "train_batch_size")
+        fixed = {key: config[key] for key in keys if config.get(key, "auto") != "auto"}
+        return LaunchPlan(
+            "deepspeed", zero_stage=stage, zero3_gathers_16bit_weights=gathers, deepspeed_fixed=fixed, **common
+        )
     if _flag("ACCELERATE_USE_FSDP"):
         from accelerate.utils import FullyShardedDataParallelPlugin
         from torch.distributed.fsdp import ShardingStrategy
 
-        plugin = FullyShardedDataParallelPlugin()
+        # Loading settings do not change what is read here, and with sync_module_states the plugin wants a GPU
+        # to exist; the environment is restored afterwards (the plugin writes to it).
+        loading = {"FSDP_SYNC_MODULE_STATES": "false", "FSDP_CPU_RAM_EFFICIENT_LOADING": "false"}
+        with _environment(loading):
+            plugin = FullyShardedDataParallelPlugin()
         version = int(plugin.fsdp_version)
         strategy = plugin.sharding_strategy if plugin.sharding_strategy is not None else plugin.reshard_after_forward
         shards = version == 2 or strategy != ShardingStrategy.NO_SHARD
@@ -137,6 +175,13 @@ def check_launch(plan: LaunchPlan, config: RecipeConfig) -> list[str]:
             "per process instead of adapter_model.safetensors. Set `zero3_save_16bit_model: true` in the accelerate "
             f"config (or stage3_gather_16bit_weights_on_model_save in the DeepSpeed JSON) ({EXAMPLES_HINT})."
         )
+    conflicts = _deepspeed_conflicts(plan, config.training)
+    if conflicts:
+        raise ConfigError(
+            "The DeepSpeed config fixes batch settings that differ from the recipe's, and the Trainer refuses to "
+            f'start: {"; ".join(conflicts)}. Set them to "auto" (or remove them) so DeepSpeed takes the recipe\'s '
+            f"values ({EXAMPLES_HINT})."
+        )
     sharded = plan.strategy == "fsdp" or (plan.strategy == "deepspeed" and plan.zero_stage == 3)
     if sharded and is_loralib(config.lora):
         raise ConfigError(
@@ -168,6 +213,20 @@ def check_launch(plan: LaunchPlan, config: RecipeConfig) -> list[str]:
             "recipe choose (bf16 on GPUs that support it)."
         )
     return warnings
+
+
+def _deepspeed_conflicts(plan: LaunchPlan, training: Mapping[str, Any]) -> list[str]:
+    """``"key=value vs recipe setting=value"`` for each fixed DeepSpeed batch setting that disagrees."""
+    expected = {key: training.get(setting) for key, setting in _DEEPSPEED_FROM_TRAINING.items()}
+    per_device, accumulation = expected["train_micro_batch_size_per_gpu"], expected["gradient_accumulation_steps"]
+    if per_device and accumulation:
+        expected["train_batch_size"] = per_device * accumulation * plan.processes
+    names = {**_DEEPSPEED_FROM_TRAINING, "train_batch_size": "per-device batch x accumulation x processes"}
+    return [
+        f"{key}={value} vs {names[key]}={expected[key]}"
+        for key, value in plan.deepspeed_fixed.items()
+        if expected.get(key) is not None and float(value) != float(expected[key])
+    ]
 
 
 def launch_training_overrides(plan: LaunchPlan, training: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:

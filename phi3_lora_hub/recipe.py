@@ -238,13 +238,15 @@ class Phi3LoraRecipe:
         prepare_launch(config, training)  # a launch that cannot work fails here, before data and model are loaded
         tokenizer = tokenizer or self.load_tokenizer()
         data = data or self.data or self.prepare_data(tokenizer)
-        model = model if model is not None else self.load_model()
         if data.eval is not None and training.get("eval_strategy", "no") == "no":
             training["eval_strategy"] = training.get("save_strategy", "steps")
             training.setdefault("eval_steps", training.get("save_steps"))
+        # Arguments before the model: under DeepSpeed ZeRO-3 they hold the config that makes from_pretrained load
+        # only this process's shard of the weights (transformers' is_deepspeed_zero3_enabled).
         args = SFTConfig(output_dir=config.output_dir, **training)
         if is_main_process():
             logger.info(global_batch_summary(training, args.world_size))
+        model = model if model is not None else self.load_model()
         from phi3_lora_hub.evaluation.recipe_eval import sample_callback
 
         # Sample answers are written into each checkpoint before any user (or upload) callback sees it.
