@@ -22,6 +22,7 @@ import math
 import sys
 
 import pytest
+from phi3_testing import subprocess_env
 from scale_testing import (
     ACCELERATE_CONFIGS,
     Run,
@@ -58,7 +59,9 @@ def launch_two(workdir, name, model, data, *, training) -> tuple[Run, object]:
     command = accelerate_launch(
         ACCELERATE_CONFIGS / "ddp.yaml", "--num_processes", "2", program=cli("train", str(recipe))
     )
-    return run_command(command).check(), output / "adapter"
+    # A cache of its own, so that what the two processes prepare (and read) is theirs alone.
+    env = subprocess_env(PHI3_LORA_HUB_CACHE=str(workdir / f"{name}-cache"))
+    return run_command(command, env=env).check(), output / "adapter"
 
 
 @pytest.fixture(scope="module")
