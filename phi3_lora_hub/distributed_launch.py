@@ -206,6 +206,13 @@ def check_launch(plan: LaunchPlan, config: RecipeConfig) -> list[str]:
             "bfloat16); it has not been run by this project's tests. See examples/README.md for its constraints."
         )
     training = config.training
+    configured_in_training = [key for key in ("fsdp", "deepspeed") if training.get(key)]
+    if configured_in_training:
+        warnings.append(
+            f"training.{configured_in_training[0]} sets up parallelism inside the training arguments, which the "
+            "recipe does not check; launch with an accelerate config instead to have it checked "
+            f"({EXAMPLES_HINT})."
+        )
     if plan.mixed_precision in ("fp16", "bf16") and not (training.get("bf16") or training.get("fp16")):
         warnings.append(
             f"The accelerate config sets mixed_precision={plan.mixed_precision} but the recipe trains without it "

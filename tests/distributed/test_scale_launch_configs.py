@@ -211,3 +211,8 @@ def test_a_launcher_precision_the_recipe_does_not_use_is_reported(launched):
     assert plan.mixed_precision == "fp16"
     notes = check_launch(plan, recipe().config)  # on this CPU machine the recipe trains in fp32
     assert any("mixed_precision=fp16" in note for note in notes)
+
+
+def test_parallelism_set_in_the_training_arguments_is_reported_as_unchecked(launched):
+    notes = check_launch(launched(ACCELERATE_CONFIGS / "ddp.yaml"), recipe(training={"fsdp": "full_shard"}).config)
+    assert any("training.fsdp" in note for note in notes)
