@@ -46,19 +46,9 @@ def process_state(training: Mapping[str, Any] | None = None):
     return PartialState(cpu=bool(training.get("use_cpu")), **kwargs)
 
 
-def num_processes() -> int:
-    """How many processes run this training (1 without a launcher)."""
-    return process_state().num_processes
-
-
 def is_main_process() -> bool:
     """True on the one process that writes run-wide files and talks to the Hub (global rank 0)."""
     return process_state().is_main_process
-
-
-def wait_for_everyone() -> None:
-    """Block until every process reaches this point (no-op in a single process)."""
-    process_state().wait_for_everyone()
 
 
 @contextlib.contextmanager
