@@ -114,6 +114,21 @@ def test_launch_settings_that_break_the_recipe_stop_every_process_before_loading
     assert run.count(PREPARED) == 0
 
 
+def test_bad_rows_stop_every_process_with_the_data_error(tmp_path, untrained_tiny_model, chat_jsonl):
+    """The first process finds the bad row while preparing; the waiting process is released, not left hanging."""
+    import json
+
+    rows = chat_jsonl.read_text().splitlines()
+    rows[3] = json.dumps({"messages": [{"role": "user", "content": "No answer here."}]})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(rows) + "\n")
+    recipe = write_recipe(tmp_path / "recipe.yaml", untrained_tiny_model, bad, tmp_path / "out")
+    run = dry_run("ddp.yaml", recipe, tmp_path / "cache")
+    assert run.returncode != 0
+    assert run.count(r"error: .*1 of 200 rows cannot be used") >= 1, run.output[-3000:]
+    assert "row 3" in run.output
+
+
 @pytest.mark.parametrize("config", ["deepspeed_zero2.yaml", "deepspeed_zero3.yaml"])
 def test_deepspeed_config_dry_runs_where_deepspeed_can_start(config, recipe_file, tmp_path):
     if importlib.util.find_spec("deepspeed") is None or _gpus() < 2:
