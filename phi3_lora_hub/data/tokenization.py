@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import chain, pairwise
 
 import numpy as np
 
@@ -102,7 +102,7 @@ def _encode(backend, texts: list[str]) -> list[list[int]]:
 def _flatten(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum([len(row) for row in rows], out=offsets[1:])
-    ids = np.fromiter((token for row in rows for token in row), dtype=np.int64, count=int(offsets[-1]))
+    ids = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(offsets[-1]))
     return ids, offsets
 
 

@@ -7,6 +7,8 @@ attention and loss head, as ``Phi3SFTTrainer`` runs it.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from perf_helpers import random_examples, random_phi3
@@ -78,7 +80,7 @@ def test_no_cross_contamination_between_packed_sequences(attention, use_cache):
     starts = [0]
     for length in LENGTHS:
         starts.append(starts[-1] + length)
-    for index, (start, end) in enumerate(zip(starts[:-1], starts[1:], strict=True)):
+    for index, (start, end) in enumerate(itertools.pairwise(starts)):
         if index == 2:
             assert not torch.equal(before[start:end], after[start:end])
         else:
