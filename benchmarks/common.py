@@ -87,7 +87,8 @@ PHI3_MINI = ModelSize(3072, 8192, 32, 32, 32064, 4096, 2047)
 
 
 def build_model(size: ModelSize, *, dtype: str = "float32", attn_implementation: str = "sdpa", device: str = "cpu"):
-    """A randomly initialised ``Phi3ForCausalLM`` of ``size`` (deterministic), with Phi-3's special token ids."""
+    """A randomly initialised ``Phi3ForCausalLM`` of ``size`` (deterministic), with Phi-3's special token ids when the
+    vocabulary is Phi-3's."""
     import torch
     from transformers import Phi3Config, Phi3ForCausalLM
 
@@ -103,8 +104,8 @@ def build_model(size: ModelSize, *, dtype: str = "float32", attn_implementation:
         sliding_window=size.sliding_window,
         tie_word_embeddings=False,
         bos_token_id=1,
-        eos_token_id=32000,
-        pad_token_id=32000,
+        eos_token_id=32000 if size.vocab_size > 32000 else 2,
+        pad_token_id=32000 if size.vocab_size > 32000 else 0,
         attn_implementation=attn_implementation,
     )
     torch.manual_seed(0)
