@@ -61,7 +61,8 @@ def training_defaults(hardware: Hardware) -> dict[str, Any]:
         # kernels, or the recipe's per-sequence SDPA; tests/performance prove the loss equals the padded one).
         # Turned off below for a batch size of 1, where there is no padding to save.
         "padding_free": True,
-        # bf16 where the GPU computes it natively; fp32 on CPU, where bf16 autocast is slow and imprecise.
+        # bf16 where the GPU computes it natively. fp32 on CPU: bf16 autocast only pays on CPUs with native bf16
+        # (AVX512-BF16, AMX), where it is faster (benchmarks/RESULTS.md); the recipe keeps CPU training fp32-exact.
         "bf16": hardware.bf16,
         "fp16": False,
         "use_cpu": not gpu,

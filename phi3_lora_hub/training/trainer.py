@@ -107,6 +107,13 @@ class Phi3SFTTrainer(SFTTrainer):
         install_fused_loss(_causal_lm(self.model))
         self._varlen_attention = bool(self.padding_free) and self._attention_implementation() == "sdpa"
 
+    def _set_signature_columns_if_needed(self):
+        """Keep the prepared ``length`` column for length-grouped sampling, so lengths are not recounted row by row."""
+        super()._set_signature_columns_if_needed()
+        grouped = self.args.train_sampling_strategy in ("group_by_length", "batch_rebalance")
+        if grouped and self.args.length_column_name not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, self.args.length_column_name]
+
     def _attention_implementation(self) -> str | None:
         return getattr(_causal_lm(self.model).config, "_attn_implementation", None)
 

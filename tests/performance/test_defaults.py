@@ -64,3 +64,23 @@ def test_recipe_trainer_is_padding_free_with_the_chunked_head(tiny_model_dir, tm
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert logged and all(key in logged[0] for key in ("entropy", "mean_token_accuracy", "num_tokens"))
     assert trainer.model.get_base_model().config._attn_implementation == "sdpa"  # restored after train()
+
+
+def test_length_grouped_sampling_reads_the_prepared_lengths(tiny_model_dir, tmp_path):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from phi3_lora_hub.data.sample import sample_conversations
+    from phi3_lora_hub.recipe import Phi3LoraRecipe
+
+    recipe = Phi3LoraRecipe(
+        str(tiny_model_dir),
+        sample_conversations(24),
+        output_dir=str(tmp_path),
+        training={"padding_free": False, "max_steps": 1, "save_strategy": "no"},
+    )
+    trainer = recipe.build_trainer()
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert "attention_mask" in batch and batch["input_ids"].shape[0] == 4
+    sampler = trainer._get_train_sampler(trainer._remove_unused_columns(trainer.train_dataset))
+    assert isinstance(sampler, LengthGroupedSampler)
+    assert list(sampler.lengths) == trainer.train_dataset["length"]
