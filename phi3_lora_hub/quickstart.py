@@ -65,10 +65,13 @@ class QuickstartReport:
 
 def run_quickstart(output_dir: str | Path = "quickstart-output", *, max_steps: int | None = None) -> QuickstartReport:
     """Run the whole offline quickstart into ``output_dir`` and return a report (also printed by the CLI)."""
+    import datasets
+
     from phi3_lora_hub.generation import generate_replies, load_for_inference
     from phi3_lora_hub.model.tiny import tiny_phi3_cache_dir
     from phi3_lora_hub.recipe import Phi3LoraRecipe
 
+    datasets.disable_progress_bars()  # a few hundred rows: the trainer's progress bar is the one worth showing
     started = time.monotonic()
     output_dir = Path(output_dir).resolve()
     print("1/4 Building the offline tiny Phi-3 (cached after the first run) ...", flush=True)

@@ -28,7 +28,9 @@ from phi3_lora_hub.config.training import resolve_training
 from phi3_lora_hub.data.prepare import DataOptions, DataReport, hold_out, prepare_dataset
 from phi3_lora_hub.data.sources import read_rows
 from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.evaluation.settings import resolve_evaluation
 from phi3_lora_hub.hardware import Hardware, detect_hardware
+from phi3_lora_hub.loralib_backend.spec import LoralibSpec, is_loralib
 from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, model_reference
 from phi3_lora_hub.model.targets import check_target_modules
 from phi3_lora_hub.result import TrainResult
@@ -56,7 +58,10 @@ class Phi3LoraRecipe:
         dataset: Hub dataset id, local file (``.jsonl``, ``.json``, ``.csv``, ``.parquet``), ``datasets.Dataset``
             or ``DatasetDict``, or a list of dicts, in any supported chat format.
         training: ``trl.SFTConfig`` arguments merged over the recipe's defaults.
-        lora: ``peft.LoraConfig`` arguments merged over the recipe's defaults.
+        lora: ``peft.LoraConfig`` arguments merged over the recipe's defaults; ``backend="loralib"`` trains
+            Microsoft's loralib layers instead (see :mod:`phi3_lora_hub.loralib_backend`).
+        evaluation: evaluation settings merged over ``phi3_lora_hub.evaluation.settings.EVALUATION_DEFAULTS``
+            (the report written after training, the sample generations stored with each checkpoint).
         callbacks: extra ``transformers.TrainerCallback`` objects.
         **settings: any other :class:`~phi3_lora_hub.config.recipe_config.RecipeConfig` field
             (``output_dir``, ``eval_split``, ``format``, ``on_bad_rows``, ``quantization``, ``hub_model_id``, ...).
@@ -71,6 +76,7 @@ class Phi3LoraRecipe:
         *,
         training: dict[str, Any] | None = None,
         lora: dict[str, Any] | None = None,
+        evaluation: dict[str, Any] | None = None,
         callbacks: list[Any] | None = None,
         **settings: Any,
     ) -> None:
@@ -83,14 +89,18 @@ class Phi3LoraRecipe:
             dataset=str(dataset) if self._dataset_object is None and dataset is not None else None,
             training=resolve_training(training, self.hardware),
             lora=resolve_lora(lora),
+            evaluation=resolve_evaluation(evaluation),
             **{
                 "dtype": "bfloat16" if self.hardware.bf16 else "float32",
                 "attn_implementation": self.hardware.attn_implementation,
                 **settings,
             },
         )
+        if is_loralib(self.config.lora) and self.config.quantization:
+            raise ConfigError("lora backend='loralib' wraps plain nn.Linear layers: it cannot train QLoRA; use 'peft'.")
         self.callbacks = list(callbacks or [])
         self.trainer = None
+        self.samples_callback = None
         self.tokenizer = None
         self.data: PreparedData | None = None
 
@@ -178,6 +188,10 @@ class Phi3LoraRecipe:
             hardware=self.hardware,
         )
         check_target_modules(model, config.lora["target_modules"])
+        if is_loralib(config.lora):  # loralib backend: swap in loralib layers now; the trainer gets no peft_config
+            from phi3_lora_hub.loralib_backend.patching import patch_phi3
+
+            patch_phi3(model, LoralibSpec.from_dict(config.lora))
         if config.quantization:
             from peft import prepare_model_for_kbit_training
 
@@ -206,26 +220,47 @@ class Phi3LoraRecipe:
             training["eval_strategy"] = training.get("save_strategy", "steps")
             training.setdefault("eval_steps", training.get("save_steps"))
         args = SFTConfig(output_dir=config.output_dir, **trainer_arguments(training))
-        callbacks = [CheckpointArtifactsCallback(self), *self.callbacks]
-        self.trainer = Phi3SFTTrainer(
+        from phi3_lora_hub.evaluation.recipe_eval import sample_callback
+
+        # Sample answers are written into each checkpoint before any user (or upload) callback sees it.
+        self.samples_callback = sample_callback(self, data, tokenizer)
+        callbacks = [CheckpointArtifactsCallback(self), *filter(None, [self.samples_callback]), *self.callbacks]
+        if is_loralib(config.lora):
+            from phi3_lora_hub.loralib_backend.trainer import LoralibSFTTrainer
+
+            trainer_class, lora_kwargs = LoralibSFTTrainer, self._loralib_trainer_kwargs()
+        else:
+            lora_config = build_lora_config(config.lora, base_model_name_or_path=config.model)
+            trainer_class, lora_kwargs = Phi3SFTTrainer, {"peft_config": lora_config}
+        self.trainer = trainer_class(
             model=model,
             args=args,
             train_dataset=data.train,
             eval_dataset=data.eval,
             processing_class=tokenizer,
-            peft_config=build_lora_config(config.lora, base_model_name_or_path=config.model),
             callbacks=callbacks,
+            **lora_kwargs,
         )
         return self.trainer
+
+    def _loralib_trainer_kwargs(self) -> dict[str, Any]:
+        return {
+            "loralib_spec": LoralibSpec.from_dict(self.config.lora),
+            "base_model_name_or_path": self.config.model,
+            "base_model_revision": self.config.model_revision,
+        }
 
     def train(self, *, resume_from_checkpoint: bool | str | None = None) -> TrainResult:
         """Train the adapter and save it to ``<output_dir>/adapter``; returns a :class:`TrainResult`."""
         trainer = self.trainer or self.build_trainer()
         output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
         metrics = dict(output.metrics)
-        if self.data is not None and self.data.eval is not None:
-            metrics.update(self.evaluate())
+        has_eval = self.data is not None and self.data.eval is not None
+        if has_eval:
+            metrics.update(self._trainer_eval_metrics())
         adapter_dir = self.save(Path(self.config.output_dir) / ADAPTER_SUBDIR)
+        if has_eval and self.config.evaluation["on_train_end"]:
+            self.evaluate()  # writes <adapter_dir>/eval_results.json, the numbers of the model card
         checkpoints = sorted(
             Path(self.config.output_dir).glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1])
         )
@@ -240,14 +275,37 @@ class Phi3LoraRecipe:
             log_history=list(trainer.state.log_history),
         )
 
-    def evaluate(self) -> dict[str, float]:
-        """Loss and perplexity on the evaluation data, counting assistant tokens only (as trained)."""
-        trainer = self.trainer or self.build_trainer()
-        if self.data is None or self.data.eval is None:
-            raise ConfigError("No evaluation data: set eval_split=, eval_dataset= or eval_size=.")
-        metrics = trainer.evaluate()
+    def _trainer_eval_metrics(self) -> dict[str, float]:
+        """The Trainer's loss and perplexity on the evaluation data (assistant tokens only, as trained)."""
+        metrics = self.trainer.evaluate()
         metrics["eval_perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else math.inf
         return metrics
+
+    def evaluate(
+        self,
+        adapter: str | Path | None = None,
+        *,
+        dataset: Any = None,
+        split: str | None = None,
+        output: str | Path | None = None,
+        progress: bool = True,
+        **settings: Any,
+    ):
+        """Evaluate the base model and the adapter on held-out data; write and return the evaluation report.
+
+        The adapter is ``adapter`` (a directory or ``namespace/name[@revision]``), else the one trained in this
+        session, else the one saved in ``<output_dir>/adapter``; with none, the base model alone is evaluated.
+        The data is ``dataset`` (any source and format the recipe trains on, ``split`` choosing a split), else the
+        recipe's evaluation data. ``settings`` override ``evaluation`` settings for this call (``max_examples``,
+        ``max_new_tokens``, ``include_base``, ``metrics``, ...). The report goes to ``output``, else
+        ``eval_results.json`` in the adapter directory (or ``output_dir``); see
+        :class:`~phi3_lora_hub.evaluation.report.EvaluationReport`.
+        """
+        from phi3_lora_hub.evaluation.recipe_eval import evaluate_recipe
+
+        return evaluate_recipe(
+            self, adapter, dataset=dataset, split=split, output=output, progress=progress, **settings
+        )
 
     # -- saving and using the adapter ------------------------------------------------------------------------------
 
@@ -266,14 +324,22 @@ class Phi3LoraRecipe:
             (directory / DATA_REPORT_FILE).write_text(json.dumps(reports, indent=2))
 
     def save(self, directory: str | Path) -> Path:
-        """Save the trained adapter (safetensors), tokenizer, generation config and recipe YAML to ``directory``."""
+        """Save the trained adapter (safetensors), tokenizer, generation config and recipe YAML to ``directory``.
+
+        A loralib run saves its ``lora_state_dict`` and the converted PEFT adapter, so the directory loads like any.
+        """
         if self.trainer is None:
             raise ConfigError("Nothing to save yet: call train() first.")
         directory = Path(directory)
-        self.trainer.model.save_pretrained(directory)
+        if is_loralib(self.config.lora):  # loralib state dict + the equivalent PEFT adapter, side by side
+            self.trainer.save_adapter(directory)
+        else:
+            self.trainer.model.save_pretrained(directory)
         tokenizer = self.load_tokenizer()
         tokenizer.save_pretrained(directory)
         self.write_artifacts(directory)
+        if self.samples_callback is not None:
+            self.samples_callback.write_final(directory, self.trainer.model, tokenizer, self.trainer.state)
         (directory / "trainer_log.json").write_text(json.dumps(self.trainer.state.log_history, indent=2))
         return directory
 

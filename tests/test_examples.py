@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, subprocess_env
+from phi3_testing import ROOT, subprocess_env
 
 from phi3_lora_hub import Phi3LoraRecipe
 

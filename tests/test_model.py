@@ -42,7 +42,7 @@ def test_tiny_tokenizer_behaves_like_phi3(tiny_tokenizer):
 
 
 def test_tiny_model_around_the_real_tokenizer(tmp_path, real_tokenizer):
-    from conftest import PHI3_TOKENIZER_DIR
+    from phi3_testing import PHI3_TOKENIZER_DIR
 
     directory = build_tiny_phi3(
         tmp_path / "tiny-real", config=TinyPhi3Config(pretrain_steps=0), tokenizer_path=PHI3_TOKENIZER_DIR

@@ -8,7 +8,7 @@ on it. Skipped when ../shared/assets is absent.
 from __future__ import annotations
 
 import pytest
-from conftest import DATA_DIR, PHI3_TOKENIZER_DIR, requires_assets
+from phi3_testing import DATA_DIR, PHI3_TOKENIZER_DIR, requires_assets
 
 from phi3_lora_hub import Phi3LoraRecipe
 from phi3_lora_hub.data.prepare import DataOptions, convert_rows

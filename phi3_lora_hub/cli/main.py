@@ -9,10 +9,11 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 # Each module defines `register(subparsers)`, which adds its subcommand and sets `func(args) -> int`.
-COMMAND_MODULES: tuple[str, ...] = ("quickstart", "train", "chat", "merge")
+COMMAND_MODULES: tuple[str, ...] = ("quickstart", "train", "chat", "merge", "hub", "eval", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Library chatter (deprecation notices, HTTP request logs) is noise at the command line.
         for noisy in ("httpx", "httpx2", "urllib3", "datasets", "filelock"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)\.")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

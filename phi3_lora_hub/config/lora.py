@@ -1,4 +1,4 @@
-"""LoRA settings: Phi-3 defaults, merged with the user's dict and checked against ``peft.LoraConfig``."""
+"""LoRA settings: Phi-3 defaults, merged with the user's dict and checked against ``peft.LoraConfig`` (or loralib)."""
 
 from __future__ import annotations
 
@@ -50,16 +50,34 @@ def lora_config_fields() -> tuple[str, ...]:
 def resolve_lora(user: Mapping[str, Any] | None) -> dict[str, Any]:
     """Merge ``user`` over the defaults; an unknown or reserved key raises a ``ConfigError`` naming it.
 
+    ``backend="loralib"`` selects Microsoft's loralib layers instead of PEFT: its settings are validated by
+    :func:`phi3_lora_hub.loralib_backend.spec.resolve_loralib_settings` and keep ``backend`` in the result;
+    PEFT settings never carry it (``build_lora_config`` passes them straight to ``peft.LoraConfig``).
+
     Whether ``target_modules`` exist in the model is checked when the model is loaded
     (:func:`phi3_lora_hub.model.targets.check_target_modules`).
     """
+    from phi3_lora_hub.loralib_backend import spec as loralib_spec
+
     user = dict(user or {})
     valid = lora_config_fields()
+    backend = user.get(loralib_spec.BACKEND_KEY, loralib_spec.PEFT_BACKEND)
+    if backend not in loralib_spec.BACKENDS:
+        raise ConfigError(f"lora backend must be one of {list(loralib_spec.BACKENDS)}, got {backend!r}.")
+    if backend == loralib_spec.LORALIB_BACKEND:  # Microsoft's loralib layers: its own keys, not peft.LoraConfig's
+        for key in user:
+            if key in RESERVED_KEYS:
+                raise ConfigError(f"lora key {key!r} is managed by the recipe. {RESERVED_KEYS[key]}")
+        return loralib_spec.resolve_loralib_settings(user, LORA_DEFAULTS, valid)
+    user.pop(loralib_spec.BACKEND_KEY, None)
     for key in user:
         if key in RESERVED_KEYS:
             raise ConfigError(f"lora key {key!r} is managed by the recipe. {RESERVED_KEYS[key]}")
+        if key in loralib_spec.LORALIB_ONLY_KEYS:
+            raise ConfigError(f"lora key {key!r} only applies to backend='loralib' (it sets loralib's {key}).")
         if key not in valid:
-            raise unknown_key_error("lora", key, [k for k in valid if k not in RESERVED_KEYS], " (see peft.LoraConfig)")
+            suggestions = [k for k in valid if k not in RESERVED_KEYS] + [loralib_spec.BACKEND_KEY]
+            raise unknown_key_error("lora", key, suggestions, " (see peft.LoraConfig)")
     merged = {**LORA_DEFAULTS, **user}
     if not isinstance(merged["r"], int) or merged["r"] <= 0:
         raise ConfigError(f"lora r must be a positive integer, got {merged['r']!r}.")

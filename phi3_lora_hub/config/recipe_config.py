@@ -65,6 +65,9 @@ class RecipeConfig:
     """Resolved ``trl.SFTConfig`` arguments."""
     lora: dict[str, Any] = field(default_factory=dict)
     """Resolved ``peft.LoraConfig`` arguments."""
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    """Resolved evaluation settings: the report after training and the sample generations at each checkpoint
+    (see ``phi3_lora_hub.evaluation.settings.EVALUATION_DEFAULTS``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, subprocess_env
+from phi3_testing import ROOT, subprocess_env
 
 from phi3_lora_hub.data.sample import write_sample_dataset
 

@@ -1,0 +1,140 @@
+"""Evaluation as the recipe uses it: ``recipe.evaluate()`` and the sample-generations callback it installs.
+
+Kept out of ``recipe.py`` so the recipe only delegates; everything here works from the recipe's resolved
+``evaluation`` settings (:mod:`phi3_lora_hub.evaluation.settings`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.evaluation.data import (
+    EvalExample,
+    conversations_from_token_ids,
+    examples_from_conversations,
+    load_examples,
+)
+from phi3_lora_hub.evaluation.report import ADAPTER_LABEL, BASE_LABEL, REPORT_FILE, EvaluationReport
+from phi3_lora_hub.evaluation.runner import EvalSettings, build_report, evaluate_adapter, evaluate_variants
+from phi3_lora_hub.evaluation.samples import SampleGenerationsCallback, SamplePrompt
+from phi3_lora_hub.evaluation.settings import eval_settings, gen_params, resolve_evaluation, sample_prompt_messages
+
+if TYPE_CHECKING:
+    from phi3_lora_hub.recipe import Phi3LoraRecipe, PreparedData
+
+logger = logging.getLogger(__name__)
+
+
+def _prepared_examples(tokenizer, dataset, limit: int | None) -> list[EvalExample]:
+    rows = dataset["input_ids"] if limit is None else dataset.select(range(min(limit, len(dataset))))["input_ids"]
+    return examples_from_conversations(conversations_from_token_ids(tokenizer, rows))
+
+
+def sample_callback(recipe: Phi3LoraRecipe, data: PreparedData, tokenizer) -> SampleGenerationsCallback | None:
+    """The callback answering the recipe's sample prompts during training, or ``None`` when ``num_samples`` is 0.
+
+    Prompts: every one of ``evaluation.sample_prompts`` when given, else the first ``num_samples`` conversations of
+    the eval split, else of the training data (each cut before its last answer, which becomes the reference).
+    """
+    section = recipe.config.evaluation
+    count = section["num_samples"]
+    if count == 0:
+        return None
+    user = sample_prompt_messages(section)
+    if user is not None:
+        prompts, source = [SamplePrompt(messages) for messages in user], "user"
+    else:
+        dataset, source = (data.eval, "eval split") if data.eval is not None else (data.train, "train split")
+        prompts = [SamplePrompt(e.prompt, e.reference) for e in _prepared_examples(tokenizer, dataset, count)]
+    params = gen_params(section, max_new_tokens=section["sample_max_new_tokens"])
+    return SampleGenerationsCallback(prompts, params, source)
+
+
+def _evaluate_trained(
+    recipe: Phi3LoraRecipe,
+    examples: list[EvalExample],
+    settings: EvalSettings,
+    include_base: bool,
+    source: str,
+    dataset_split: str | None,
+) -> EvaluationReport:
+    """Evaluate the adapter trained in this session, in memory, and the base (the same model, adapter disabled)."""
+    config = recipe.config
+    model = recipe.trainer.model
+    adapter_name = model.active_adapter
+    saved = (recipe.adapter_dir() / "adapter_config.json").is_file()
+    variants: dict[str, str | None] = {BASE_LABEL: None} if include_base else {}
+    variants[ADAPTER_LABEL] = adapter_name
+    results = evaluate_variants(model, recipe.load_tokenizer(), examples, variants, settings)
+    return build_report(
+        results,
+        examples,
+        settings,
+        base_model=config.model,
+        base_revision=config.model_revision,
+        adapter=str(recipe.adapter_dir()) if saved else f"in-memory adapter ({config.output_dir})",
+        adapter_revision=None,
+        dataset=source,
+        dataset_split=dataset_split,
+    )
+
+
+def evaluate_recipe(
+    recipe: Phi3LoraRecipe,
+    adapter: str | Path | None = None,
+    *,
+    dataset: Any = None,
+    split: str | None = None,
+    output: str | Path | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> EvaluationReport:
+    """Evaluate base and adapter on held-out data and write the report; see ``Phi3LoraRecipe.evaluate``."""
+    config = recipe.config
+    section = resolve_evaluation({**config.evaluation, **overrides})
+    settings = eval_settings(section, progress=progress, max_length=config.training.get("max_length"))
+    tokenizer = recipe.load_tokenizer()
+    limit = section["max_examples"]
+    if dataset is not None:
+        examples, source = load_examples(
+            dataset, split=split, config_name=config.dataset_config, options=recipe._data_options(), max_examples=limit
+        )
+        dataset_split = split
+    else:
+        data = recipe.data or recipe.prepare_data(tokenizer)
+        if data.eval is None or data.eval_report is None:
+            raise ConfigError(
+                "No evaluation data: set eval_split=, eval_dataset= or eval_size= on the recipe, or pass dataset=."
+            )
+        examples, source = _prepared_examples(tokenizer, data.eval, limit), data.eval_report.source
+        dataset_split = config.eval_split
+
+    # In memory when this session trained a PEFT adapter; otherwise (loralib backend, a fresh recipe) from disk.
+    if adapter is None and recipe.trainer is not None and hasattr(recipe.trainer.model, "peft_config"):
+        report = _evaluate_trained(recipe, examples, settings, section["include_base"], source, dataset_split)
+        saved = (recipe.adapter_dir() / "adapter_config.json").is_file()
+        adapter_dir = recipe.adapter_dir() if saved else None
+    else:
+        if adapter is None and (recipe.adapter_dir() / "adapter_config.json").is_file():
+            adapter = recipe.adapter_dir()
+        if adapter is None:
+            logger.info("No trained adapter found in %s: evaluating the base model only.", recipe.adapter_dir())
+        report = evaluate_adapter(
+            None if adapter is None else str(adapter),
+            examples,
+            settings,
+            dataset=source,
+            dataset_split=dataset_split,
+            base_model=config.model,
+            base_revision=config.model_revision,
+            include_base=section["include_base"],
+        )
+        local = report.adapter is not None and Path(report.adapter).is_dir()
+        adapter_dir = Path(report.adapter) if local else None
+    target = Path(output) if output is not None else (adapter_dir or Path(config.output_dir)) / REPORT_FILE
+    path = report.write(target)
+    logger.info("Evaluation report written to %s\n%s", path, report.markdown_table())
+    return report

@@ -1,0 +1,208 @@
+"""Sample generations during training: what the adapter answers to a few fixed prompts, at every checkpoint.
+
+At each evaluation and each save, :class:`SampleGenerationsCallback` answers the same prompts with the adapter
+as it is at that step, logs the answers, and writes :data:`SAMPLES_FILE` into ``checkpoint-N/``, so the
+checkpoint pushed to the Hub (branch ``step-N``) carries what step N says. The file holds every step so far
+(step 0 is the untrained adapter, i.e. the base model's answers), so the latest checkpoint and the final adapter
+show how the answers changed over training.
+
+File layout (``format_version`` 1)::
+
+    {"format_version": 1, "step": 30, "source": "eval split",
+     "gen_params": {"temperature": 0.0, "max_new_tokens": 64, ...},
+     "prompts": [{"messages": [{"role": "user", "content": "..."}], "reference": "..." or null}],
+     "steps": [{"step": 0, "epoch": 0.0, "answers": [{"text": "...", "finish_reason": "stop", "new_tokens": 9}]},
+               {"step": 15, ...}, {"step": 30, ...}]}
+
+``answers[i]`` answers ``prompts[i]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from phi3_lora_hub.arena.votes import GenParams
+from phi3_lora_hub.evaluation.generate import generate_answers
+
+logger = logging.getLogger(__name__)
+
+SAMPLES_FILE = "sample_generations.json"
+SAMPLES_FORMAT_VERSION = 1
+
+
+@dataclass
+class SamplePrompt:
+    messages: list[dict[str, str]]
+    reference: str | None = None
+
+
+@dataclass
+class SampleAnswer:
+    text: str
+    finish_reason: str
+    new_tokens: int
+
+
+@dataclass
+class StepSamples:
+    step: int
+    epoch: float | None
+    answers: list[SampleAnswer]
+
+
+@dataclass
+class SampleGenerations:
+    """Answers to fixed prompts at successive training steps (the contents of :data:`SAMPLES_FILE`)."""
+
+    prompts: list[SamplePrompt]
+    gen_params: GenParams
+    source: str
+    """Where the prompts came from: ``user``, ``eval split`` or ``train split``."""
+    steps: list[StepSamples] = field(default_factory=list)
+    format_version: int = SAMPLES_FORMAT_VERSION
+
+    @property
+    def step(self) -> int | None:
+        """The latest step with answers."""
+        return self.steps[-1].step if self.steps else None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["step"] = self.step
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SampleGenerations:
+        if data.get("format_version", SAMPLES_FORMAT_VERSION) > SAMPLES_FORMAT_VERSION:
+            raise ValueError(f"{SAMPLES_FILE} is newer than this library; upgrade phi3-lora-hub.")
+        return cls(
+            prompts=[SamplePrompt(**prompt) for prompt in data["prompts"]],
+            gen_params=GenParams(**data["gen_params"]),
+            source=data.get("source", ""),
+            steps=[
+                StepSamples(s["step"], s.get("epoch"), [SampleAnswer(**a) for a in s["answers"]])
+                for s in data.get("steps", [])
+            ],
+        )
+
+    def up_to(self, step: int) -> SampleGenerations:
+        """A copy holding only the steps up to ``step`` (what a checkpoint at ``step`` knows)."""
+        return SampleGenerations(self.prompts, self.gen_params, self.source, [s for s in self.steps if s.step <= step])
+
+    def write(self, directory: str | Path) -> Path:
+        path = Path(directory) / SAMPLES_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def read(cls, directory: str | Path) -> SampleGenerations | None:
+        """The samples stored in ``directory`` (a checkpoint or adapter), or ``None`` when there are none."""
+        path = Path(directory) / SAMPLES_FILE
+        if not path.is_file():
+            return None
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def markdown(self, *, last: int | None = 4) -> str:
+        """A Markdown section: per prompt, the answer at each of the ``last`` steps (all when ``None``)."""
+        steps = self.steps if last is None else self.steps[-last:]
+        parts = []
+        for index, prompt in enumerate(self.prompts):
+            # Every user turn, so a follow-up ("And its capital?") keeps its context.
+            question = " → ".join(m["content"] for m in prompt.messages if m["role"] == "user")
+            parts.append(f"**Prompt {index + 1}:** {question}")
+            if prompt.reference:
+                parts.append(f"- reference: {prompt.reference}")
+            for entry in steps:
+                answer = entry.answers[index]
+                cut = "" if answer.finish_reason == "stop" else " *(cut at max_new_tokens)*"
+                label = "step 0 (base)" if entry.step == 0 else f"step {entry.step}"
+                parts.append(f"- {label}: {answer.text or '(empty)'}{cut}")
+            parts.append("")
+        return "\n".join(parts).rstrip() + "\n"
+
+
+def _uses_sharded_weights(args) -> bool:
+    """True under FSDP or DeepSpeed, where generating on one process alone would hang the others."""
+    return bool(getattr(args, "fsdp", None)) or bool(getattr(args, "deepspeed", None))
+
+
+class SampleGenerationsCallback(TrainerCallback):
+    """Answers fixed prompts at step 0, at every evaluation and at every save; stores them in each checkpoint.
+
+    Runs on the main process only. Answers for a step are generated once even when an evaluation and a save
+    happen at the same step. Must come before any callback that uploads checkpoints, so the file is there.
+    """
+
+    def __init__(self, prompts: Sequence[SamplePrompt], gen_params: GenParams, source: str) -> None:
+        if not prompts:
+            raise ValueError("SampleGenerationsCallback needs at least one prompt")
+        self.samples = SampleGenerations(list(prompts), gen_params, source)
+        self._disabled = False
+
+    def _answers_at(self, args, state, model, tokenizer) -> StepSamples | None:
+        if self._disabled or not state.is_world_process_zero or model is None or tokenizer is None:
+            return None
+        if _uses_sharded_weights(args):
+            logger.warning("Sample generations are off: generating on one process is not possible with FSDP/DeepSpeed.")
+            self._disabled = True
+            return None
+        existing = next((s for s in self.samples.steps if s.step == state.global_step), None)
+        if existing is not None:
+            return existing
+        generations = generate_answers(
+            model,
+            tokenizer,
+            [prompt.messages for prompt in self.samples.prompts],
+            self.samples.gen_params,
+            batch_size=len(self.samples.prompts),
+        )
+        entry = StepSamples(
+            state.global_step,
+            state.epoch,
+            [SampleAnswer(g.text, g.finish_reason, g.new_tokens) for g in generations],
+        )
+        self.samples.steps = sorted([*self.samples.steps, entry], key=lambda s: s.step)
+        self._log(entry)
+        return entry
+
+    def _log(self, entry: StepSamples) -> None:
+        lines = [f"Sample answers at step {entry.step}:"]
+        for prompt, answer in zip(self.samples.prompts, entry.answers, strict=True):
+            cut = "" if answer.finish_reason == "stop" else " [cut at max_new_tokens]"
+            lines.append(f"  Q: {prompt.messages[-1]['content']}\n  A: {answer.text}{cut}")
+        logger.info("\n".join(lines))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step > 0:  # resumed: keep the history stored with the checkpoint
+            stored = SampleGenerations.read(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            if stored is not None and [p.messages for p in stored.prompts] == [
+                p.messages for p in self.samples.prompts
+            ]:
+                self.samples.steps = stored.steps
+        self._answers_at(args, state, kwargs.get("model"), kwargs.get("processing_class"))
+        return control
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._answers_at(args, state, kwargs.get("model"), kwargs.get("processing_class"))
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        if self._answers_at(args, state, kwargs.get("model"), kwargs.get("processing_class")) is not None:
+            self.samples.up_to(state.global_step).write(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+        return control
+
+    def write_final(self, directory: str | Path, model, tokenizer, state) -> Path | None:
+        """Store the samples in the final adapter directory, answering at the final step if not done yet."""
+        if not state.is_world_process_zero:
+            return None
+        if self._answers_at(None, state, model, tokenizer) is None and not self.samples.steps:
+            return None
+        return self.samples.write(directory)

@@ -1,0 +1,108 @@
+"""Sample generations stored with every checkpoint, and what they say."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import TrainerState
+
+from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.evaluation.samples import SAMPLES_FILE, SampleGenerations, SampleGenerationsCallback, SamplePrompt
+
+
+def test_each_checkpoint_stores_the_answers_up_to_its_step(trained_run):
+    at_15 = SampleGenerations.read(trained_run.output_dir / "checkpoint-15")
+    at_30 = SampleGenerations.read(trained_run.output_dir / "checkpoint-30")
+    final = SampleGenerations.read(trained_run.adapter_dir)
+    assert [s.step for s in at_15.steps] == [0, 15]
+    assert [s.step for s in at_30.steps] == [0, 15, 30]
+    assert at_15.step == 15 and at_30.step == 30
+    assert final.steps == at_30.steps
+    assert at_15.source == "eval split" and len(at_15.prompts) == 2
+    assert at_15.gen_params.max_new_tokens == 16
+    # Prompts are held-out conversations cut before their last answer, which is kept as the reference.
+    assert at_15.prompts[0].messages[-1]["role"] == "user" and at_15.prompts[0].reference
+    for entry in at_30.steps:
+        assert len(entry.answers) == 2
+        assert all(answer.finish_reason in ("stop", "length") for answer in entry.answers)
+
+
+def test_stored_answers_are_what_each_checkpoint_says(trained_run, tiny_model_dir):
+    """Reload the base and the step-15 checkpoint from disk: they answer exactly what was stored."""
+    from phi3_lora_hub.evaluation.generate import generate_answers
+    from phi3_lora_hub.generation import load_for_inference
+
+    stored = SampleGenerations.read(trained_run.output_dir / "checkpoint-15")
+    prompts = [prompt.messages for prompt in stored.prompts]
+    for step, adapter in ((0, None), (15, trained_run.output_dir / "checkpoint-15")):
+        model, tokenizer = load_for_inference(str(tiny_model_dir), adapter)
+        answers = generate_answers(model, tokenizer, prompts, stored.gen_params, batch_size=len(prompts))
+        expected = next(s for s in stored.steps if s.step == step).answers
+        assert [a.text for a in answers] == [a.text for a in expected], f"step {step}"
+        assert [a.new_tokens for a in answers] == [a.new_tokens for a in expected]
+    # Training changed the answers.
+    assert [a.text for a in stored.steps[0].answers] != [a.text for a in stored.steps[1].answers]
+
+
+def test_markdown_shows_every_step_per_prompt(trained_run):
+    samples = SampleGenerations.read(trained_run.adapter_dir)
+    text = samples.markdown()
+    assert text.count("**Prompt") == 2
+    assert "step 0 (base)" in text and "step 15:" in text and "step 30:" in text
+    assert samples.markdown(last=1).count("step ") == 2  # only step 30, once per prompt
+
+
+def test_user_prompts_and_switching_it_off(tiny_model_dir):
+    from phi3_lora_hub import Phi3LoraRecipe
+    from phi3_lora_hub.data.sample import sample_conversations
+    from phi3_lora_hub.evaluation.recipe_eval import sample_callback
+
+    recipe = Phi3LoraRecipe(
+        str(tiny_model_dir),
+        sample_conversations(8),
+        evaluation={"sample_prompts": ["Where is Peru?", [{"role": "user", "content": "Hi"}]], "num_samples": 5},
+    )
+    data = recipe.prepare_data()
+    callback = sample_callback(recipe, data, recipe.load_tokenizer())
+    assert callback.samples.source == "user"
+    assert [p.messages for p in callback.samples.prompts] == [
+        [{"role": "user", "content": "Where is Peru?"}],
+        [{"role": "user", "content": "Hi"}],
+    ]
+    # Without eval data the prompts come from the training data.
+    recipe = Phi3LoraRecipe(str(tiny_model_dir), sample_conversations(8), evaluation={"num_samples": 1})
+    callback = sample_callback(recipe, recipe.prepare_data(), recipe.load_tokenizer())
+    assert callback.samples.source == "train split" and len(callback.samples.prompts) == 1
+    off = Phi3LoraRecipe(str(tiny_model_dir), sample_conversations(8), evaluation={"num_samples": 0})
+    assert sample_callback(off, off.prepare_data(), off.load_tokenizer()) is None
+    with pytest.raises(ConfigError, match="end with a user message"):
+        Phi3LoraRecipe(
+            str(tiny_model_dir),
+            sample_conversations(8),
+            evaluation={"sample_prompts": [[{"role": "assistant", "content": "Hi"}]]},
+        )
+
+
+def test_callback_runs_on_the_main_process_only_and_once_per_step(tmp_path, tiny_model_dir, monkeypatch):
+    from transformers import TrainerControl, TrainingArguments
+
+    from phi3_lora_hub.arena.votes import GenParams
+    from phi3_lora_hub.evaluation import samples as samples_module
+    from phi3_lora_hub.generation import load_for_inference
+
+    calls = []
+    real = samples_module.generate_answers
+    monkeypatch.setattr(samples_module, "generate_answers", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    model, tokenizer = load_for_inference(str(tiny_model_dir))
+    callback = SampleGenerationsCallback(
+        [SamplePrompt([{"role": "user", "content": "Where is Peru?"}])], GenParams(max_new_tokens=4), "user"
+    )
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    worker = TrainerState(global_step=5, is_world_process_zero=False)
+    callback.on_save(args, worker, TrainerControl(), model=model, processing_class=tokenizer)
+    assert not (tmp_path / "checkpoint-5" / SAMPLES_FILE).exists() and callback.samples.steps == []
+    main = TrainerState(global_step=5, is_world_process_zero=True)
+    callback.on_evaluate(args, main, TrainerControl(), model=model, processing_class=tokenizer)
+    callback.on_save(args, main, TrainerControl(), model=model, processing_class=tokenizer)
+    assert [s.step for s in SampleGenerations.read(tmp_path / "checkpoint-5").steps] == [5]
+    assert len(calls) == 1  # the evaluation and the save at the same step share one generation
