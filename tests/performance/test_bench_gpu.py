@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, subprocess_env
+from phi3_testing import ROOT, subprocess_env
 
 SCRIPT = ROOT / "benchmarks" / "bench_gpu.py"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DATA_DIR, requires_assets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from phi3_testing import DATA_DIR, requires_assets
 
 from phi3_lora_hub.data.prepare import DataOptions, convert_rows, prepare_dataset
 from phi3_lora_hub.data.sources import read_rows
