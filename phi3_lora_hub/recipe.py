@@ -153,7 +153,7 @@ class Phi3LoraRecipe:
         source = self._dataset_object if self._dataset_object is not None else config.dataset
         if source is None:
             raise ConfigError("No dataset: pass dataset= (a Hub id, a file, a Dataset or a list of dicts).")
-        raw = read_rows(source, split=config.dataset_split, config_name=config.dataset_config)
+        raw = read_rows(source, split=config.dataset_split, config_name=config.dataset_config, lazy=True)
         if config.max_train_samples is not None:
             raw = type(raw)(
                 raw.rows[: config.max_train_samples], raw.source, f"{raw.fingerprint}:{config.max_train_samples}"
@@ -229,8 +229,9 @@ class Phi3LoraRecipe:
 
     def build_trainer(self, model=None, tokenizer=None, data: PreparedData | None = None):
         """A ready ``trl.SFTTrainer`` with the LoRA config, the prepared data and the recipe's callbacks."""
-        from trl import SFTConfig, SFTTrainer
+        from trl import SFTConfig
 
+        from phi3_lora_hub.training.trainer import Phi3SFTTrainer, trainer_arguments
         from phi3_lora_hub.training_callbacks import CheckpointArtifactsCallback
 
         config = self.config
@@ -243,7 +244,7 @@ class Phi3LoraRecipe:
             training.setdefault("eval_steps", training.get("save_steps"))
         # Arguments before the model: under DeepSpeed ZeRO-3 they hold the config that makes from_pretrained load
         # only this process's shard of the weights (transformers' is_deepspeed_zero3_enabled).
-        args = SFTConfig(output_dir=config.output_dir, **training)
+        args = SFTConfig(output_dir=config.output_dir, **trainer_arguments(training))
         if is_main_process():
             logger.info(global_batch_summary(training, args.world_size))
         model = model if model is not None else self.load_model()
@@ -258,7 +259,7 @@ class Phi3LoraRecipe:
             trainer_class, lora_kwargs = LoralibSFTTrainer, self._loralib_trainer_kwargs()
         else:
             lora_config = build_lora_config(config.lora, base_model_name_or_path=config.model)
-            trainer_class, lora_kwargs = SFTTrainer, {"peft_config": lora_config}
+            trainer_class, lora_kwargs = Phi3SFTTrainer, {"peft_config": lora_config}
         self.trainer = trainer_class(
             model=model,
             args=args,

@@ -54,8 +54,15 @@ def training_defaults(hardware: Hardware) -> dict[str, Any]:
         "per_device_eval_batch_size": 4,
         "gradient_accumulation_steps": 4,
         # Phi-3-mini's context is 4k; 2048 covers almost every chat turn set and keeps memory predictable.
+        # The data pipeline truncates to it (keeping the start, as TRL does) before the trainer sees the rows.
         "max_length": 2048,
-        # bf16 where the GPU computes it natively; fp32 on CPU, where bf16 autocast is slow and imprecise.
+        # Padding-free batches: the examples of a batch are concatenated into one row with per-sequence position
+        # ids, so no compute goes to padding. Exact: each sequence attends to itself only (FlashAttention's varlen
+        # kernels, or the recipe's per-sequence SDPA; tests/performance prove the loss equals the padded one).
+        # Turned off below for a batch size of 1, where there is no padding to save.
+        "padding_free": True,
+        # bf16 where the GPU computes it natively. fp32 on CPU: bf16 autocast only pays on CPUs with native bf16
+        # (AVX512-BF16, AMX), where it is faster (benchmarks/RESULTS.md); the recipe keeps CPU training fp32-exact.
         "bf16": hardware.bf16,
         "fp16": False,
         "use_cpu": not gpu,
@@ -117,6 +124,12 @@ def resolve_training(user: Mapping[str, Any] | None, hardware: Hardware) -> dict
             )
     merged = training_defaults(hardware)
     merged.update({key: _coerce(key, value) for key, value in user.items()})
+    if "padding_free" not in user and merged["per_device_train_batch_size"] == 1 and not merged.get("packing"):
+        merged["padding_free"] = False
+    if not merged["padding_free"] and not merged.get("packing") and "train_sampling_strategy" not in user:
+        # Padded batches: draw examples of similar length together, so little of each batch is padding. (With
+        # padding-free batches there is no padding to save, and random order keeps batches unbiased.)
+        merged["train_sampling_strategy"] = "group_by_length"
     if merged.get("bf16") and merged.get("fp16"):
         raise ConfigError("training sets both bf16 and fp16: choose one.")
     if merged.get("bf16") and not hardware.bf16:

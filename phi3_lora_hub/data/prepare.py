@@ -2,8 +2,12 @@
 
 Everything that is wrong with the data is found before training starts and reported with the row number.
 ``on_bad_rows="raise"`` stops with one :class:`~phi3_lora_hub.errors.DataError` listing every problem;
-``"skip"`` drops those rows and the report says how many and which. Rows longer than ``max_length`` are counted
-and reported (the trainer truncates them, keeping the start). Nothing is dropped silently.
+``"skip"`` drops those rows and the report says how many and which. Rows longer than ``max_length`` are truncated
+here, keeping the start (as TRL would), and counted; a row left with no trained token by truncation is dropped
+(as TRL would) and counted too. Nothing is dropped silently.
+
+The prepared dataset has the columns ``input_ids`` and ``labels`` (what the trainer reads), ``length`` (tokens per
+row, for length-grouped sampling without reading every row) and ``truncated``.
 
 Prepared datasets are cached on disk, keyed by the content of the source, the tokenizer and every setting that
 changes the result, so a second run of the same config skips all of this.
@@ -21,17 +25,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from phi3_lora_hub.data.formats import DEFAULT_TEXT_PART_TYPES, RowConverter, detect_format
 from phi3_lora_hub.data.sources import RawRows
-from phi3_lora_hub.data.tokenization import IGNORE_INDEX, tokenize_conversations
+from phi3_lora_hub.data.tokenization import IGNORE_INDEX, FlatTokens, tokenize_flat
 from phi3_lora_hub.data.validation import validate_messages
 from phi3_lora_hub.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
 OnBadRows = Literal["raise", "skip"]
-_CACHE_VERSION = "1"
-_TOKENIZE_BATCH = 1024
+_CACHE_VERSION = "2"
+_TOKENIZE_BATCH = 8192
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class DataReport:
     problems: list[str] = field(default_factory=list)
     too_long_rows: int = 0
     max_length: int | None = None
+    dropped_after_truncation: int = 0
+    """Rows whose trained tokens all lay beyond ``max_length``: dropped, since they would contribute no loss."""
     tokens: int = 0
     trained_tokens: int = 0
     cached: bool = False
@@ -72,6 +80,8 @@ class DataReport:
             parts.append(f"{len(self.skipped_rows)} bad rows skipped (rows {shown})")
         if self.too_long_rows:
             parts.append(f"{self.too_long_rows} rows longer than max_length={self.max_length} will be truncated")
+        if self.dropped_after_truncation:
+            parts.append(f"{self.dropped_after_truncation} of them dropped: no trained token left within max_length")
         parts.append(f"{self.tokens:,} tokens, {self.trained_tokens:,} trained")
         return "; ".join(parts)
 
@@ -115,36 +125,96 @@ def convert_rows(raw: RawRows, options: DataOptions) -> ConvertedRows:
     return ConvertedRows(conversations, report)
 
 
-def tokenize_rows(tokenizer, converted: ConvertedRows, options: DataOptions):
-    """Tokenize converted conversations into a ``datasets.Dataset`` with ``input_ids`` and ``labels``."""
+def _truncate(flat: FlatTokens, max_length: int | None) -> tuple[FlatTokens, np.ndarray]:
+    """Keep the first ``max_length`` tokens of every row; also returns which rows were longer."""
+    lengths = flat.lengths()
+    if max_length is None or not (lengths > max_length).any():
+        return flat, np.zeros(len(lengths), dtype=bool)
+    position = np.arange(flat.ids.size) - np.repeat(flat.offsets[:-1], lengths)
+    keep = position < max_length
+    offsets = np.zeros_like(flat.offsets)
+    np.cumsum(np.minimum(lengths, max_length), out=offsets[1:])
+    return FlatTokens(flat.ids[keep], flat.labels[keep], offsets), lengths > max_length
+
+
+def _select_rows(flat: FlatTokens, rows: np.ndarray) -> FlatTokens:
+    """The rows where the boolean ``rows`` is true."""
+    lengths = flat.lengths()
+    offsets = np.zeros(int(rows.sum()) + 1, dtype=flat.offsets.dtype)
+    np.cumsum(lengths[rows], out=offsets[1:])
+    tokens = np.repeat(rows, lengths)
+    return FlatTokens(flat.ids[tokens], flat.labels[tokens], offsets)
+
+
+def _trained_per_row(flat: FlatTokens) -> np.ndarray:
+    trained = np.zeros(len(flat), dtype=np.int64)
+    nonempty = flat.lengths() > 0
+    if flat.ids.size:
+        trained[nonempty] = np.add.reduceat(flat.labels != IGNORE_INDEX, flat.offsets[:-1][nonempty])
+    return trained
+
+
+def _to_dataset(flat: FlatTokens, truncated: np.ndarray):
+    """A ``datasets.Dataset`` built straight from the flat arrays (no per-row Python lists)."""
     import datasets
+    import pyarrow as pa
+
+    offsets = pa.array(flat.offsets.astype(np.int32))
+    table = pa.table(
+        {
+            "input_ids": pa.ListArray.from_arrays(offsets, pa.array(flat.ids.astype(np.int32))),
+            "labels": pa.ListArray.from_arrays(offsets, pa.array(flat.labels.astype(np.int32))),
+            "length": pa.array(flat.lengths().astype(np.int32)),
+            "truncated": pa.array(truncated),
+        }
+    )
+    return datasets.Dataset(table)
+
+
+def tokenize_rows(tokenizer, converted: ConvertedRows, options: DataOptions):
+    """Tokenize converted conversations into a ``datasets.Dataset`` (see the module docstring for its columns)."""
     from tqdm.auto import tqdm
 
-    input_ids: list[list[int]] = []
-    labels: list[list[int]] = []
     conversations = converted.conversations
     starts = range(0, len(conversations), _TOKENIZE_BATCH)
     progress = tqdm(starts, desc="Tokenizing", unit="batch", disable=len(conversations) < 20 * _TOKENIZE_BATCH)
-    for start in progress:
-        batch = tokenize_conversations(
+    parts = [
+        tokenize_flat(
             tokenizer, conversations[start : start + _TOKENIZE_BATCH], assistant_only_loss=options.assistant_only_loss
         )
-        input_ids.extend(batch.input_ids)
-        labels.extend(batch.labels)
+        for start in progress
+    ]
+    offsets = [parts[0].offsets] + [part.offsets[1:] for part in parts[1:]]
+    shift = np.cumsum([0] + [part.offsets[-1] for part in parts[:-1]])
+    flat = FlatTokens(
+        np.concatenate([part.ids for part in parts]),
+        np.concatenate([part.labels for part in parts]),
+        np.concatenate([part_offsets + base for part_offsets, base in zip(offsets, shift, strict=True)]),
+    )
+    flat, truncated = _truncate(flat, options.max_length)
     report = converted.report
     report.max_length = options.max_length
-    report.tokens = sum(map(len, input_ids))
-    report.trained_tokens = sum(len(row) - row.count(IGNORE_INDEX) for row in labels)
-    if options.max_length is not None:
-        report.too_long_rows = sum(len(row) > options.max_length for row in input_ids)
-        if report.too_long_rows:
-            logger.warning(
-                "%s: %d rows are longer than max_length=%d tokens and will be truncated (keeping the start).",
-                report.source,
-                report.too_long_rows,
-                options.max_length,
-            )
-    return datasets.Dataset.from_dict({"input_ids": input_ids, "labels": labels})
+    report.too_long_rows = int(truncated.sum())
+    trained = _trained_per_row(flat)
+    if (trained == 0).any():
+        flat, truncated = _select_rows(flat, trained > 0), truncated[trained > 0]
+        report.dropped_after_truncation = int((trained == 0).sum())
+        report.rows_used -= report.dropped_after_truncation
+    report.tokens = int(flat.ids.size)
+    report.trained_tokens = int(trained.sum())
+    if report.too_long_rows:
+        logger.warning(
+            "%s: %d rows are longer than max_length=%d tokens and were truncated (keeping the start)%s.",
+            report.source,
+            report.too_long_rows,
+            options.max_length,
+            f"; {report.dropped_after_truncation} had no trained token left and were dropped"
+            if report.dropped_after_truncation
+            else "",
+        )
+    if not len(flat):
+        raise DataError(f"{report.source}: no rows left with a trained token within max_length={options.max_length}.")
+    return _to_dataset(flat, truncated)
 
 
 def cache_root() -> Path:
@@ -210,14 +280,16 @@ def hold_out(dataset, report: DataReport, eval_size: float, seed: int):
     parts = dataset.train_test_split(test_size=count, seed=seed, shuffle=True)
 
     def part_report(part, label: str) -> DataReport:
-        lengths = [len(ids) for ids in part["input_ids"]]
+        table = part.with_format("arrow")[:]  # the selected rows (a split is an index over the same table)
+        labels = table.column("labels").combine_chunks().flatten().to_numpy()
         return replace(
             report,
             source=f"{report.source} [{label}]",
             rows_used=len(part),
-            tokens=sum(lengths),
-            trained_tokens=sum(len(row) - row.count(IGNORE_INDEX) for row in part["labels"]),
-            too_long_rows=sum(n > report.max_length for n in lengths) if report.max_length else 0,
+            tokens=int(table.column("length").to_numpy().sum()),
+            trained_tokens=int((labels != IGNORE_INDEX).sum()),
+            too_long_rows=int(table.column("truncated").to_numpy(zero_copy_only=False).sum()),
+            dropped_after_truncation=0,
         )
 
     train, held = parts["train"], parts["test"]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,31 @@ LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 TRAIN_SPLITS = ("train", "train_sft")
 
 
-@dataclass(frozen=True)
 class RawRows:
-    """Rows as plain dicts, plus where they came from (for reports and model cards)."""
+    """Rows as plain dicts, plus where they came from (for reports and model cards).
 
-    rows: list[dict[str, Any]]
-    source: str
-    """A short description: the Hub id and split, the file name, or ``in-memory``."""
-    fingerprint: str | None
-    """Identifies the content for caching (file hash, dataset fingerprint); ``None`` when unknown."""
+    ``rows`` may be given as a list or as a function that reads them: a file is then parsed only when its rows are
+    first used, so a run whose prepared dataset is already cached (keyed by the file hash) never parses it.
+    """
+
+    def __init__(
+        self, rows: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]], source: str, fingerprint: str | None
+    ) -> None:
+        self._rows = rows
+        self.source = source
+        """A short description: the Hub id and split, the file name, or ``in-memory``."""
+        self.fingerprint = fingerprint
+        """Identifies the content for caching (file hash, dataset fingerprint); ``None`` when unknown."""
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        if callable(self._rows):
+            self._rows = self._rows()
+        return self._rows
+
+    def __repr__(self) -> str:
+        state = "not read yet" if callable(self._rows) else f"{len(self._rows)} rows"
+        return f"RawRows({self.source!r}, {state}, fingerprint={self.fingerprint!r})"
 
 
 def _read_json(path: Path) -> list[dict[str, Any]]:
@@ -87,11 +102,12 @@ def _pick_split(dataset_dict: Any, split: str | None, name: str) -> tuple[Any, s
     raise DataError(f"{name} has splits {sorted(dataset_dict)}; choose one with dataset_split=.")
 
 
-def read_rows(source: Any, *, split: str | None = None, config_name: str | None = None) -> RawRows:
+def read_rows(source: Any, *, split: str | None = None, config_name: str | None = None, lazy: bool = False) -> RawRows:
     """Read every row of ``source`` as a dict.
 
     ``source`` may be a path to a ``.jsonl``/``.json``/``.csv``/``.parquet`` file, a Hub dataset id (``split`` and
-    ``config_name`` select the part), a ``datasets.Dataset`` or ``DatasetDict``, or a list of dicts.
+    ``config_name`` select the part), a ``datasets.Dataset`` or ``DatasetDict``, or a list of dicts. With ``lazy``, a
+    local file is hashed now but parsed only when ``rows`` is first used (parse errors are raised then).
     """
     import datasets
 
@@ -112,7 +128,8 @@ def read_rows(source: Any, *, split: str | None = None, config_name: str | None 
                 raise DataError(
                     f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}."
                 )
-            return RawRows(_read_file(path), path.name, _file_fingerprint(path))
+            fingerprint = _file_fingerprint(path)
+            return RawRows((lambda: _read_file(path)) if lazy else _read_file(path), path.name, fingerprint)
         if path.suffix in LOCAL_SUFFIXES or path.is_dir() or str(source).startswith((".", "/", "~")):
             raise DataError(f"Dataset file {str(source)!r} does not exist.")
         return _read_hub(str(source), split, config_name)

@@ -1,15 +1,27 @@
 """Tokenize Phi-3 conversations with labels that train on assistant answers only.
 
-The mask comes from the Phi-3 format itself (:func:`phi3_lora_hub.phi3_format.render` knows where every answer
-and its closing ``<|end|>`` sit in the text) and from the tokenizer's character offsets. It therefore works with
-any fast tokenizer that speaks the format, the real Phi-3 one and the tiny test one alike, without depending on a
-chat template that carries ``{% generation %}`` markers (Phi-3's does not).
+The labels cover each assistant answer and the ``<|end|>`` that closes it. They are found in one of two ways, both
+exact:
+
+- **From the token ids** (the fast path). In the Phi-3 format every turn is ``<|role|>\\n{content}<|end|>\\n``; with
+  Phi-3's tokenizer each role header (with its newline) is a single token and so is ``<|end|>\\n``. Validation keeps
+  control tokens out of message text, so the trained tokens are exactly those after an ``<|assistant|>`` header up
+  to and including the next ``<|end|>``: a vectorised pass over the ids, with no character offsets needed. The
+  tokenizer is probed once for this layout, and every row is checked to have one header and one ``<|end|>`` per
+  message; anything else takes the second path.
+- **From character offsets**: :func:`phi3_lora_hub.phi3_format.render` knows where every answer sits in the text,
+  and the tokenizer's offsets say which tokens overlap it. This works with any fast tokenizer that speaks the
+  format, and is the reference the fast path is tested against.
+
+Neither depends on a chat template that carries ``{% generation %}`` markers (Phi-3's does not).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain, pairwise
 
 import numpy as np
 
@@ -24,33 +36,158 @@ class TokenizedBatch:
     labels: list[list[int]]
 
 
-def tokenize_conversations(
-    tokenizer, conversations: Sequence[Sequence[dict[str, str]]], *, assistant_only_loss: bool = True
-) -> TokenizedBatch:
-    """Tokenize ``conversations`` in one batch call.
+@dataclass(frozen=True)
+class FlatTokens:
+    """Tokenized rows stored end to end: row ``i`` is ``ids[offsets[i]:offsets[i + 1]]`` (likewise ``labels``)."""
 
-    With ``assistant_only_loss`` the labels are ``-100`` everywhere except the tokens of each assistant answer
-    and the ``<|end|>`` that closes it; otherwise every token is a label. The final ``<|endoftext|>`` is part of
-    the input (as the real chat template renders it) but not a label: generation stops at ``<|end|>``.
-    """
-    if not getattr(tokenizer, "is_fast", False):
-        raise TypeError("tokenize_conversations needs a fast tokenizer (it reads character offsets)")
-    rendered = [phi3_format.render(messages) for messages in conversations]
+    ids: np.ndarray
+    labels: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def rows(self) -> TokenizedBatch:
+        """The same rows as Python lists."""
+        bounds = self.offsets.tolist()
+        ids, labels = self.ids.tolist(), self.labels.tolist()
+        pairs = list(pairwise(bounds))
+        return TokenizedBatch([ids[a:b] for a, b in pairs], [labels[a:b] for a, b in pairs])
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Token ids of the Phi-3 turn markers in one tokenizer."""
+
+    headers: np.ndarray
+    """Ids of ``<|system|>``, ``<|user|>``, ``<|assistant|>`` (each with the newline it swallows)."""
+    assistant: int
+    end: int
+
+
+def _token_layout(tokenizer) -> _Layout | None:
+    """The marker ids when each header and ``<|end|>`` is exactly one token around any content, else ``None``."""
+    cached = getattr(tokenizer, "_phi3_token_layout", False)
+    if cached is not False:
+        return cached
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in (*phi3_format.ROLE_TOKENS.values(), "<|end|>")}
+    layout = None
+    if tokenizer.unk_token_id not in ids.values():
+        layout = _Layout(
+            np.array([ids[phi3_format.ROLE_TOKENS[role]] for role in phi3_format.ROLES], dtype=np.int64),
+            ids[phi3_format.ROLE_TOKENS["assistant"]],
+            ids[phi3_format.END],
+        )
+        backend = tokenizer.backend_tokenizer
+        for role in phi3_format.ROLES:
+            for content in ("Hello", "x y", "1.", "- a\n\nb", "é"):  # stripped, as converted content is
+                text = phi3_format.render([{"role": role, "content": content}]).text
+                expected = [ids[phi3_format.ROLE_TOKENS[role]], *_encode(backend, [content])[0], ids[phi3_format.END]]
+                if _encode(backend, [text])[0][:-1] != expected:
+                    layout = None
+    with contextlib.suppress(AttributeError):  # a tokenizer that refuses new attributes is probed again next time
+        tokenizer._phi3_token_layout = layout
+    return layout
+
+
+def _encode(backend, texts: list[str]) -> list[list[int]]:
+    # encode_batch_fast skips the character offsets the fast path does not need
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    return [encoding.ids for encoding in encode(texts, add_special_tokens=False)]
+
+
+def _flatten(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(row) for row in rows], out=offsets[1:])
+    ids = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(offsets[-1]))
+    return ids, offsets
+
+
+def _structural_labels(
+    ids: np.ndarray, offsets: np.ndarray, layout: _Layout, messages: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Assistant-only labels from the token ids, and which rows have the expected layout (one marker per turn)."""
+    is_header = np.isin(ids, layout.headers)
+    is_end = ids == layout.end
+    lengths = np.diff(offsets)
+    starts = offsets[:-1]
+    nonempty = lengths > 0
+    headers = np.zeros(len(lengths), dtype=np.int64)
+    ends = np.zeros(len(lengths), dtype=np.int64)
+    first_is_header = np.zeros(len(lengths), dtype=bool)
+    if ids.size:
+        headers[nonempty] = np.add.reduceat(is_header, starts[nonempty])
+        ends[nonempty] = np.add.reduceat(is_end, starts[nonempty])
+        first_is_header[nonempty] = is_header[starts[nonempty]]
+    row_ok = nonempty & first_is_header & (headers == messages) & (ends == messages)
+    # Each token belongs to the turn of the latest header (every row starts with one); an answer runs from its
+    # header to the first <|end|> after it, inclusive.
+    header_positions = np.flatnonzero(is_header)
+    turn = np.maximum(np.cumsum(is_header) - 1, 0)
+    ends_before = np.cumsum(is_end) - is_end
+    turn_header = header_positions[turn] if header_positions.size else np.zeros_like(turn)
+    in_answer = (ids[turn_header] == layout.assistant) & ~is_header & (ends_before == ends_before[turn_header])
+    return np.where(in_answer, ids, IGNORE_INDEX), row_ok
+
+
+def _offset_labels(tokenizer, rendered: list[phi3_format.RenderedChat]) -> TokenizedBatch:
+    """Labels from character offsets: the reference path, for any fast tokenizer."""
     encoded = tokenizer(
         [chat.text for chat in rendered],
         add_special_tokens=False,
-        return_offsets_mapping=assistant_only_loss,
+        return_offsets_mapping=True,
         return_attention_mask=False,
     )
-    input_ids: list[list[int]] = encoded["input_ids"]
-    if not assistant_only_loss:
-        return TokenizedBatch(input_ids, [list(ids) for ids in input_ids])
     labels = []
-    for ids, offsets, chat in zip(input_ids, encoded["offset_mapping"], rendered, strict=True):
+    for ids, offsets, chat in zip(encoded["input_ids"], encoded["offset_mapping"], rendered, strict=True):
         bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
         keep = np.zeros(len(ids), dtype=bool)
         for span in chat.assistant_spans:
             # Tokens overlapping the answer; the role header ends exactly where the answer starts, so it is out.
             keep |= (bounds[:, 1] > span.start) & (bounds[:, 0] < span.end)
         labels.append(np.where(keep, np.asarray(ids, dtype=np.int64), IGNORE_INDEX).tolist())
-    return TokenizedBatch(input_ids, labels)
+    return TokenizedBatch(encoded["input_ids"], labels)
+
+
+def tokenize_flat(
+    tokenizer,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    *,
+    assistant_only_loss: bool = True,
+    use_token_layout: bool = True,
+) -> FlatTokens:
+    """Tokenize ``conversations`` in one batch call into :class:`FlatTokens`.
+
+    With ``assistant_only_loss`` the labels are ``-100`` everywhere except the tokens of each assistant answer
+    and the ``<|end|>`` that closes it (the final ``<|endoftext|>`` is input, not a label: generation stops at
+    ``<|end|>``); otherwise every token is a label. ``use_token_layout=False`` forces the character-offset path
+    for every row.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError("tokenize_conversations needs a fast tokenizer (it reads character offsets)")
+    texts = [phi3_format.render(messages).text for messages in conversations]
+    layout = _token_layout(tokenizer) if assistant_only_loss and use_token_layout else None
+    if assistant_only_loss and layout is None:
+        rendered = [phi3_format.render(messages) for messages in conversations]
+        batch = _offset_labels(tokenizer, rendered)
+        ids, offsets = _flatten(batch.input_ids)
+        return FlatTokens(ids, _flatten(batch.labels)[0], offsets)
+    ids, offsets = _flatten(_encode(tokenizer.backend_tokenizer, texts))
+    if not assistant_only_loss:
+        return FlatTokens(ids, ids.copy(), offsets)
+    messages = np.array([len(chat) for chat in conversations], dtype=np.int64)
+    labels, row_ok = _structural_labels(ids, offsets, layout, messages)
+    for row in np.flatnonzero(~row_ok).tolist():  # rows whose text holds stray markers: the reference path
+        fixed = _offset_labels(tokenizer, [phi3_format.render(conversations[row])]).labels[0]
+        labels[offsets[row] : offsets[row + 1]] = fixed
+    return FlatTokens(ids, labels, offsets)
+
+
+def tokenize_conversations(
+    tokenizer, conversations: Sequence[Sequence[dict[str, str]]], *, assistant_only_loss: bool = True
+) -> TokenizedBatch:
+    """Tokenize ``conversations`` in one batch call; the rows of :func:`tokenize_flat` as Python lists."""
+    return tokenize_flat(tokenizer, conversations, assistant_only_loss=assistant_only_loss).rows()

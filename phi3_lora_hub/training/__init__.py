@@ -1,0 +1,6 @@
+"""Training speed-ups that keep results exact: padding-free attention, a chunked loss head, optional Liger kernels.
+
+- :mod:`~phi3_lora_hub.training.attention`: SDPA that runs each sequence of a padding-free batch on its own.
+- :mod:`~phi3_lora_hub.training.loss`: cross-entropy through the LM head in chunks, trained positions only.
+- :mod:`~phi3_lora_hub.training.trainer`: ``Phi3SFTTrainer``, TRL's ``SFTTrainer`` wired to both.
+"""

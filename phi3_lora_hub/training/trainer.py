@@ -1,0 +1,180 @@
+"""``Phi3SFTTrainer``: TRL's ``SFTTrainer`` with the recipe's speed-ups, each exact.
+
+- **Loss head**: the loss is computed by :func:`~phi3_lora_hub.training.loss.linear_cross_entropy` on the trained
+  (non ``-100``) positions only, in chunks, with the hidden-state gradient made in the forward. TRL's own fused head
+  skips masked positions only on Triton devices; on CPU it projects every position, prompt and padding included,
+  and recomputes the logits in the backward.
+- **Padding-free attention**: with ``padding_free=True`` and SDPA, the model switches to
+  :data:`~phi3_lora_hub.training.attention.VARLEN_SDPA` for the duration of ``train()``, so each packed sequence
+  costs its own length squared instead of the row's.
+- **Liger kernels** (RMSNorm, RoPE, SwiGLU) are applied on CUDA when ``liger_kernel`` is installed.
+
+Everything else (data preparation, collation, metrics, checkpoints) is TRL's.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import types
+from typing import Any
+
+import torch
+from trl import SFTTrainer
+
+from phi3_lora_hub.training.attention import VARLEN_SDPA, register_varlen_sdpa
+from phi3_lora_hub.training.loss import linear_cross_entropy
+
+logger = logging.getLogger(__name__)
+
+_FUSED_LOSS_FLAG = "phi3_fused_loss"
+
+
+def trainer_arguments(training: dict[str, Any]) -> dict[str, Any]:
+    """The ``SFTConfig`` keyword arguments for the recipe's resolved ``training`` settings.
+
+    Padding-free batches without packing need ``max_length=None`` in TRL (it refuses to pretend it truncates them);
+    the recipe's data pipeline has already truncated every row to ``max_length``, keeping the start, as TRL would.
+    """
+    arguments = dict(training)
+    if arguments.get("padding_free") and not arguments.get("packing"):
+        arguments["max_length"] = None
+    return arguments
+
+
+def liger_available() -> bool:
+    """True when Liger's Triton kernels can run here: ``liger_kernel`` installed and a CUDA GPU present."""
+    return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+
+
+def apply_liger_kernels(model) -> bool:
+    """Patch ``model`` (a Phi-3, before PEFT wraps it) with Liger's RMSNorm, RoPE and SwiGLU; False if unavailable.
+
+    Liger's fused linear cross-entropy is not used: the recipe's loss head already never builds the full logits.
+    """
+    if not liger_available() or getattr(model.config, "model_type", None) != "phi3":
+        return False
+    from liger_kernel.transformers import apply_liger_kernel_to_phi3
+
+    apply_liger_kernel_to_phi3(
+        rope=True, swiglu=True, rms_norm=True, cross_entropy=False, fused_linear_cross_entropy=False, model=model
+    )
+    logger.info("Applied Liger kernels (RMSNorm, RoPE, SwiGLU) to the Phi-3 model.")
+    return True
+
+
+def _causal_lm(model):
+    """The ``*ForCausalLM`` module inside a PEFT model (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def install_fused_loss(causal_lm) -> None:
+    """Let ``causal_lm(..., labels=..., phi3_fused_loss=True)`` return the chunked loss instead of logits.
+
+    The forward is wrapped on the instance, as TRL does for its own fused head, so the call still goes through
+    every wrapper around the model (PEFT, accelerate, DDP). Without the flag the forward is unchanged.
+    """
+    if getattr(causal_lm, "_phi3_fused_loss_installed", False):
+        return
+    previous = causal_lm.forward
+
+    @functools.wraps(type(causal_lm).forward)
+    def forward(self, *args, phi3_fused_loss: bool = False, **kwargs):
+        if not phi3_fused_loss:
+            return previous(*args, **kwargs)
+        labels = kwargs.pop("labels")
+        kwargs.pop("num_items_in_batch", None)
+        kwargs["use_cache"] = False
+        hidden = getattr(self, self.base_model_prefix)(*args, **kwargs).last_hidden_state
+        # Position i predicts label i + 1; -100 marks prompts, padding and sequence boundaries.
+        labels = labels[:, 1:].to(hidden.device)
+        mask = labels != -100
+        head = self.get_output_embeddings()
+        return linear_cross_entropy(hidden[:, :-1][mask], head.weight, labels[mask])
+
+    causal_lm.forward = types.MethodType(forward, causal_lm)
+    causal_lm._phi3_fused_loss_installed = True
+
+
+class Phi3SFTTrainer(SFTTrainer):
+    """``trl.SFTTrainer`` with an exact, faster loss head and padding-free attention; same arguments."""
+
+    def __init__(self, model=None, args=None, *pos, **kwargs) -> None:
+        if model is not None and not isinstance(model, str) and args is not None and torch.cuda.is_available():
+            apply_liger_kernels(model)
+        super().__init__(model, args, *pos, **kwargs)
+        install_fused_loss(_causal_lm(self.model))
+        self._varlen_attention = bool(self.padding_free) and self._attention_implementation() == "sdpa"
+
+    def _set_signature_columns_if_needed(self):
+        """Keep the prepared ``length`` column for length-grouped sampling, so lengths are not recounted row by row."""
+        super()._set_signature_columns_if_needed()
+        grouped = self.args.train_sampling_strategy in ("group_by_length", "batch_rebalance")
+        if grouped and self.args.length_column_name not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, self.args.length_column_name]
+
+    def _attention_implementation(self) -> str | None:
+        return getattr(_causal_lm(self.model).config, "_attn_implementation", None)
+
+    def _uses_fused_loss(self) -> bool:
+        """The chunked head replaces TRL's ``nll`` path exactly; other losses keep TRL's code."""
+        return (
+            self.args.loss_type == "nll"
+            and self.compute_loss_func is None
+            and self.label_smoother is None
+            and not self.aux_loss_enabled
+            and self.accelerator.parallelism_config is None
+        )
+
+    def train(self, *args, **kwargs):
+        """``SFTTrainer.train``, with varlen SDPA attention while it runs when batches are padding-free."""
+        if not self._varlen_attention:
+            return super().train(*args, **kwargs)
+        causal_lm = _causal_lm(self.model)
+        causal_lm.set_attn_implementation(register_varlen_sdpa())
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            causal_lm.set_attn_implementation("sdpa")
+
+    def evaluate(self, *args, **kwargs):
+        """``SFTTrainer.evaluate``, with varlen SDPA attention when batches are padding-free."""
+        causal_lm = _causal_lm(self.model)
+        if not self._varlen_attention or self._attention_implementation() == VARLEN_SDPA:
+            return super().evaluate(*args, **kwargs)
+        causal_lm.set_attn_implementation(register_varlen_sdpa())
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            causal_lm.set_attn_implementation("sdpa")
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TRL's loss (sum of label NLLs over ``num_items_in_batch``) and metrics, from the chunked head."""
+        if return_outputs or not self._uses_fused_loss():
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        mode = "train" if self.model.training else "eval"
+        parts = model(**inputs, **{_FUSED_LOSS_FLAG: True})
+        tokens = parts.tokens if num_items_in_batch is None else num_items_in_batch
+        loss = parts.loss_sum / torch.as_tensor(tokens, device=parts.loss_sum.device).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        self._log_metrics(mode, parts, inputs)
+        return loss
+
+    def _log_metrics(self, mode: str, parts, inputs: dict[str, Any]) -> None:
+        """The metrics TRL logs: mean entropy, token accuracy and the running count of input tokens."""
+        gather = self.accelerator.gather_for_metrics
+        device = parts.loss_sum.device
+        valid = gather(torch.tensor(parts.tokens, device=device)).sum()
+        entropy = gather(parts.entropy_sum.detach()).sum()
+        correct = gather(parts.correct).sum()
+        self._metrics[mode]["entropy"].append((entropy / valid).item() if valid > 0 else 0.0)
+        self._metrics[mode]["mean_token_accuracy"].append((correct / valid).item() if valid > 0 else 0.0)
+        if mode == "train":
+            if "attention_mask" in inputs:
+                count = inputs["attention_mask"].sum()
+            else:
+                count = torch.tensor(inputs["position_ids"].size(1), device=inputs["position_ids"].device)
+            self._total_train_tokens += gather(count).sum().item() // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
