@@ -5,7 +5,7 @@
 Runs the real CLI under the real launchers (plain python, ``accelerate launch`` with examples/accelerate/ddp.yaml,
 ``torchrun`` with 2 "nodes" on loopback) plus two controls that must differ (a global batch of 16, another data
 order), and prints a Markdown table of the per-step training losses and each layout's largest difference from the
-1-process run. The numbers in benchmarks/RESULTS_scale.md come from this script.
+1-process run. The "Scaling out" numbers of benchmarks/RESULTS.md come from this script.
 """
 
 from __future__ import annotations

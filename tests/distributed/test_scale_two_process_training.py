@@ -9,11 +9,11 @@ across processes and accumulation steps) and DDP averages gradients, so the upda
 tokens. LoRA dropout is 0, the LoRA weights start from the same seed (and DDP broadcasts rank 0's anyway).
 
 Tolerance: 1e-4 absolute per step on a loss near 7. What legitimately differs is float32 rounding: the order of
-gradient sums (gloo all-reduce of partial sums vs one matmul over 8 rows) and padding widths (rows padded to the
-longest of 4 instead of 8). Measured differences are one float32 ulp (4.8e-7 at 7.0); 1e-4 leaves ~200 ulp for
+gradient sums (gloo all-reduce of partial sums vs one matmul over 8 rows) and the batch layout (4 sequences per
+padding-free row instead of 8). Measured differences are one float32 ulp (4.8e-7 at 7.0); 1e-4 leaves ~200 ulp for
 other CPUs' kernels, is 4900x smaller than the curve's 0.49 descent over the run, and 25x smaller than what a wrong
 global batch (16) or another data order already produces at step 1 (2.6e-3 and 3.4e-3; up to 6e-2 later in the
-run; benchmarks/RESULTS_scale.md).
+run; benchmarks/RESULTS.md, "Scaling out").
 """
 
 from __future__ import annotations
