@@ -26,7 +26,7 @@ def is_commit(revision: str | None) -> bool:
     return revision is not None and _COMMIT.fullmatch(revision) is not None
 
 
-def _repo_id_problem(text: str) -> str | None:
+def repo_id_problem(text: str) -> str | None:
     """Why ``text`` is not a ``namespace/name`` repo id, or ``None`` when it is one."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
@@ -62,7 +62,7 @@ class AllowList:
             if name == "*" and _PART.fullmatch(namespace):
                 namespaces.add(namespace.lower())
                 continue
-            problem = _repo_id_problem(entry)
+            problem = repo_id_problem(entry)
             if problem:
                 raise ConfigError(
                     f"Allowlist entry {entry!r} is not usable ({problem}): write namespace/name or namespace/*."
@@ -83,7 +83,7 @@ def check_repo_id(text: str | None, allowlist: AllowList) -> str:
     repo_id = (text or "").strip()
     if not repo_id:
         raise Refusal("Pick an adapter repository (namespace/name), or the base model.")
-    problem = _repo_id_problem(repo_id)
+    problem = repo_id_problem(repo_id)
     if problem:
         raise Refusal(
             f"{quote(repo_id)} is not a Hub repository id ({problem}). Adapters are loaded from the Hub only: "

@@ -105,7 +105,7 @@ class SpaceSettings:
             if item.name == "token":
                 continue
             value = getattr(self, item.name)
-            if item.name == "data_dir" or value == getattr(defaults, item.name):
+            if item.name == "data_dir" or (item.name != "base_model" and value == getattr(defaults, item.name)):
                 continue
             variables[_ENV_OF[item.name]] = _format(value)
         return variables
