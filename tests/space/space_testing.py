@@ -55,9 +55,7 @@ def push_adapter(repo_id: str, revisions: dict[str, Path]) -> AdapterRepo:
     for revision, folder in sorted(revisions.items(), key=lambda item: item[0] != "main"):
         if revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        api.upload_folder(
-            folder_path=str(folder), repo_id=repo_id, revision=revision, allow_patterns=ADAPTER_PATTERNS
-        )
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision, allow_patterns=ADAPTER_PATTERNS)
         repo.commits[revision] = api.model_info(repo_id, revision=revision).sha
     return repo
 
