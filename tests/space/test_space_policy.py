@@ -72,14 +72,8 @@ def test_revisions_are_plain_refs_or_commits():
 
 def test_revisions_are_listed_main_first_then_newest_checkpoint():
     branches = ["step-5", "main", "step-100", "step-20", "experiment", "step-20b"]
-    assert order_revisions(branches, ["v1.0"]) == [
-        "main",
-        "step-100",
-        "step-20",
-        "step-5",
-        "experiment",
-        "step-20b",
-    ] + ["v1.0"]
+    expected = ["main", "step-100", "step-20", "step-5", "experiment", "step-20b", "v1.0"]
+    assert order_revisions(branches, ["v1.0"]) == expected
     assert order_revisions(["step-1"]) == ["step-1"]
 
 

@@ -104,7 +104,7 @@ def test_panes_with_histories_of_different_lengths_share_the_batch(tiny_model_di
 
 
 def test_least_recently_used_adapter_is_unloaded(tiny_model_dir, fetched):
-    base, registry = serve(tiny_model_dir, capacity=2)
+    _, registry = serve(tiny_model_dir, capacity=2)
     main, early, terse = fetched["main"], fetched["step-4"], fetched["terse"]
     registry.load(main)
     registry.load(early)
