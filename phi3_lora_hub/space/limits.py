@@ -1,7 +1,8 @@
 """Checks on what a visitor sends: prompt and system prompt, and the generation settings.
 
-The UI's sliders already bound the settings, but the API endpoints take any value, so the server checks again.
-Every problem is a :class:`Refusal` saying what the limit is.
+Gradio's ``Slider`` already refuses values outside its range, on the server too (6.31: "Value 65 is greater
+than maximum value 64."); these checks are the Space's own, independent of the UI, and cover what sliders do not
+(whole numbers, the seed, control tokens in text). Every problem is a :class:`Refusal` saying what the limit is.
 """
 
 from __future__ import annotations

@@ -47,8 +47,7 @@ def fetched(tiny_model_dir, hub_adapters):
 @pytest.fixture(scope="module")
 def expected(tiny_model_dir, trained_adapters) -> dict[str, list[str]]:
     """Each model's answers to PROMPTS, from the evaluation code with that adapter loaded alone."""
-    from phi3_lora_hub.evaluation.generate import generate_answers
-    from phi3_lora_hub.generation import load_for_inference
+    from space_testing import alone_answers
 
     folders = {
         "base": None,
@@ -56,11 +55,9 @@ def expected(tiny_model_dir, trained_adapters) -> dict[str, list[str]]:
         "step-4": trained_adapters.checkpoint(4),
         "terse": trained_adapters.terse,
     }
-    answers = {}
-    for name, folder in folders.items():
-        model, tokenizer = load_for_inference(str(tiny_model_dir), folder)
-        answers[name] = [g.text for g in generate_answers(model, tokenizer, [chat(q) for q in PROMPTS], PARAMS)]
-    return answers
+    return {
+        name: alone_answers(tiny_model_dir, folder, PROMPTS, PARAMS.max_new_tokens) for name, folder in folders.items()
+    }
 
 
 def serve(tiny_model_dir, capacity: int = 4):
