@@ -99,8 +99,13 @@ def run_space(args: argparse.Namespace) -> int:
 def deploy_space(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from phi3_lora_hub.errors import ConfigError
     from phi3_lora_hub.space.deploy import SpaceLook, build_space, deploy, settings_for_deploy
+    from phi3_lora_hub.space.repo_policy import repo_id_problem
 
+    problem = repo_id_problem(args.space_id)
+    if problem:
+        raise ConfigError(f"--space-id {args.space_id!r} is not a repo id ({problem}): write namespace/name.")
     settings = settings_for_deploy(
         args.base_model, _list(args.adapters), allowlist=_list(args.allow), votes_repo=args.votes_repo
     )
