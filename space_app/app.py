@@ -167,6 +167,9 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         reveal = " · ".join(f"**{match.label(side)}**" for side in range(2))
         return *view(match, f"Thanks for voting! {reveal}"), leaderboard_table()
 
+    def export_votes():
+        return gr.File(value=str(runtime.export_votes()), visible=True)
+
     def clear():
         return view(Match(), "")
 
@@ -245,7 +248,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             with gr.Row():
                 refresh_button = gr.Button("Refresh", elem_id="refresh")
                 export_button = gr.Button("Export votes (JSONL)", elem_id="export")
-            export_file = gr.File(label="Votes", visible=True, interactive=False)
+            export_file = gr.File(label="Votes", visible=False, interactive=False)
         with gr.Tab("About"):
             described = [f"| {name} | {value} |" for name, value in settings.describe().items()]
             gr.Markdown("\n".join(["| setting | value |", "|---|---|", *described]))
@@ -278,7 +281,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
 
         leaderboard_tab.select(leaderboard_table, None, table, api_name="leaderboard_tab", api_visibility="private")
         refresh_button.click(leaderboard_table, None, table, api_name="leaderboard")
-        export_button.click(lambda: str(runtime.export_votes()), None, export_file, api_name="export_votes")
+        export_button.click(export_votes, None, export_file, api_name="export_votes")
         demo.load(on_load, [repo_1, repo_2], [rev_1, rev_2, status, table], api_name="load", api_visibility="private")
     return demo
 
