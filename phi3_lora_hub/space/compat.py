@@ -141,8 +141,9 @@ def _check_targets(targets: Any, base: BaseSignature, source: str) -> None:
         )
 
 
-def check_weights(path: Path, base: BaseSignature, source: str) -> None:
-    """Raise :class:`Refusal` unless every tensor of the safetensors file is a LoRA matrix that fits ``base``.
+def check_weights(path: Path, base: BaseSignature, source: str) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of the safetensors file (name -> shape), when every tensor is a LoRA matrix that fits
+    ``base``; :class:`Refusal` otherwise.
 
     Only the header is read (names, shapes, dtypes). Accepted tensors, per targeted layer with sizes
     (in, out): ``lora_A.weight`` (r, in), ``lora_B.weight`` (out, r), ``lora_B.bias`` (out,) and DoRA's
@@ -162,6 +163,7 @@ def check_weights(path: Path, base: BaseSignature, source: str) -> None:
         problem = _tensor_problem(key, shape, dtype, base)
         if problem:
             raise Refusal(f"{source}: {problem}")
+    return {key: tuple(shape) for key, (shape, _) in header.items()}
 
 
 def _tensor_problem(key: str, shape: list[int], dtype: str, base: BaseSignature) -> str | None:

@@ -61,6 +61,8 @@ class LocalAdapter:
     directory: Path
     config: Mapping[str, Any] = field(repr=False)
     size_bytes: int = 0
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    """Tensor name -> shape, as saved in ``adapter_model.safetensors`` (from its header)."""
 
     @property
     def uses_dora(self) -> bool:
@@ -234,10 +236,10 @@ class AdapterSource:
         config = self._check_config_file(repo_id, revision, commit, config_path)
         size = weights_path.stat().st_size
         self._check_size(source, size)
-        check_weights(weights_path, self.base, source)
+        shapes = check_weights(weights_path, self.base, source)
         if config_path.parent != weights_path.parent:
             raise Refusal(f"{source}: the adapter's files are not in one folder of the cache; clear the cache.")
-        return LocalAdapter(AdapterKey(repo_id, commit), revision, weights_path.parent, config, size)
+        return LocalAdapter(AdapterKey(repo_id, commit), revision, weights_path.parent, config, size, shapes)
 
 
 def _source(repo_id: str, revision: str, commit: str) -> str:

@@ -106,10 +106,10 @@ def test_least_recently_used_adapter_is_unloaded(tiny_model_dir, fetched):
     registry.load(main)
     registry.load(early)
     registry.load(main)  # main is now the most recently used
-    registry.load(terse)
+    registry.load(terse)  # same tensors as step-4: copied into its slot in place
     assert registry.loaded() == [main.key, terse.key]
-    assert registry.stats.loads == 3 and registry.stats.evictions == 1
-    assert len(registry.model.peft_config) == 3  # the placeholder + two adapters
+    assert (registry.stats.loads, registry.stats.swaps, registry.stats.evictions) == (2, 1, 1)
+    assert len(registry.model.peft_config) == 3  # the placeholder + two slots
     assert not any(p.requires_grad for p in registry.model.parameters())
     with registry.use([early, terse]) as entries:  # main goes, early comes back
         assert [entry.adapter.key for entry in entries] == [early.key, terse.key]
@@ -135,7 +135,34 @@ def test_concurrent_requests_never_answer_with_the_wrong_adapter(tiny_model_dir,
         thread.join(timeout=120)
     for number, (left, right, index) in enumerate(jobs):
         assert results[number] == [expected[left][index], expected[right][index]], jobs[number]
-    assert registry.stats.evictions > 0
+    assert registry.stats.swaps > 0
+
+
+def test_an_adapter_of_another_shape_replaces_the_oldest_by_unloading_it(
+    tiny_model_dir, fetched, expected, tmp_path, hub
+):
+    """Different ranks cannot be copied into a slot: the oldest adapter is deleted and the newcomer loaded."""
+    from huggingface_hub import HfApi
+    from peft import LoraConfig, get_peft_model
+    from space_testing import alone_answers
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = LoraConfig(r=2, lora_alpha=8, target_modules=["qkv_proj"], init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(tmp_path / "small")
+    HfApi().create_repo("tester/space-small-rank", exist_ok=True)
+    HfApi().upload_folder(folder_path=str(tmp_path / "small"), repo_id="tester/space-small-rank")
+    base, registry = serve(tiny_model_dir, capacity=2)
+    small = AdapterSource(base.signature, AllowList.of(["tester/*"])).fetch("tester/space-small-rank")
+    registry.load(fetched["main"])
+    registry.load(fetched["step-4"])
+    registry.load(small)
+    assert registry.loaded() == [fetched["step-4"].key, small.key]
+    assert (registry.stats.loads, registry.stats.swaps, registry.stats.evictions) == (3, 0, 1)
+    alone = alone_answers(tiny_model_dir, tmp_path / "small", PROMPTS[:1], PARAMS.max_new_tokens)
+    sides = [SideRequest(chat(PROMPTS[0]), small), SideRequest(chat(PROMPTS[0]), fetched["main"])]
+    assert [s.text for s in final(stream_pair(base, registry, sides, PARAMS))] == [alone[0], expected["main"][0]]
+    assert registry.stats.swaps == 1  # main came back into step-4's slot, in place
 
 
 def test_closing_the_stream_stops_generation_and_frees_the_model(tiny_model_dir, fetched):
@@ -173,6 +200,7 @@ def test_a_failed_load_leaves_the_model_as_it_was(tiny_model_dir, fetched, expec
         registry.load(fetched["main"])
     del registry.model.load_adapter
     assert registry.loaded() == [] and list(registry.model.peft_config) == ["__placeholder__"]
+    assert registry.stats.loads == 0
     sides = [SideRequest(chat(PROMPTS[0]), None), SideRequest(chat(PROMPTS[0]), fetched["main"])]
     assert [s.text for s in final(stream_pair(base, registry, sides, PARAMS))] == [
         expected["base"][0],
