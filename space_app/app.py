@@ -85,7 +85,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         return [gr.Button(interactive=match.can_vote) for _ in VOTES]
 
     def view(match: Match, status: str) -> tuple:
-        """Every output of the arena tab, in ARENA_OUTPUTS order."""
+        """Every output of the arena tab, in the order of ``arena_outputs`` (below)."""
         return (match, *chats(match), *stats(match), status, *vote_buttons(match))
 
     def leaderboard_table() -> pd.DataFrame:
@@ -131,8 +131,8 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         """Answer the last prompt again, with the settings as they are now (change the seed for a new sample)."""
         try:
             params = gen_params(temperature, top_p, max_new_tokens, seed, cap=settings.max_new_tokens)
+            runtime.check_fits(match.prompt_transcripts(), params)
             match.drop_answers()
-            runtime.check_fits([match.transcript(side) for side in range(2)], params)
         except Refusal as refusal:
             raise gr.Error(str(refusal)) from None
         yield from answer(match, params, clear_prompt=False)
@@ -159,11 +159,10 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
 
     def vote(kind: str, match: Match, request: gr.Request):
         try:
-            record = match.to_vote(kind, request.session_hash or "")
+            record = match.cast_vote(kind, request.session_hash or "")
         except Refusal as refusal:
             raise gr.Error(str(refusal)) from None
         runtime.record_vote(record)
-        match.voted = True
         reveal = " · ".join(f"**{match.label(side)}**" for side in range(2))
         return *view(match, f"Thanks for voting! {reveal}"), leaderboard_table()
 

@@ -121,6 +121,11 @@ class Match:
         """Both transcripts as they would be with ``prompt`` added (to check they fit before adding it)."""
         return [[*self.transcript(side), {"role": "user", "content": prompt}] for side in range(len(self.panes))]
 
+    def prompt_transcripts(self) -> list[list[dict[str, str]]]:
+        """Both transcripts without their last answers: what a regeneration sends."""
+        transcripts = [self.transcript(side) for side in range(len(self.panes))]
+        return [t[:-1] if t and t[-1]["role"] == "assistant" else t for t in transcripts]
+
     def transcript(self, side: int) -> list[dict[str, str]]:
         """Pane ``side``'s conversation as sent to its model: system prompt (if any) first."""
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -141,6 +146,12 @@ class Match:
         if self.blind and not self.voted:
             return name
         return f"{name} · {self.panes[side].contender.label}"
+
+    def cast_vote(self, vote: Vote, session_hash: str) -> VoteRecord:
+        """The vote on the last answers (see :meth:`to_vote`); no second vote is taken on these answers."""
+        record = self.to_vote(vote, session_hash)
+        self.voted = True
+        return record
 
     def to_vote(self, vote: Vote, session_hash: str) -> VoteRecord:
         """The vote on the last answers as a record; :class:`Refusal` when they cannot be voted on."""

@@ -112,15 +112,16 @@ class AdapterRegistry:
             self._loaded.move_to_end(adapter.key)
             return entry
         started = time.perf_counter()
-        if len(self._loaded) >= self.capacity:
-            victim = next(entry for key, entry in self._loaded.items() if key not in keep)
-            if _same_tensors(victim.adapter, adapter):
-                entry = self._swap(victim, adapter)
+        with _one_torch_thread():
+            if len(self._loaded) >= self.capacity:
+                victim = next(entry for key, entry in self._loaded.items() if key not in keep)
+                if _same_tensors(victim.adapter, adapter):
+                    entry = self._swap(victim, adapter)
+                else:
+                    self._unload(victim)
+                    entry = self._load(adapter)
             else:
-                self._unload(victim)
                 entry = self._load(adapter)
-        else:
-            entry = self._load(adapter)
         self._loaded[adapter.key] = entry
         self.stats.load_seconds += time.perf_counter() - started
         logger.info("%s is in %s (%.3f s)", adapter.label, entry.name, time.perf_counter() - started)
@@ -173,6 +174,21 @@ class AdapterRegistry:
         self.model.requires_grad_(False)
         self.stats.evictions += 1
         logger.info("unloaded %s (%s)", entry.adapter.label, entry.name)
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run the block with one intra-op thread. Loading an adapter is hundreds of tiny tensor operations; on a busy
+    2-core machine, waking a second thread for each made loads 5-8 times slower (bench_space.py). Only used under
+    the registry lock, when no generation runs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _same_tensors(old: LocalAdapter, new: LocalAdapter) -> bool:

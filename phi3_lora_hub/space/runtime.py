@@ -22,6 +22,7 @@ from phi3_lora_hub.space.base_model import ServedBase, load_base
 from phi3_lora_hub.space.conversation import BASE_CHOICE, Contender
 from phi3_lora_hub.space.hub_adapters import AdapterSource
 from phi3_lora_hub.space.leaderboard import CachedLeaderboard, Row
+from phi3_lora_hub.space.refusal import Refusal
 from phi3_lora_hub.space.registry import AdapterRegistry
 from phi3_lora_hub.space.repo_policy import AllowList
 from phi3_lora_hub.space.settings import SpaceSettings
@@ -70,7 +71,8 @@ class SpaceRuntime:
 
     @classmethod
     def start(cls, settings: SpaceSettings) -> SpaceRuntime:
-        """Load the base model named by ``settings`` and set everything up around it."""
+        """Load the base model named by ``settings`` and set everything up around it; with ``settings.preload``,
+        the offered adapters are then loaded in the background (:meth:`preload`)."""
         base = load_base(
             settings.base_model,
             revision=settings.base_revision,
@@ -79,7 +81,21 @@ class SpaceRuntime:
             token=settings.token,
             max_context_tokens=settings.max_context_tokens,
         )
-        return cls(settings, base)
+        runtime = cls(settings, base)
+        if settings.preload:
+            threading.Thread(target=runtime.preload, daemon=True, name="preload-adapters").start()
+        return runtime
+
+    def preload(self) -> list[str]:
+        """Fetch and load the offered adapters at ``main`` (as many as fit); returns their labels. A refusal is
+        logged, not raised: a visitor picking that adapter will see it."""
+        loaded = []
+        for repo in self.settings.adapters[: self.registry.capacity]:
+            try:
+                loaded.append(self.contender(repo, "main").label)
+            except Refusal as refusal:
+                logger.warning("not preloaded: %s", refusal)
+        return loaded
 
     def model_choices(self) -> list[tuple[str, str]]:
         """Picker entries ``(label, value)``: the base model, then the offered adapter repos."""

@@ -57,6 +57,9 @@ class SpaceSettings:
     """User turns per conversation before it must be cleared."""
     max_context_tokens: int = 4096
     """Prompt plus answer must fit in this many tokens (and in the base model's context)."""
+    preload: bool = True
+    """Load the offered adapters (``main``, up to ``max_loaded_adapters``) in the background at start, so the
+    first visitors do not wait for them."""
     queue_size: int = 32
     """Requests waiting in the queue beyond this are turned away."""
     dtype: str = "auto"
@@ -135,6 +138,7 @@ _ENV_OF = {
     "votes_repo": "PHI3_SPACE_VOTES_REPO",
     "votes_private": "PHI3_SPACE_VOTES_PRIVATE",
     "votes_every_minutes": "PHI3_SPACE_VOTES_EVERY",
+    "preload": "PHI3_SPACE_PRELOAD",
     "max_loaded_adapters": "PHI3_SPACE_MAX_LOADED",
     "max_adapter_mb": "PHI3_SPACE_MAX_ADAPTER_MB",
     "max_prompt_chars": "PHI3_SPACE_MAX_PROMPT_CHARS",
@@ -152,6 +156,7 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (*_ENV_OF.values(), TOKEN_VARIABLE)
 _LISTS = {"base_aliases", "adapters", "allowlist"}
 _INTS = {"max_loaded_adapters", "max_prompt_chars", "max_new_tokens", "max_turns", "max_context_tokens", "queue_size"}
 _FLOATS = {"max_adapter_mb", "votes_every_minutes"}
+_BOOLS = {"votes_private", "preload"}
 
 
 def split_list(raw: str) -> tuple[str, ...]:
@@ -170,7 +175,7 @@ def _parse(name: str, variable: str, raw: str) -> Any:
             return float(raw)
     except ValueError:
         raise ConfigError(f"{variable} must be a number, got {raw!r}.") from None
-    if name == "votes_private":
+    if name in _BOOLS:
         if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
             raise ConfigError(f"{variable} must be true or false, got {raw!r}.")
         return raw.lower() in ("1", "true", "yes")

@@ -96,8 +96,8 @@ def test_a_vote_lands_in_the_log_and_on_the_leaderboard(client, space, hub_adapt
     names = [row[1] for row in table["data"]]
     assert f"{COMPASS} @ main ({hub_adapters.compass.commits['main'][:7]})" in names
     assert client.predict(api_name="/leaderboard")["data"] == table["data"]
-    exported = client.predict(api_name="/export_votes")
-    assert record.conv_id in {r.conv_id for r in read_votes(exported)}
+    exported = client.predict(api_name="/export_votes")  # a File update: {"value": path, "visible": True, ...}
+    assert record.conv_id in {r.conv_id for r in read_votes(exported["value"])}
     with pytest.raises(AppError, match="already voted"):
         client.predict(api_name="/vote_a")
 

@@ -28,7 +28,7 @@ from phi3_lora_hub.space.deploy import (
 from phi3_lora_hub.space.settings import SpaceSettings
 
 BASE = "microsoft/Phi-3-mini-4k-instruct"
-COMPASS, TERSE = "tester/space-compass", "tester/space-terse"
+COMPASS, TERSE = "tester/space-deploy-compass", "tester/space-deploy-terse"  # cards change: not the shared repos
 
 
 def front_matter(text: str) -> dict:
@@ -69,10 +69,13 @@ def test_card_section_is_added_once_and_replaced_on_redeploy():
 
 
 @pytest.fixture
-def deployed(hub, hub_adapters, tmp_path):
+def deployed(hub, trained_adapters, tmp_path):
     """A Space deployed to the local Hub; the terse adapter already had a card, alice's adapter is not ours."""
     from huggingface_hub import HfApi
+    from space_testing import push_adapter
 
+    push_adapter(COMPASS, {"main": trained_adapters.compass})
+    push_adapter(TERSE, {"main": trained_adapters.terse})
     api = HfApi()
     api.upload_file(
         path_or_fileobj=b"---\nlibrary_name: peft\n---\n# Terse\n\nAnswers briefly.\n",
@@ -161,12 +164,13 @@ def _wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> None
     raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
-def test_the_built_space_runs_on_its_vendored_package(tiny_model_dir, hub_adapters, tmp_path, local_hub):
+@pytest.mark.usefixtures("hub_adapters", "local_hub")
+def test_the_built_space_runs_on_its_vendored_package(tiny_model_dir, tmp_path):
     """The Space folder alone (no checkout on the path) starts and answers, its variables overriding the file."""
     from gradio_client import Client
 
     folder = tmp_path / "space"
-    build_space(folder, settings_for_deploy(BASE, [COMPASS]))
+    build_space(folder, settings_for_deploy(BASE, ["tester/space-compass"]))
     port = _free_port()
     env = subprocess_env(
         HF_HUB_OFFLINE="0",
@@ -193,7 +197,8 @@ def test_the_built_space_runs_on_its_vendored_package(tiny_model_dir, hub_adapte
         url = f"http://127.0.0.1:{port}/"
         _wait_for(url, process)
         client = Client(url, verbose=False)
-        job = client.submit(QUESTION, "base", None, COMPASS, "main", "", 0, 1, 16, 0, False, api_name="/send")
+        picks = ("base", None, "tester/space-compass", "main")
+        job = client.submit(QUESTION, *picks, "", 0, 1, 16, 0, False, api_name="/send")
         job.result()
         chat_a, chat_b, *_ = job.outputs()[-1]
         assert answers(chat_a)[0] and answers(chat_b)[0].startswith("Peru")
