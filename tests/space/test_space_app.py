@@ -46,9 +46,7 @@ def send(client, prompt=QUESTION, first=("base", None), second=(COMPASS, "main")
     """Send ``prompt`` to both panes; returns the final outputs (chat A, chat B, stats A, stats B, status, prompt)."""
     values = {"system": "", "temperature": 0, "top_p": 1, "max_new_tokens": MAX_NEW, "seed": 0, "blind": False}
     values.update(settings)
-    job = client.submit(prompt, *first, *second, *values.values(), api_name="/send")
-    job.result()
-    return job.outputs()[-1]
+    return client.predict(prompt, *first, *second, *values.values(), api_name="/send")  # the generator's last output
 
 
 def test_both_panes_answer_and_the_adapter_differs_from_the_base(client, expected, hub_adapters):
@@ -59,6 +57,18 @@ def test_both_panes_answer_and_the_adapter_differs_from_the_base(client, expecte
     assert chat_b["label"] == f"Model B · {COMPASS} @ main ({hub_adapters.compass.commits['main'][:7]})"
     assert "tokens" in stats_a and "ended its turn" in stats_b
     assert status == "Which answer is better? Vote below."
+
+
+def test_both_panes_stream_together(client, expected):
+    """The answer arrives in steps: first the prompt in both panes, then both answers, then the vote prompt."""
+    job = client.submit(QUESTION, "base", None, COMPASS, "main", "", 0, 1, MAX_NEW, 0, False, api_name="/send")
+    final = job.result()
+    steps = job.outputs()
+    assert final == steps[-1] and len(steps) >= 3
+    first_a, first_b = answers(steps[0][0]), answers(steps[0][1])
+    assert first_a == first_b == []  # the user turn is shown before any token
+    assert steps[0][4] == "Answering…" and steps[-1][4].startswith("Which answer")
+    assert (answers(final[0]), answers(final[1])) == ([expected["base"]], [expected["main"]])
 
 
 def test_switching_revisions_changes_the_answer(client, expected, hub_adapters):
@@ -116,9 +126,7 @@ def test_blind_mode_hides_names_until_the_vote(client, space):
 
 def test_regenerate_and_clear(client, expected):
     send(client)
-    job = client.submit(0.9, 1.0, MAX_NEW, 11, api_name="/regenerate")
-    job.result()
-    chat_a, chat_b, *_ = job.outputs()[-1]
+    chat_a, chat_b, *_ = client.predict(0.9, 1.0, MAX_NEW, 11, api_name="/regenerate")
     assert len(answers(chat_a)) == 1 and len(answers(chat_b)) == 1  # the answer was replaced, not added
     cleared = client.predict(api_name="/clear")
     assert answers(cleared[0]) == [] and answers(cleared[1]) == []

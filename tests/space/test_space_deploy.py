@@ -198,9 +198,7 @@ def test_the_built_space_runs_on_its_vendored_package(tiny_model_dir, tmp_path):
         _wait_for(url, process)
         client = Client(url, verbose=False)
         picks = ("base", None, "tester/space-compass", "main")
-        job = client.submit(QUESTION, *picks, "", 0, 1, 16, 0, False, api_name="/send")
-        job.result()
-        chat_a, chat_b, *_ = job.outputs()[-1]
+        chat_a, chat_b, *_ = client.predict(QUESTION, *picks, "", 0, 1, 16, 0, False, api_name="/send")
         assert answers(chat_a)[0] and answers(chat_b)[0].startswith("Peru")
         client.close()
     finally:
