@@ -66,7 +66,7 @@ class SpaceRuntime:
         )
         self._labels: dict[str, str] = {}
         self._revisions: dict[str, tuple[float, list[str]]] = {}
-        self._labels_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
         self._leaderboard = CachedLeaderboard(self.store.records, lambda: self.store.version, self.labels)
 
     @classmethod
@@ -110,12 +110,12 @@ class SpaceRuntime:
             return []
         key = str(repo).strip().lower()
         now = time.monotonic()
-        with self._labels_lock:
+        with self._cache_lock:
             cached = self._revisions.get(key)
         if cached is not None and now - cached[0] < REVISIONS_TTL_S:
             return list(cached[1])
         revisions = self.source.revisions(str(repo))
-        with self._labels_lock:
+        with self._cache_lock:
             self._revisions[key] = (now, revisions)
         return list(revisions)
 
@@ -131,7 +131,7 @@ class SpaceRuntime:
             return pinned
         adapter = self.source.fetch(str(repo), revision)
         self.registry.load(adapter)
-        with self._labels_lock:
+        with self._cache_lock:
             self._labels[adapter.key.ref.key] = adapter.label
         return Contender(adapter)
 
@@ -155,7 +155,7 @@ class SpaceRuntime:
 
     def labels(self) -> dict[str, str]:
         """Model key (``repo@commit``) -> label with the revision name, for every adapter loaded so far."""
-        with self._labels_lock:
+        with self._cache_lock:
             return dict(self._labels)
 
     def leaderboard(self) -> list[Row]:

@@ -59,6 +59,14 @@ def test_both_panes_answer_and_the_adapter_differs_from_the_base(client, expecte
     assert status == "Which answer is better? Vote below."
 
 
+def test_the_offered_adapters_are_loaded_at_start(space, hub_adapters):
+    compass, terse = hub_adapters.compass.commits["main"], hub_adapters.terse.commits["main"]
+    labels = space.runtime.preload()  # already done in the background at start: now only confirmed
+    assert labels == [f"{COMPASS} @ main ({compass[:7]})", f"{TERSE} @ main ({terse[:7]})"]
+    loaded = {(key.repo_id, key.commit) for key in space.runtime.registry.loaded()}
+    assert {(COMPASS, compass), (TERSE, terse)} <= loaded
+
+
 def test_both_panes_stream_together(client, expected):
     """The answer arrives in steps: first the prompt in both panes, then both answers, then the vote prompt."""
     job = client.submit(QUESTION, "base", None, COMPASS, "main", "", 0, 1, MAX_NEW, 0, False, api_name="/send")

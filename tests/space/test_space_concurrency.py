@@ -6,6 +6,7 @@ time while the requests queue; an answer from the wrong adapter would differ fro
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -73,7 +74,8 @@ def test_twenty_simultaneous_sessions_get_their_own_answers(tiny_model_dir, trai
             wrong.append((number, left, right, got))
         assert "ended its turn" in stats_a + stats_b or "max new tokens" in stats_a + stats_b
     assert not wrong, wrong
-    assert len(votes) == SESSIONS and stats.evictions > 0
+    assert len(votes) == SESSIONS and stats.swaps > 0
     print(
-        f"\n{SESSIONS} sessions answered in {elapsed:.1f} s; {stats.loads} adapter loads, {stats.evictions} evictions"
+        f"\n{SESSIONS} sessions answered in {elapsed:.1f} s; {stats.loads} adapter loads, {stats.swaps} copied in "
+        f"place, {stats.evictions} replaced; load average {os.getloadavg()[0]:.1f}"
     )
