@@ -37,10 +37,10 @@ except ImportError:
 
 
 VOTES = [  # (vote record value, button text, API name)
-    ("leftvote", "👈  A is better", "vote_a"),
-    ("rightvote", "👉  B is better", "vote_b"),
-    ("tievote", "🤝  Tie", "vote_tie"),
-    ("bothbad_vote", "👎  Both are bad", "vote_bothbad"),
+    ("leftvote", "A is better", "vote_a"),
+    ("rightvote", "B is better", "vote_b"),
+    ("tievote", "Tie", "vote_tie"),
+    ("bothbad_vote", "Both are bad", "vote_bothbad"),
 ]
 FINISH = {"stop": "ended its turn", "length": "hit max new tokens", "error": "failed", None: "stopped"}
 INTRO = """# {title}
@@ -103,7 +103,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                 revision = revision or (revisions[0] if revisions else None)
                 status = f"✓ {runtime.contender(repo, revision).label} is ready."
         except Refusal as refusal:
-            return gr.Dropdown(), *view(Match(), f"⚠️ {refusal}")
+            return gr.Dropdown(), *view(Match(), f"⚠ {refusal}")
         revision_picker = gr.Dropdown(choices=revisions, value=revision, interactive=not is_base(repo))
         return revision_picker, *view(Match(), status)
 
@@ -144,7 +144,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         for progress in stream_on_gpu(sides, params):
             match.show_progress(progress)
             yield *view(match, "Answering…"), gr.Textbox()
-        status = "Which answer is better? Vote below." if match.can_vote else "⚠️ An answer failed; see the logs."
+        status = "Which answer is better? Vote below." if match.can_vote else "⚠ An answer failed; see the logs."
         yield *view(match, status), gr.Textbox()
 
     @on_gpu
@@ -180,7 +180,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                 revisions = runtime.revision_choices(repo)
             except Refusal as refusal:
                 revisions = []
-                problems.append(f"⚠️ {refusal}")
+                problems.append(f"⚠ {refusal}")
             updates.append(
                 gr.Dropdown(choices=revisions, value=revisions[0] if revisions else None, interactive=bool(revisions))
             )
@@ -220,9 +220,9 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                 ]
             status = gr.Markdown(elem_id="status")
             with gr.Row():
-                regenerate_button = gr.Button("🔄 Regenerate", elem_id="regenerate")
-                stop_button = gr.Button("⏹ Stop", elem_id="stop")
-                clear_button = gr.Button("🗑️ Clear", elem_id="clear")
+                regenerate_button = gr.Button("Regenerate", elem_id="regenerate")
+                stop_button = gr.Button("Stop", elem_id="stop")
+                clear_button = gr.Button("Clear", elem_id="clear")
             with gr.Accordion("Settings (both models)", open=False):
                 system = gr.Textbox(label="System prompt", lines=2, max_length=settings.max_prompt_chars)
                 with gr.Row():

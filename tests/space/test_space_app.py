@@ -184,7 +184,7 @@ def test_picking_a_model_reports_refusals_and_lists_revisions(client, hub_adapte
     assert revision_picker["choices"] == [[r, r] for r in ("main", "step-12", "step-4")]
     assert revision_picker["value"] == "main" and status.startswith(f"✓ {COMPASS} @ main")
     refused = client.predict("not-allowed/lora", api_name="/pick_first_repo")
-    assert refused[-1].startswith("⚠️") and "allowlist" in refused[-1]
+    assert refused[-1].startswith("⚠") and "allowlist" in refused[-1]
     picked = client.predict(COMPASS, "step-12", api_name="/pick_first_revision")
     assert picked[-1] == f"✓ {COMPASS} @ step-12 ({hub_adapters.compass.commits['step-12'][:7]}) is ready."
 
