@@ -27,16 +27,14 @@ import gc
 import json
 import os
 import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, machine, median, rss_bytes, run_worker
+
 WORK = Path(tempfile.gettempdir()) / "phi3-bench-space"
 TOKEN = "hf_benchtoken000000000000000000000000"
 
@@ -57,7 +55,7 @@ def _environment(port: int, threads: int) -> dict[str, str]:
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": str(threads),
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
     }
 
 
@@ -120,14 +118,6 @@ def push_adapters(folders: list[Path]) -> list[tuple[str, str]]:
     return pushed
 
 
-def _rss_mb() -> float:
-    """This process's resident set size, from /proc (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status: this benchmark measures memory on Linux only")
-
-
 def _serve(base_dir: str, capacity: int):
     from phi3_lora_hub.space.base_model import load_base
     from phi3_lora_hub.space.hub_adapters import AdapterSource
@@ -154,7 +144,7 @@ def worker_memory(job: dict) -> dict:
     """RSS after loading the base (and the adapters) and answering; run in a fresh process."""
     base, registry, source = _serve(job["base"], capacity=max(2, len(job["adapters"])))
     adapters = [source.fetch(repo, commit) for repo, commit in job["adapters"]]
-    before_adapters = _rss_mb()
+    before_adapters = rss_bytes() / 2**20
     for adapter in adapters:
         registry.load(adapter)
     pairs = [(None, None)]
@@ -164,7 +154,7 @@ def worker_memory(job: dict) -> dict:
     for pair in pairs:
         _answer(base, registry, pair)
     gc.collect()
-    return {"rss_mb": _rss_mb(), "rss_before_adapters_mb": before_adapters, "loaded": len(registry.loaded())}
+    return {"rss_mb": rss_bytes() / 2**20, "rss_before_adapters_mb": before_adapters, "loaded": len(registry.loaded())}
 
 
 def worker_switch(job: dict) -> dict:
@@ -172,6 +162,7 @@ def worker_switch(job: dict) -> dict:
     (copied in place), to one already in memory, and by branch name (one Hub call)."""
     from phi3_lora_hub.space.base_model import load_base
 
+    load_base(job["base"])  # warm-up, untimed: imports done and page cache warm, as in a running Space
     base_loads = []
     for _ in range(job["repeats"]):
         gc.collect()
@@ -207,21 +198,17 @@ def worker_switch(job: dict) -> dict:
         source.fetch(pinned[round_ % len(pinned)][0], "main")
         by_branch.append(time.perf_counter() - started)
     return {
-        "base_load_s": statistics.median(base_loads),
-        "switch_free_slot_s": statistics.median(free),
-        "switch_in_place_s": statistics.median(in_place),
-        "switch_in_memory_s": statistics.median(in_memory),
-        "fetch_by_branch_s": statistics.median(by_branch),
+        "base_load_s": median(base_loads),
+        "switch_free_slot_s": median(free),
+        "switch_in_place_s": median(in_place),
+        "switch_in_memory_s": median(in_memory),
+        "fetch_by_branch_s": median(by_branch),
         "swaps": registry.stats.swaps,
     }
 
 
-def _run_worker(kind: str, job: dict, env: dict[str, str]) -> dict:
-    command = [sys.executable, __file__, "--worker", kind, "--job", json.dumps(job)]
-    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"worker {kind} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _run_worker(kind: str, job: dict) -> dict:
+    return run_worker([__file__, "--worker", kind, "--job", json.dumps(job)])
 
 
 def _parameters(base: Path) -> int:
@@ -277,12 +264,13 @@ def main(argv: list[str] | None = None) -> None:
         adapter_mb = sum(file.stat().st_size for file in files) / 2**20
         alone, with_adapters = [], []
         for _ in range(args.repeats):
-            alone.append(_run_worker("memory", {"base": str(base), "adapters": []}, env))
-            with_adapters.append(_run_worker("memory", {"base": str(base), "adapters": pushed}, env))
-        switch = _run_worker("switch", {"base": str(base), "adapters": pushed, "repeats": args.repeats}, env)
-    rss_alone = statistics.median(r["rss_mb"] for r in alone)
-    rss_with = statistics.median(r["rss_mb"] for r in with_adapters)
-    load = os.getloadavg()
+            alone.append(_run_worker("memory", {"base": str(base), "adapters": []}))
+            with_adapters.append(_run_worker("memory", {"base": str(base), "adapters": pushed}))
+        switch = _run_worker("switch", {"base": str(base), "adapters": pushed, "repeats": args.repeats})
+    rss_alone = median(r["rss_mb"] for r in alone)
+    rss_with = median(r["rss_mb"] for r in with_adapters)
+    facts = machine()
+    load = facts["load_average"]
     params = _parameters(base)
     print(
         f"\nbase: {params / 1e6:.0f}M parameters (hidden {args.hidden}, {args.layers} layers, intermediate "
