@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> None:
         f"\nbase: {params / 1e6:.0f}M parameters (hidden {args.hidden}, {args.layers} layers, intermediate "
         f"{args.intermediate}), served in bfloat16; {args.adapters} adapters r {args.rank}, "
         f"{adapter_mb:.1f} MB of safetensors in all; {args.threads} threads; load average "
-        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {facts['cpu']}; torch {facts['torch']}, transformers "
+        f"{facts['transformers']}, peft {facts['peft']}\n"
     )
     print("| measure | value |\n|---|---|")
     print(f"| RSS, base alone (median of {args.repeats}) | {rss_alone:.0f} MB |")
