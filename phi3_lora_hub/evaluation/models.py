@@ -24,8 +24,12 @@ logger = logging.getLogger(__name__)
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _REPO_ID = re.compile(r"[\w\-.]{1,96}/[\w\-.]{1,96}")
-# Files an adapter needs; model weights of a full checkpoint are never downloaded by mistake.
-ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors", "*.json", "*.model", "*.txt", "*.yaml", "*.md"]
+# The two files a PEFT LoRA adapter is made of (safetensors only: a pickled ``adapter_model.bin`` is never fetched).
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# Files an adapter directory needs (with its tokenizer and card); model weights of a full checkpoint are never
+# downloaded by mistake.
+ADAPTER_FILES = [ADAPTER_CONFIG, ADAPTER_WEIGHTS, "*.json", "*.model", "*.txt", "*.yaml", "*.md"]
 
 
 @dataclass(frozen=True)
@@ -77,16 +81,24 @@ class ResolvedAdapter:
         return ModelRef(str(self.directory))
 
 
+def check_lora_config(config: Mapping, source: str) -> None:
+    """Raise ``ModelError`` unless ``config`` (a parsed ``adapter_config.json``) is a LoRA adapter for a causal LM.
+
+    ``source`` names the adapter in the message (a directory, or a Hub repo at a revision).
+    """
+    if config.get("peft_type") != "LORA":
+        raise ModelError(f"{source} holds a {config.get('peft_type')!r} adapter; only LoRA adapters are supported.")
+    if config.get("task_type") not in (None, "CAUSAL_LM"):
+        raise ModelError(f"{source} is a {config['task_type']} adapter; a CAUSAL_LM adapter is needed.")
+
+
 def read_adapter_config(directory: Path) -> dict:
     """The ``adapter_config.json`` of ``directory``, checked to be a LoRA adapter for a causal LM."""
-    path = directory / "adapter_config.json"
+    path = directory / ADAPTER_CONFIG
     if not path.is_file():
-        raise ModelError(f"{directory} is not a PEFT adapter: it has no adapter_config.json.")
+        raise ModelError(f"{directory} is not a PEFT adapter: it has no {ADAPTER_CONFIG}.")
     config = json.loads(path.read_text(encoding="utf-8"))
-    if config.get("peft_type") != "LORA":
-        raise ModelError(f"{directory} holds a {config.get('peft_type')!r} adapter; only LoRA adapters are supported.")
-    if config.get("task_type") not in (None, "CAUSAL_LM"):
-        raise ModelError(f"{directory} is a {config['task_type']} adapter; a CAUSAL_LM adapter is needed.")
+    check_lora_config(config, str(directory))
     return config
 
 

@@ -1,0 +1,267 @@
+"""Build the Space repository and push it: ``phi3-lora-hub space deploy``.
+
+A Space built here holds:
+
+- ``app.py`` and ``requirements.txt`` from ``space_app/``;
+- ``README.md`` rendered from ``model_card_templates/space_readme.md.j2`` (Spaces front matter: ``sdk: gradio``,
+  the tested ``sdk_version``, ``models:`` listing the base and the adapters so the Hub links them to the Space);
+- ``space_config.json``: the deploy's settings (base model, adapters, allowlist, votes dataset; never a token);
+- ``phi3_lora_hub/``: this package's source, vendored. A Space installs ``requirements.txt`` before the rest of
+  the repository is copied in, so a wheel shipped in the repo could not be installed from it; a package folder
+  next to ``app.py`` is importable because the app runs from the repository root.
+
+After the upload, each adapter's model card gets (or has refreshed) a short section linking to the Space.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.space.repo_policy import AllowList, repo_id_problem
+from phi3_lora_hub.space.settings import CONFIG_FILE, SpaceSettings
+
+logger = logging.getLogger(__name__)
+
+GRADIO_VERSION = "6.31.0"
+"""The Gradio the app is tested with; Spaces install it from ``sdk_version`` (not from requirements.txt)."""
+PYTHON_VERSION = "3.12"
+TEMPLATE_NAME = "space_readme.md.j2"
+PACKAGE = "phi3_lora_hub"
+_PACKAGE_SUFFIXES = (".py", ".json", ".j2", ".jinja", ".md", ".typed")
+CARD_START = "<!-- phi3-lora-hub:space -->"
+CARD_END = "<!-- /phi3-lora-hub:space -->"
+
+
+@dataclass(frozen=True)
+class SpaceLook:
+    """How the Space presents itself (README front matter)."""
+
+    title: str = "Phi-3 LoRA side by side"
+    emoji: str = "⚖️"
+    color_from: str = "indigo"
+    color_to: str = "blue"
+    short_description: str = "Chat with two Phi-3 LoRA adapters side by side and vote"
+    suggested_hardware: str = "t4-small"
+    license: str = "mit"
+
+
+@dataclass
+class DeployResult:
+    """What a deploy did: the Space's URL and commit, the files it holds, which adapter cards link to it."""
+
+    space_id: str
+    url: str
+    commit: str | None
+    files: list[str]
+    linked_cards: list[str] = field(default_factory=list)
+    unlinked_cards: dict[str, str] = field(default_factory=dict)
+    """Adapter repo -> why its card could not be updated (no write access, ...)."""
+
+
+def checkout_root() -> Path:
+    """The folder holding ``space_app/`` and ``model_card_templates/`` (a source checkout of phi3-lora-hub)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def default_app_dir() -> Path:
+    return checkout_root() / "space_app"
+
+
+def default_template() -> Path:
+    return checkout_root() / "model_card_templates" / TEMPLATE_NAME
+
+
+def _check_sources(app_dir: Path, template: Path) -> None:
+    for path in (app_dir / "app.py", app_dir / "requirements.txt", template):
+        if not path.is_file():
+            raise ConfigError(
+                f"{path} is missing. `space run` and `space deploy` need the space_app/ folder and "
+                "model_card_templates/ of a phi3-lora-hub source checkout: run them from one, or pass --app-dir."
+            )
+
+
+def space_url(space_id: str) -> str:
+    from huggingface_hub import constants
+
+    return f"{constants.ENDPOINT.rstrip('/')}/spaces/{space_id}"
+
+
+def render_readme(settings: SpaceSettings, look: SpaceLook = SpaceLook(), *, template: Path | None = None) -> str:
+    """The Space's README.md: front matter for Spaces plus a short description of what it compares."""
+    from jinja2 import Environment, StrictUndefined
+
+    template = template or default_template()
+    models = [repo for repo in (settings.base_model, *settings.adapters) if repo_id_problem(repo) is None]
+    environment = Environment(keep_trailing_newline=True, undefined=StrictUndefined, autoescape=False)
+    return environment.from_string(template.read_text(encoding="utf-8")).render(
+        look=look,
+        gradio_version=GRADIO_VERSION,
+        python_version=PYTHON_VERSION,
+        models=list(dict.fromkeys(models)),
+        preload=settings.base_model if repo_id_problem(settings.base_model) is None else None,
+        datasets=[settings.votes_repo] if settings.votes_repo else [],
+        settings=settings,
+    )
+
+
+def vendored_files(package_dir: Path | None = None) -> list[Path]:
+    """The package's source files (relative to its parent), caches excluded."""
+    package_dir = package_dir or Path(__file__).resolve().parents[1]
+    files = [
+        path.relative_to(package_dir.parent)
+        for path in sorted(package_dir.rglob("*"))
+        if path.is_file() and path.suffix in _PACKAGE_SUFFIXES and "__pycache__" not in path.parts
+    ]
+    return files
+
+
+def build_space(
+    target: str | Path,
+    settings: SpaceSettings,
+    look: SpaceLook = SpaceLook(),
+    *,
+    app_dir: Path | None = None,
+    template: Path | None = None,
+) -> list[str]:
+    """Write the Space repository's files into ``target`` (created); returns their paths, sorted."""
+    app_dir = app_dir or default_app_dir()
+    template = template or default_template()
+    _check_sources(app_dir, template)
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(app_dir / "app.py", target / "app.py")
+    shutil.copyfile(app_dir / "requirements.txt", target / "requirements.txt")
+    (target / "README.md").write_text(render_readme(settings, look, template=template), encoding="utf-8")
+    config = settings.to_environment()
+    (target / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    package_parent = Path(__file__).resolve().parents[2]
+    for relative in vendored_files():
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(package_parent / relative, destination)
+    return sorted(str(path.relative_to(target)) for path in target.rglob("*") if path.is_file())
+
+
+def deploy(
+    space_id: str,
+    settings: SpaceSettings,
+    look: SpaceLook = SpaceLook(),
+    *,
+    token: str | None = None,
+    private: bool = False,
+    link_cards: bool = True,
+    app_dir: Path | None = None,
+    template: Path | None = None,
+) -> DeployResult:
+    """Create or update the Space ``space_id`` (sdk gradio) and link the adapters' cards to it.
+
+    ``token`` defaults to the usual ``huggingface_hub`` token (``HF_TOKEN`` or the login). Files of an earlier
+    vendored package that no longer exist are removed from the Space.
+    """
+    from huggingface_hub import HfApi
+
+    problem = repo_id_problem(space_id)
+    if problem:
+        raise ConfigError(f"--space-id {space_id!r} is not a repo id ({problem}): write namespace/name.")
+    if settings.token:
+        raise ConfigError("Deploy never writes a token into the Space: leave it out of the settings.")
+    api = HfApi(token=token)
+    api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="phi3-space-") as folder:
+        files = build_space(folder, settings, look, app_dir=app_dir, template=template)
+        commit = api.upload_folder(
+            folder_path=folder,
+            repo_id=space_id,
+            repo_type="space",
+            commit_message="Deploy the phi3-lora-hub side-by-side Space",
+            delete_patterns=[f"{PACKAGE}/**"],
+        )
+    result = DeployResult(space_id, space_url(space_id), getattr(commit, "oid", None), files)
+    if link_cards:
+        for repo_id in settings.adapters:
+            try:
+                link_card(api, repo_id, space_id, base_model=settings.base_model)
+                result.linked_cards.append(repo_id)
+            except Exception as error:  # one adapter the user cannot write to must not fail the deploy
+                result.unlinked_cards[repo_id] = _reason(error)
+    return result
+
+
+def card_section(space_id: str) -> str:
+    """The model-card section pointing at the Space (between markers, so redeploys replace it)."""
+    return (
+        f"{CARD_START}\n## Try it side by side\n\n"
+        f"Chat with this adapter next to the base model or its other checkpoints, and vote, in the Space "
+        f"[{space_id}]({space_url(space_id)}).\n{CARD_END}\n"
+    )
+
+
+def with_card_section(card_text: str, space_id: str) -> str:
+    """``card_text`` with the Space section added at the end, or replacing the one already there."""
+    section = card_section(space_id)
+    start, end = card_text.find(CARD_START), card_text.find(CARD_END)
+    if start != -1 and end > start:
+        return card_text[:start] + section + card_text[end + len(CARD_END) :].lstrip("\n")
+    return card_text.rstrip("\n") + "\n\n" + section
+
+
+def link_card(api, repo_id: str, space_id: str, *, base_model: str) -> None:
+    """Add the Space section to ``repo_id``'s README (a minimal card is written when it has none)."""
+    from huggingface_hub import ModelCard
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        card = ModelCard.load(repo_id, token=api.token)
+        text = str(card.content)
+    except EntryNotFoundError:
+        metadata = {"library_name": "peft", "tags": ["phi3", "lora", "phi3-lora-hub"]}
+        if repo_id_problem(base_model) is None:
+            metadata["base_model"] = base_model
+        header = "\n".join(f"{key}: {json.dumps(value)}" for key, value in metadata.items())
+        text = f"---\n{header}\n---\n\n# {repo_id}\n\nA LoRA adapter for Phi-3.\n"
+    ModelCard(with_card_section(text, space_id)).push_to_hub(
+        repo_id, token=api.token, commit_message=f"Link the Space {space_id}"
+    )
+
+
+def _reason(error: Exception) -> str:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status in (401, 403):
+        return "no write access with this token"
+    if status == 404:
+        return "repository not found"
+    return type(error).__name__
+
+
+def settings_for_deploy(
+    base_model: str,
+    adapters: Sequence[str],
+    *,
+    allowlist: Sequence[str] = (),
+    votes_repo: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> SpaceSettings:
+    """Settings for a deployed Space (no token: the Space reads its own ``HF_TOKEN`` secret)."""
+    environ = {
+        "PHI3_SPACE_BASE_MODEL": base_model,
+        "PHI3_SPACE_ADAPTERS": ",".join(adapters),
+        "PHI3_SPACE_ALLOWLIST": ",".join(allowlist),
+        "PHI3_SPACE_VOTES_REPO": votes_repo or "",
+        **(extra or {}),
+    }
+    settings = SpaceSettings.from_env(environ)
+    if not settings.adapters:
+        raise ConfigError("--adapters: name at least one adapter repo (namespace/name) for the Space to offer.")
+    AllowList.of([*settings.adapters, *settings.allowlist])  # ConfigError on a malformed entry
+    if repo_id_problem(settings.base_model) is not None:
+        raise ConfigError(
+            f"--base-model {settings.base_model!r} is not a Hub repo id: a Space downloads its base from the Hub."
+        )
+    return settings

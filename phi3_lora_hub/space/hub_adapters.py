@@ -1,0 +1,248 @@
+"""Adapters from the Hub: list a repo's revisions, resolve one to its commit, fetch and check its two files.
+
+Order of a fetch, so nothing unsafe is ever loaded and nothing large is downloaded in vain:
+
+1. the repo id is checked (``namespace/name``, on the allowlist) and the revision is a plain ref or a commit;
+2. a 40-hex revision whose two files are already in the local cache is served from there, with no Hub call at
+   all (a slow or unreachable Hub does not delay it; hub-reliability.md C20);
+3. otherwise ``model_info(files_metadata=True)`` at that revision gives the commit id and the file list with
+   sizes: ``adapter_model.safetensors`` must be there (a repo with only pickled weights is refused) and within
+   the size cap;
+4. ``adapter_config.json`` is downloaded at the commit and checked against the base (:mod:`.compat`);
+5. ``adapter_model.safetensors`` is downloaded at the commit, its size and tensor header checked.
+
+Only ``adapter_config.json`` and ``adapter_model.safetensors`` are downloaded, so PEFT, loading from that folder,
+finds no pickle to fall back on. Hub errors become :class:`Refusal` messages; a missing or unreadable repo gets
+one generic message whatever the cause (no token, wrong token, private, does not exist), and no message ever
+holds the token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from phi3_lora_hub.arena.votes import ModelRef
+from phi3_lora_hub.evaluation.models import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from phi3_lora_hub.space.compat import BaseSignature, check_config, check_weights, read_config
+from phi3_lora_hub.space.refusal import Refusal, quote
+from phi3_lora_hub.space.repo_policy import DEFAULT_REVISION, AllowList, check_repo_id, check_revision, is_commit
+
+logger = logging.getLogger(__name__)
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+_STEP = re.compile(r"(?:.*\D)?(\d+)")
+
+
+@dataclass(frozen=True)
+class AdapterKey:
+    """One adapter's exact weights: a repo at a commit."""
+
+    repo_id: str
+    commit: str
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(self.repo_id, self.commit)
+
+
+@dataclass(frozen=True)
+class LocalAdapter:
+    """An adapter that passed every check, with its two files in ``directory`` (the Hub cache's snapshot)."""
+
+    key: AdapterKey
+    revision: str
+    """The revision as asked for (``main``, ``step-30``, or the commit itself)."""
+    directory: Path
+    config: Mapping[str, Any] = field(repr=False)
+    size_bytes: int = 0
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    """Tensor name -> shape, as saved in ``adapter_model.safetensors`` (from its header)."""
+
+    @property
+    def uses_dora(self) -> bool:
+        return bool(self.config.get("use_dora"))
+
+    @property
+    def label(self) -> str:
+        """``repo @ step-30 (1a2b3c4)``, or ``repo @ 1a2b3c4`` for a commit."""
+        short = self.key.commit[:7]
+        if self.revision == self.key.commit:
+            return f"{self.key.repo_id} @ {short}"
+        return f"{self.key.repo_id} @ {self.revision} ({short})"
+
+
+def order_revisions(branches: Sequence[str], tags: Sequence[str] = ()) -> list[str]:
+    """``main`` first, then branches ending in a number (``step-N``) newest (highest) first, then other branches,
+    then tags, each alphabetically."""
+    numbered = sorted(
+        (name for name in branches if name != DEFAULT_REVISION and _STEP.fullmatch(name)),
+        key=lambda name: (-int(_STEP.fullmatch(name).group(1)), name),  # type: ignore[union-attr]
+    )
+    others = sorted(name for name in branches if name != DEFAULT_REVISION and name not in numbered)
+    head = [DEFAULT_REVISION] if DEFAULT_REVISION in branches else []
+    return head + numbered + others + sorted(tags)
+
+
+@contextlib.contextmanager
+def hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
+    """Turn Hub client errors raised inside the block into :class:`Refusal` messages fit for a visitor."""
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{quote(repo_id)}" + (f" at {quote(revision)}" if revision else "")
+    try:
+        yield
+    except Refusal:
+        raise
+    except RevisionNotFoundError:
+        raise Refusal(f"{quote(repo_id)} has no revision {quote(revision)}: pick one from the list.") from None
+    except RepositoryNotFoundError:  # also 401 and gated repos: the same words whatever the cause
+        raise Refusal(
+            f"Cannot find the adapter repository {quote(repo_id)}, or this Space may not read it. If it is private, "
+            "the Space owner must add a read token as the HF_TOKEN secret."
+        ) from None
+    except RemoteEntryNotFoundError:
+        raise Refusal(f"{where} is missing a file it listed a moment ago; try again.") from None
+    except HfHubHTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise Refusal(
+                f"This Space may not read {quote(repo_id)}. If it is private, the Space owner must add a read token "
+                "as the HF_TOKEN secret."
+            ) from None
+        logger.warning("Hub error for %s@%s: HTTP %s", repo_id, revision, status)
+        raise Refusal(f"The Hub answered with an error (HTTP {status}) for {where}; try again in a moment.") from None
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError):
+        raise Refusal(
+            f"{where} is not in this Space's cache and the Hub cannot be reached (offline mode); pick a revision "
+            "that was loaded before."
+        ) from None
+    except Exception as error:  # httpx timeouts and connection errors, hf_xet's ConnectionError, ...
+        logger.warning("Hub request for %s@%s failed: %s", repo_id, revision, type(error).__name__)
+        raise Refusal(f"The Hub could not be reached for {where}; try again in a moment.") from None
+
+
+class AdapterSource:
+    """Finds, checks and fetches adapters for one base model. Thread-safe (it keeps no mutable state)."""
+
+    def __init__(
+        self,
+        base: BaseSignature,
+        allowlist: AllowList,
+        *,
+        token: str | None = None,
+        max_bytes: int = 512 * 1024 * 1024,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.base = base
+        self.allowlist = allowlist
+        self.max_bytes = max_bytes
+        self.cache_dir = cache_dir
+        # False (not None) without a token: never pick up a token file lying on the machine.
+        self._token: str | bool = token or False
+
+    def revisions(self, repo: str) -> list[str]:
+        """The repo's branches and tags for a picker, :func:`order_revisions` order (``main`` first)."""
+        from huggingface_hub import HfApi
+
+        repo_id = check_repo_id(repo, self.allowlist)
+        with hub_errors(repo_id, None):
+            refs = HfApi().list_repo_refs(repo_id, token=self._token)
+        return order_revisions([ref.name for ref in refs.branches], [ref.name for ref in refs.tags])
+
+    def fetch(self, repo: str, revision: str | None = None) -> LocalAdapter:
+        """The adapter ``repo`` at ``revision`` (default ``main``), checked and on disk; :class:`Refusal` if not."""
+        repo_id = check_repo_id(repo, self.allowlist)
+        revision = check_revision(revision)
+        cached = self._cached(repo_id, revision) if is_commit(revision) else None
+        if cached is not None:
+            return self._checked(repo_id, revision, revision, *cached)
+        with hub_errors(repo_id, revision):
+            commit, size = self._inspect(repo_id, revision)
+            config_path = self._download(repo_id, ADAPTER_CONFIG, commit)
+            self._check_config_file(repo_id, revision, commit, config_path)
+            weights_path = self._download(repo_id, ADAPTER_WEIGHTS, commit)
+        logger.info("fetched %s@%s (%s, %.1f MB)", repo_id, revision, commit[:7], (size or 0) / 1e6)
+        return self._checked(repo_id, revision, commit, config_path, weights_path)
+
+    def _cached(self, repo_id: str, commit: str) -> tuple[Path, Path] | None:
+        from huggingface_hub import try_to_load_from_cache
+
+        paths = [
+            try_to_load_from_cache(repo_id, name, cache_dir=self.cache_dir, revision=commit)
+            for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
+        ]
+        if all(isinstance(path, str) for path in paths):
+            return Path(paths[0]), Path(paths[1])  # type: ignore[arg-type]
+        return None
+
+    def _inspect(self, repo_id: str, revision: str) -> tuple[str, int | None]:
+        """The commit of ``revision`` and the size of its weights, refusing repos without safetensors weights."""
+        from huggingface_hub import HfApi
+
+        info = HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=self._token)
+        files = {sibling.rfilename: sibling.size for sibling in info.siblings or []}
+        source = f"{quote(repo_id)} at {quote(revision)}"
+        if ADAPTER_CONFIG not in files:
+            raise Refusal(f"{source} is not a PEFT adapter: it has no {ADAPTER_CONFIG}.")
+        if ADAPTER_WEIGHTS not in files:
+            pickles = sorted(name for name in files if name.endswith(_PICKLE_SUFFIXES))
+            if pickles:
+                raise Refusal(
+                    f"{source} has its weights only as a pickle ({', '.join(pickles)}), which can run code when "
+                    f"loaded: this Space loads {ADAPTER_WEIGHTS} only. Re-save the adapter with "
+                    "save_pretrained(safe_serialization=True) and push again."
+                )
+            raise Refusal(f"{source} has no {ADAPTER_WEIGHTS}: it is not a PEFT adapter.")
+        size = files[ADAPTER_WEIGHTS]
+        self._check_size(source, size)
+        if not info.sha:
+            raise Refusal(f"The Hub did not say which commit {source} is; try again.")
+        return info.sha, size
+
+    def _check_size(self, source: str, size: int | None) -> None:
+        if size is not None and size > self.max_bytes:
+            raise Refusal(
+                f"{source}: {ADAPTER_WEIGHTS} is {size / 1e6:.1f} MB, above this Space's limit of "
+                f"{self.max_bytes / 1e6:.0f} MB (PHI3_SPACE_MAX_ADAPTER_MB)."
+            )
+
+    def _download(self, repo_id: str, filename: str, commit: str) -> Path:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id, filename, revision=commit, token=self._token, cache_dir=self.cache_dir))
+
+    def _check_config_file(self, repo_id: str, revision: str, commit: str, path: Path) -> dict[str, Any]:
+        source = _source(repo_id, revision, commit)
+        config = read_config(path, source)
+        check_config(config, self.base, source)
+        return config
+
+    def _checked(self, repo_id: str, revision: str, commit: str, config_path: Path, weights_path: Path) -> LocalAdapter:
+        """Check the files on disk (again, for cached ones) and describe the adapter."""
+        source = _source(repo_id, revision, commit)
+        config = self._check_config_file(repo_id, revision, commit, config_path)
+        size = weights_path.stat().st_size
+        self._check_size(source, size)
+        shapes = check_weights(weights_path, self.base, source)
+        if config_path.parent != weights_path.parent:
+            raise Refusal(f"{source}: the adapter's files are not in one folder of the cache; clear the cache.")
+        return LocalAdapter(AdapterKey(repo_id, commit), revision, weights_path.parent, config, size, shapes)
+
+
+def _source(repo_id: str, revision: str, commit: str) -> str:
+    if revision == commit:
+        return f"{quote(repo_id)} at {quote(commit[:7])}"
+    return f"{quote(repo_id)} at {quote(revision)}"

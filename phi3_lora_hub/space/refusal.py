@@ -1,0 +1,23 @@
+"""The one exception the Space shows to visitors: a request it turns down, with what to do instead."""
+
+from __future__ import annotations
+
+from phi3_lora_hub.errors import Phi3LoraHubError
+
+_SHOWN_CHARS = 80
+
+
+class Refusal(Phi3LoraHubError):
+    """A request the Space refuses. ``str(refusal)`` is written for the visitor and is shown as it is.
+
+    Messages never hold a token, a server path or a stack trace; they quote visitor input only through
+    :func:`quote`.
+    """
+
+
+def quote(text: object) -> str:
+    """``text`` as it may appear in a message: one line, at most 80 characters, in backticks (no markup)."""
+    shown = " ".join(str(text).split()).replace("`", "'")
+    if len(shown) > _SHOWN_CHARS:
+        shown = shown[: _SHOWN_CHARS - 1] + "…"
+    return f"`{shown}`"

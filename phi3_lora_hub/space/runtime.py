@@ -1,0 +1,173 @@
+"""Everything the Space app needs behind its UI, built once per process from :class:`SpaceSettings`.
+
+``SpaceRuntime.start(settings)`` loads the base model, wraps it for adapters (:class:`AdapterRegistry`), sets
+up the adapter source (allowlist, size cap, token) and the vote store. The app's handlers then call:
+
+- :meth:`~SpaceRuntime.model_choices` / :meth:`~SpaceRuntime.revision_choices` for the pickers;
+- :meth:`~SpaceRuntime.contender` to turn picker values into a checked, loaded model (or a :class:`Refusal`);
+- :meth:`~SpaceRuntime.stream` to answer both panes at once;
+- :meth:`~SpaceRuntime.record_vote`, :meth:`~SpaceRuntime.leaderboard`, :meth:`~SpaceRuntime.export_votes`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from phi3_lora_hub.arena.votes import GenParams, VoteRecord
+from phi3_lora_hub.space.base_model import ServedBase, load_base
+from phi3_lora_hub.space.conversation import BASE_CHOICE, Contender
+from phi3_lora_hub.space.hub_adapters import AdapterSource
+from phi3_lora_hub.space.leaderboard import CachedLeaderboard, Row
+from phi3_lora_hub.space.refusal import Refusal
+from phi3_lora_hub.space.registry import AdapterRegistry
+from phi3_lora_hub.space.repo_policy import AllowList
+from phi3_lora_hub.space.settings import SpaceSettings
+from phi3_lora_hub.space.streaming import SideProgress, SideRequest, check_fits, stream_pair
+from phi3_lora_hub.space.vote_store import VoteStore
+
+logger = logging.getLogger(__name__)
+
+BASE_LABEL = "Base model (no adapter)"
+REVISIONS_TTL_S = 30.0
+
+
+class SpaceRuntime:
+    """The loaded base model, its adapters, where they come from, and the votes. Shared by all visitors."""
+
+    def __init__(
+        self,
+        settings: SpaceSettings,
+        base: ServedBase,
+        *,
+        registry: AdapterRegistry | None = None,
+        source: AdapterSource | None = None,
+        store: VoteStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.base = base
+        self.registry = registry or AdapterRegistry(base.model, capacity=settings.max_loaded_adapters)
+        self.allowlist = AllowList.of([*settings.adapters, *settings.allowlist])
+        self.source = source or AdapterSource(
+            base.signature,
+            self.allowlist,
+            token=settings.token,
+            max_bytes=int(settings.max_adapter_mb * 1024 * 1024),
+        )
+        self.store = store or VoteStore(
+            settings.data_dir,
+            repo_id=settings.votes_repo,
+            token=settings.token,
+            private=settings.votes_private,
+            every_minutes=settings.votes_every_minutes,
+        )
+        self._labels: dict[str, str] = {}
+        self._revisions: dict[str, tuple[float, list[str]]] = {}
+        self._cache_lock = threading.Lock()
+        self._leaderboard = CachedLeaderboard(self.store.records, lambda: self.store.version, self.labels)
+
+    @classmethod
+    def start(cls, settings: SpaceSettings) -> SpaceRuntime:
+        """Load the base model named by ``settings`` and set everything up around it; with ``settings.preload``,
+        the offered adapters are then loaded in the background (:meth:`preload`)."""
+        base = load_base(
+            settings.base_model,
+            revision=settings.base_revision,
+            aliases=settings.base_aliases,
+            dtype=settings.dtype,
+            token=settings.token,
+            max_context_tokens=settings.max_context_tokens,
+        )
+        runtime = cls(settings, base)
+        if settings.preload:
+            threading.Thread(target=runtime.preload, daemon=True, name="preload-adapters").start()
+        return runtime
+
+    def preload(self) -> list[str]:
+        """Fetch and load the offered adapters at ``main`` (as many as fit); returns their labels. A refusal is
+        logged, not raised: a visitor picking that adapter will see it."""
+        loaded = []
+        for repo in self.settings.adapters[: self.registry.capacity]:
+            try:
+                loaded.append(self.contender(repo, "main").label)
+            except Refusal as refusal:
+                logger.warning("not preloaded: %s", refusal)
+        return loaded
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        """Picker entries ``(label, value)``: the base model, then the offered adapter repos."""
+        return [(BASE_LABEL, BASE_CHOICE), *((repo, repo) for repo in self.settings.adapters)]
+
+    def revision_choices(self, repo: str | None) -> list[str]:
+        """Revisions of ``repo`` for the revision picker (``main`` first, then ``step-N`` newest first).
+
+        Lists are cached for :data:`REVISIONS_TTL_S` seconds (every page load asks for the default pickers').
+        """
+        if is_base(repo):
+            return []
+        key = str(repo).strip().lower()
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._revisions.get(key)
+        if cached is not None and now - cached[0] < REVISIONS_TTL_S:
+            return list(cached[1])
+        revisions = self.source.revisions(str(repo))
+        with self._cache_lock:
+            self._revisions[key] = (now, revisions)
+        return list(revisions)
+
+    def contender(self, repo: str | None, revision: str | None, *, pinned: Contender | None = None) -> Contender:
+        """The model behind picker values ``repo``/``revision``, checked, fetched and loaded; :class:`Refusal`.
+
+        When ``pinned`` was made from the same picker values it is returned as it is: a conversation keeps the
+        commit it started with even if the branch moves, and asks the Hub nothing more.
+        """
+        if is_base(repo):
+            return Contender()
+        if pinned is not None and pinned.pick == (str(repo).strip(), (revision or "main").strip()):
+            return pinned
+        adapter = self.source.fetch(str(repo), revision)
+        self.registry.load(adapter)
+        with self._cache_lock:
+            self._labels[adapter.key.ref.key] = adapter.label
+        return Contender(adapter)
+
+    def stream(
+        self,
+        sides: Sequence[tuple[Contender, Sequence[dict[str, str]]]],
+        params: GenParams,
+        *,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[list[SideProgress]]:
+        """Answer each ``(contender, transcript)`` at once; see :func:`stream_pair`."""
+        requests = [SideRequest(list(messages), contender.adapter) for contender, messages in sides]
+        return stream_pair(self.base, self.registry, requests, params, cancel=cancel)
+
+    def check_fits(self, transcripts: Sequence[Sequence[dict[str, str]]], params: GenParams) -> None:
+        """:class:`Refusal` when a transcript plus ``params.max_new_tokens`` exceeds the model's context."""
+        check_fits(self.base, transcripts, params.max_new_tokens)
+
+    def record_vote(self, record: VoteRecord) -> None:
+        self.store.add(record)
+
+    def labels(self) -> dict[str, str]:
+        """Model key (``repo@commit``) -> label with the revision name, for every adapter loaded so far."""
+        with self._cache_lock:
+            return dict(self._labels)
+
+    def leaderboard(self) -> list[Row]:
+        return self._leaderboard.rows()
+
+    def export_votes(self) -> Path:
+        return self.store.export()
+
+    def close(self) -> None:
+        """Upload the remaining votes (when a dataset repo is configured)."""
+        self.store.close()
+
+
+def is_base(repo: str | None) -> bool:
+    return repo is None or not str(repo).strip() or str(repo).strip() == BASE_CHOICE
