@@ -77,12 +77,18 @@ def _request_id(error: BaseException) -> str | None:
     request_id = getattr(error, "request_id", None)
     if request_id:
         return str(request_id)
-    try:  # httpx2 errors and HfHubHTTPError carry the request, which holds the id the client generated
-        request = error.request  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):
-        return None
-    headers = getattr(request, "headers", None)
-    return None if headers is None else headers.get("X-Amzn-Trace-Id") or headers.get("x-request-id")
+    # The id the client generated is in the request: HfHubHTTPError keeps it on its response (its own
+    # .request is reset by httpx2's constructor), httpx2 transport errors on .request.
+    response = getattr(error, "response", None)
+    for source in (response, error):
+        try:
+            headers = source.request.headers  # type: ignore[union-attr]
+        except (AttributeError, RuntimeError):
+            continue
+        found = headers.get("X-Amzn-Trace-Id") or headers.get("x-request-id")
+        if found:
+            return str(found)
+    return None
 
 
 def failure_of(error: BaseException, redact: Callable[[str], str] = lambda text: text) -> Failure:

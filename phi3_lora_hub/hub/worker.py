@@ -27,32 +27,42 @@ _JOIN_GRACE_S = 5.0
 
 
 class StopSignal(Stopper):
-    """Stops pushes at a deadline (set by the flush) or at once (``abort``); waits are interruptible."""
+    """Stops pushes at a deadline (set by the flush, possibly while a push waits) or at once (``abort``)."""
 
     def __init__(self, scope: TimeoutScope) -> None:
         self._scope = scope
-        self._aborted = threading.Event()
+        self._aborted = False
+        self._changed = threading.Condition()
 
     @property
     def deadline(self) -> float | None:
         return self._scope.deadline
 
     def set_deadline(self, deadline: float) -> None:
-        self._scope.deadline = deadline  # requests in the worker's scope are cut at the same moment
+        with self._changed:
+            self._scope.deadline = deadline  # requests in the worker's scope are cut at the same moment
+            self._changed.notify_all()
 
     def abort(self) -> None:
-        self._aborted.set()
+        with self._changed:
+            self._aborted = True
+            self._changed.notify_all()
 
     def check(self) -> None:
-        if self._aborted.is_set():
+        if self._aborted:
             raise PushAborted("the publisher was closed")
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise PushAborted("the flush deadline was reached")
 
     def wait(self, seconds: float) -> None:
-        if self.deadline is not None:
-            seconds = min(seconds, max(0.0, self.deadline - time.monotonic()))
-        self._aborted.wait(seconds)
+        end = time.monotonic() + seconds
+        with self._changed:
+            while not self._aborted:
+                limit = end if self.deadline is None else min(end, self.deadline)
+                remaining = limit - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)  # woken early when a deadline is set or the worker aborted
         self.check()
 
 
