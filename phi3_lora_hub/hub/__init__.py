@@ -8,7 +8,7 @@ Publishing checkpoints while training runs:
   timeouts for the plugin's requests only), ``tokens``, ``naming`` (branch names), ``files`` (what is pushed),
   ``marker`` (completion marker of resumable checkpoints), ``report`` (:class:`HubPushReport`).
 - :func:`resume_checkpoint_from_hub` (``resume``): download the newest complete resumable checkpoint.
-- :func:`push_adapter` (``push_adapter``): publish an existing adapter directory (``phi3-lora-hub push``).
+- :func:`push_adapter` (``adapter_push``): publish an existing adapter directory (``phi3-lora-hub push``).
 
 Heavy imports happen on first use.
 """
@@ -33,8 +33,8 @@ _EXPORTS = {
     "HubCheckpoint": "resume",
     "resume_checkpoint_from_hub": "resume",
     "newest_complete_checkpoint": "resume",
-    "push_adapter": "push_adapter",
-    "AdapterPush": "push_adapter",
+    "push_adapter": "adapter_push",
+    "AdapterPush": "adapter_push",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -324,10 +324,10 @@ class HubPublisher:
         return report
 
     def _clean_stagings(self) -> None:
-        """Keep only stagings newer than the newest push that reached ``main``: older ones are superseded."""
-        newest_pushed = max((i for i, p in enumerate(self.report.pushes) if p.status == "pushed"), default=-1)
-        for index, record in enumerate(self.report.pushes):
-            if record.kept_at is not None and index < newest_pushed:
+        """Keep only the newest staging, and only when it did not reach the Hub: older ones are superseded."""
+        newest = self.report.newest
+        for record in self.report.pushes:
+            if record.kept_at is not None and record is not newest:
                 shutil.rmtree(record.kept_at, ignore_errors=True)
                 record.kept_at = None
         if self._stage_root is not None:

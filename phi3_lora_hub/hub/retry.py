@@ -208,7 +208,7 @@ def retrying(
         if delay is None:
             raise PushFailed(f"{what} failed {attempt} times, last: {failure.describe()}", failure)
         log.warning(
-            "%s%s failed (%s); retrying in %.0f s (attempt %d of %d)",
+            "%s%s failed (%s); retrying in %.1f s (attempt %d of %d)",
             prefix,
             what,
             failure.describe(),

@@ -30,6 +30,19 @@ def chat_file(tmp_path_factory) -> Path:
     return write_sample_dataset(tmp_path_factory.mktemp("data") / "chats.jsonl", n=48)
 
 
+@pytest.fixture(scope="session")
+def trained_run(small_base, chat_file, tmp_path_factory) -> Path:
+    """A finished 6-step run (checkpoints 2, 4, 6 and ``adapter/``) with held-out evaluation; no Hub involved.
+
+    Tests that need realistic checkpoint folders without training again use (copies of) its folders.
+    """
+    from phi3_lora_hub import Phi3LoraRecipe
+
+    output = tmp_path_factory.mktemp("trained-run")
+    Phi3LoraRecipe(str(small_base), str(chat_file), output_dir=str(output), eval_size=8, training=TRAINING).train()
+    return output
+
+
 @pytest.fixture
 def make_recipe(small_base, chat_file, tmp_path):
     """``make_recipe(callback=None, training=None, **settings)``: a recipe on the tiny model writing to tmp_path/run.

@@ -12,19 +12,8 @@ import yaml
 from phi3_lora_hub.cards import CardOptions, RunFiles, render_card, template_path, templates_dir, write_card
 from phi3_lora_hub.cards.loss_curve import loss_points
 from phi3_lora_hub.errors import ConfigError
-from tests.publish.helpers import TRAINING
 
 REPO = "tester/phi3-cards"
-
-
-@pytest.fixture(scope="module")
-def trained_run(small_base, chat_file, tmp_path_factory) -> Path:
-    """A 6-step run with held-out evaluation at every checkpoint (no Hub)."""
-    from phi3_lora_hub import Phi3LoraRecipe
-
-    output = tmp_path_factory.mktemp("card-run")
-    Phi3LoraRecipe(str(small_base), str(chat_file), output_dir=str(output), eval_size=8, training=TRAINING).train()
-    return output
 
 
 def copy_of(source: Path, target: Path, *, model: str | None = None, dataset: str | None = None) -> Path:
