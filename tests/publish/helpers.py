@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
+
+from transformers import TrainerCallback
 
 from phi3_lora_hub.hub.files import GENERATED_FILES, adapter_file_names, sha256_of
 from phi3_lora_hub.hub.retry import RetryPolicy
 
 PUSH_THREAD = "phi3-lora-hub-push"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING: dict[str, Any] = {
     "max_steps": 6,
     "save_steps": 2,
@@ -52,3 +56,35 @@ def push_threads() -> list[threading.Thread]:
 
 def commit_titles(api, repo_id: str, revision: str = "main") -> list[str]:
     return [commit.title for commit in api.list_repo_commits(repo_id, revision=revision)]
+
+
+class AtStep(TrainerCallback):
+    """Runs ``action()`` at the end of training step ``step`` (to inject a fault mid-training)."""
+
+    def __init__(self, step: int, action) -> None:
+        self.step, self.action = step, action
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            self.action()
+        return control
+
+
+def when_settled(callback, action):
+    """A function that waits (at most 30 s) until the callback's newest push is no longer pending, then acts."""
+    import time
+
+    def run() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and callback.report.pushes[-1].status == "pending":
+            time.sleep(0.05)
+        action()
+
+    return run
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that may reach the local hub: this session's, online, this checkout."""
+    env = dict(os.environ, HF_HUB_OFFLINE="0", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    return env

@@ -21,19 +21,7 @@ from phi3_lora_hub.hub import HubPublisher, HubPushError, HubPushSettings, push_
 from phi3_lora_hub.hub.marker import CompletionMarker
 from phi3_lora_hub.hub.resume import resume_checkpoint_from_hub
 from phi3_lora_hub.hub.timeouts import HttpTimeouts
-from tests.publish.helpers import FAST_RETRY, assert_hub_holds, commit_titles, push_threads
-
-
-class AtStep(TrainerCallback):
-    """Runs ``action()`` at the end of training step ``step`` (to inject a fault mid-training)."""
-
-    def __init__(self, step: int, action) -> None:
-        self.step, self.action = step, action
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            self.action()
-        return control
+from tests.publish.helpers import FAST_RETRY, AtStep, assert_hub_holds, commit_titles, push_threads, when_settled
 
 
 def hub_log_lines(caplog, level: int) -> list[str]:
@@ -156,22 +144,12 @@ def test_c4_a_server_that_never_answers_cannot_hold_training_past_the_deadline(
 
 def test_c5_server_down_mid_training_then_back(hub, make_recipe, push_callback, hub_repo_id, tmp_path, hub_logs):
     callback = push_callback(retry=FAST_RETRY)
-
-    def when_the_newest_push_is_settled(action):
-        def run() -> None:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and callback.report.pushes[-1].status == "pending":
-                time.sleep(0.05)
-            action()
-
-        return run
-
     # Down after the step-2 push, for the whole step-4 push (all its retries), back before the step-6 save.
     recipe = make_recipe(
         callback,
         extra_callbacks=[
-            AtStep(3, when_the_newest_push_is_settled(hub.stop)),
-            AtStep(5, when_the_newest_push_is_settled(hub.start)),
+            AtStep(3, when_settled(callback, hub.stop)),
+            AtStep(5, when_settled(callback, hub.start)),
         ],
     )
     report = recipe.train().hub
