@@ -31,6 +31,7 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "usage_code": "Python that loads the adapter with peft and generates an answer",
     "merge_code": "Python that merges the adapter into the base model and saves it",
     "stop_tokens": "the stop tokens, as Markdown code spans joined with commas",
+    "has_generation_config": "whether the repository has a generation_config.json (with the stop tokens)",
     "data_rows": "list of (label, train, eval) rows describing the training data",
     "lora_rows": "list of (name, value) rows: every LoRA setting",
     "training_rows": "list of (name, value) rows: every training setting",
@@ -248,23 +249,34 @@ def _samples(samples: Mapping[str, Any] | None, step: int | None) -> list[dict[s
     return rows
 
 
-def usage_code(base_model: str, repo_id: str, revision: str) -> str:
-    """Python that loads the adapter from the Hub with peft and answers one question."""
+def usage_code(base_model: str, repo_id: str, revision: str, stop_tokens: list[str] | None = None) -> str:
+    """Python that loads the adapter from the Hub with peft and answers one question.
+
+    With ``stop_tokens`` (a repository without ``generation_config.json``) generation is told to stop on them.
+    """
     revision_arg = "" if revision == "main" else f', revision="{revision}"'
+    if stop_tokens is None:
+        loaded = f'GenerationConfig.from_pretrained("{repo_id}"{revision_arg})'
+        generation = f"generation_config = {loaded}  # stops at the end of the turn"
+        generate_args = "generation_config=generation_config"
+    else:
+        generation = f"stop_ids = tokenizer.convert_tokens_to_ids({stop_tokens!r})  # the end of the assistant's turn"
+        generate_args = "eos_token_id=stop_ids"
+    imports = "AutoModelForCausalLM, AutoTokenizer" + (", GenerationConfig" if stop_tokens is None else "")
     return f'''import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import {imports}
 
 base = AutoModelForCausalLM.from_pretrained("{base_model}", dtype=torch.bfloat16, device_map="auto")
 model = PeftModel.from_pretrained(base, "{repo_id}"{revision_arg})
 tokenizer = AutoTokenizer.from_pretrained("{repo_id}"{revision_arg})
-generation_config = GenerationConfig.from_pretrained("{repo_id}"{revision_arg})  # stops at the end of the turn
+{generation}
 
 messages = [{{"role": "user", "content": "What is the capital of Peru?"}}]
 inputs = tokenizer.apply_chat_template(
     messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
 ).to(model.device)
-output = model.generate(**inputs, generation_config=generation_config, max_new_tokens=256)
+output = model.generate(**inputs, {generate_args}, max_new_tokens=256)
 print(tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))'''
 
 
@@ -349,9 +361,10 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
     limitations = [
         f"The adapter inherits the limitations and biases of its base model ({base}); read that model's card.",
         f"It was trained on {trained_on}: expect it to follow that data's style and to be weaker outside it.",
-        "Generation must stop on every one of " + ", ".join(f"`{t}`" for t in stop_tokens) + "; the "
-        "`generation_config.json` in this repository does that, stopping on `<|endoftext|>` alone runs past "
-        "the end of the turn.",
+        "Generation must stop on every one of "
+        + ", ".join(f"`{t}`" for t in stop_tokens)
+        + ("; the `generation_config.json` in this repository does that" if files.generation_config else "")
+        + ". Stopping on `<|endoftext|>` alone runs past the end of the turn.",
     ]
     if not evaluation_table and eval_loss is None:
         limitations.append("No held-out evaluation is recorded for this step: the losses above are training losses.")
@@ -371,7 +384,10 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
         "revision": options.revision,
         "step": step,
         "base_model_name": base,
-        "usage_code": usage_code(base, options.repo_id, options.revision),
+        "usage_code": usage_code(
+            base, options.repo_id, options.revision, None if files.generation_config else stop_tokens
+        ),
+        "has_generation_config": files.generation_config is not None,
         "merge_code": merge_code(base, options.repo_id, options.revision),
         "stop_tokens": ", ".join(f"`{token}`" for token in stop_tokens),
         "data_rows": _data_rows(files.data_report),

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 
 # Each module defines `register(subparsers)`, which adds its subcommand and sets `func(args) -> int`.
-COMMAND_MODULES: tuple[str, ...] = ("quickstart", "train", "chat", "merge", "hub", "eval", "compare")
+COMMAND_MODULES: tuple[str, ...] = ("quickstart", "train", "chat", "merge", "hub", "eval", "compare", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:
