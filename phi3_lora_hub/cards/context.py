@@ -22,10 +22,10 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "card_data": "the YAML metadata (between the --- lines at the top)",
     "title": "a heading: the repository name",
     "summary": "one paragraph: what this adapter is, what it was trained on, which step this card describes",
-    "checkpoint_note": "for a checkpoint branch: a line saying so and pointing at main; empty on main",
+    "checkpoint_note": "for a training checkpoint: where it lives (main, for now, and its own branch); else empty",
     "repo_id": "namespace/name of the repository",
     "repo_url": "the repository's web address",
-    "revision": "the branch this card is on ('main' or e.g. 'step-500')",
+    "revision": "the revision that keeps these files ('step-500' for a checkpoint, else the branch given, or 'main')",
     "step": "the training step the card describes",
     "base_model_name": "the base model id or path",
     "usage_code": "Python that loads the adapter with peft and generates an answer",
@@ -96,8 +96,10 @@ class CardOptions:
 
     repo_id: str
     endpoint: str = "https://huggingface.co"
-    revision: str = "main"
-    """The branch the card is for."""
+    branch: str | None = None
+    """The branch that holds these files besides ``main`` (``step-N`` for a checkpoint), if any."""
+    checkpoint: bool = False
+    """The files are a training checkpoint (pushed to ``main`` and to its branch), not a finished adapter."""
     branches: Mapping[int, str] = field(default_factory=dict)
     """Checkpoint branches on the Hub (step -> branch); the card lists those up to its own step."""
     license: str = "mit"
@@ -107,6 +109,11 @@ class CardOptions:
     @property
     def repo_url(self) -> str:
         return f"{self.endpoint.rstrip('/')}/{self.repo_id}"
+
+    @property
+    def revision(self) -> str:
+        """The revision the card's code loads: the branch, which keeps these files when ``main`` moves on."""
+        return self.branch or "main"
 
 
 def hub_model_id(reference: str | None) -> str | None:
@@ -300,7 +307,7 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
     base = files.base_model or "microsoft/Phi-3-mini-4k-instruct"
     data = (files.data_report or {}).get("train") or {}
     dataset = data.get("source") or recipe.get("dataset") or "an unnamed dataset"
-    on_checkpoint = options.revision != "main"
+    on_checkpoint = options.checkpoint
 
     lora = recipe.get("lora") or files.adapter_config or {}
     lora_rows = [(key, cell(lora[key])) for key in _LORA_KEYS_SHOWN if key in lora]
@@ -351,8 +358,9 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
         f"with the loss on assistant answers only. This card describes {what}."
     )
     checkpoint_note = (
-        f"This is the `{options.revision}` branch: the checkpoint saved at step {step}. "
-        f"[`main`]({options.repo_url}) holds the newest adapter."
+        f"The checkpoint saved at step {step}, pushed while training ran. Branch "
+        f"[`{options.revision}`]({options.repo_url}/tree/{options.revision}) keeps it; "
+        f"[`main`]({options.repo_url}) holds it until a newer checkpoint or the final adapter replaces it."
         if on_checkpoint
         else ""
     )

@@ -213,7 +213,8 @@ class HubPublisher:
             options = CardOptions(
                 repo_id=self.repo_id,
                 endpoint=self.endpoint,
-                revision=job.branch or "main",
+                branch=job.branch,
+                checkpoint=not staged.final,
                 branches=self._pushed_branches(job),
                 license=self.settings.card_license,
             )

@@ -85,6 +85,6 @@ def when_settled(callback, action):
 
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of a child process that may reach the local hub: this session's, online, this checkout."""
-    env = dict(os.environ, HF_HUB_OFFLINE="0", **extra)
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", **extra}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     return env

@@ -37,7 +37,8 @@ def test_metadata_of_a_phi3_adapter(trained_run, tmp_path):
         model="microsoft/Phi-3-mini-4k-instruct",
         dataset="HuggingFaceH4/ultrachat_200k",
     )
-    card = render_card(directory, CardOptions(repo_id=REPO, revision="step-4", branches={2: "step-2", 4: "step-4"}))
+    options = CardOptions(repo_id=REPO, branch="step-4", checkpoint=True, branches={2: "step-2", 4: "step-4"})
+    card = render_card(directory, options)
     meta = front_matter(str(card))
     assert meta["base_model"] == "microsoft/Phi-3-mini-4k-instruct"
     assert meta["library_name"] == "peft" and meta["pipeline_tag"] == "text-generation"
@@ -64,13 +65,15 @@ def test_each_card_describes_its_own_step(trained_run, tmp_path):
     texts = {}
     for step in (2, 4):
         directory = copy_of(trained_run / f"checkpoint-{step}", tmp_path / str(step))
-        options = CardOptions(repo_id=REPO, revision=f"step-{step}", branches={2: "step-2", 4: "step-4", 6: "step-6"})
+        branches = {2: "step-2", 4: "step-4", 6: "step-6"}
+        options = CardOptions(repo_id=REPO, branch=f"step-{step}", checkpoint=True, branches=branches)
         texts[step] = str(write_card(directory, options))
         history = RunFiles.read(directory).log_history
         assert max(step for step, _ in loss_points(history, "loss")) == step  # the curve ends at the card's step
         assert (directory / "loss_curve.png").read_bytes().startswith(b"\x89PNG")
     assert "This card describes the checkpoint at step 2." in texts[2]
-    assert "This is the `step-2` branch" in texts[2] and 'revision="step-2"' in texts[2]
+    assert "The checkpoint saved at step 2, pushed while training ran. Branch [`step-2`]" in texts[2]
+    assert 'revision="step-2"' in texts[2]
     assert "/tree/step-2" in texts[2] and "/tree/step-4" not in texts[2]  # no checkpoint from its future
     assert "| Step | 4 |" in texts[4] and "/tree/step-4" in texts[4] and "/tree/step-6" not in texts[4]
     assert "![Loss curve](loss_curve.png)" in texts[2]
