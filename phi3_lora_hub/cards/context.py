@@ -7,6 +7,7 @@ use any of them; :data:`TEMPLATE_VARIABLES` lists and explains each one.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -156,6 +157,7 @@ def _at(history: list[dict[str, Any]], key: str, step: int) -> float | None:
     return next((entry[key] for entry in history if entry.get("step") == step and key in entry), None)
 
 
+@functools.lru_cache(maxsize=4)  # reading package metadata is slow and nothing changes it while a run lasts
 def package_versions(extra: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """Installed versions of the libraries that made the adapter (as installed where the card is generated)."""
     from phi3_lora_hub import __version__
@@ -409,7 +411,7 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
         "evaluation_table": evaluation_table,
         "evaluation_note": evaluation_note,
         "samples": _samples(files.samples, step),
-        "versions": package_versions(("loralib",) if loralib_line else ()),
+        "versions": list(package_versions(("loralib",) if loralib_line else ())),
         "limitations": limitations,
     }
 
