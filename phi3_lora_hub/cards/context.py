@@ -41,9 +41,9 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "final_metrics": "list of (name, value) rows: the latest training and evaluation numbers",
     "checkpoint_rows": "list of dicts (step, train_loss, eval_loss, branch, link) for checkpoints on the Hub",
     "loss_curve": "file name of the loss curve image beside the card (empty when not drawn)",
-    "evaluation_table": "Markdown table of the evaluation report (base vs adapter), or empty",
-    "evaluation_note": "what the evaluation ran on, or empty",
-    "samples": "list of dicts (prompt, reference, answer, step) from the sample generations, or empty",
+    "evaluation_table": "the evaluation report (base vs adapter) as a Markdown table with its settings, or empty",
+    "samples_markdown": "answers to the sample prompts at the last steps up to this one (Markdown), or empty",
+    "samples_step": "the newest step with sample answers, or None",
     "versions": "list of (package, version) rows",
     "limitations": "list of sentences",
 }
@@ -78,17 +78,6 @@ _RECIPE_KEYS_SHOWN = (
     "dtype",
     "attn_implementation",
 )
-# Known metric names of the evaluation report, in table order, with readable titles.
-_METRIC_TITLES = {
-    "perplexity": "Perplexity (answer tokens) ↓",
-    "rougeL": "ROUGE-L F1 ↑",
-    "chrf": "chrF ↑",
-    "bleu": "BLEU ↑",
-    "exact_match": "Exact match ↑",
-    "stop_rate": "Stop rate ↑",
-    "mean_answer_words": "Mean answer length (words)",
-    "mean_answer_tokens": "Mean answer length (tokens)",
-}
 
 
 @dataclass(frozen=True)
@@ -207,55 +196,12 @@ def _stop_tokens(files: RunFiles) -> list[str]:
     return names if names and len(names) == len(ids) else list(phi3_format.STOP_TOKENS)
 
 
-def _evaluation(report: Mapping[str, Any] | None) -> tuple[str, str, dict[str, float]]:
-    """(Markdown table, note, adapter metrics) of an evaluation report; empty when there is none."""
-    results = (report or {}).get("results")
-    if not isinstance(results, dict) or not results:
-        return "", "", {}
-    labels = sorted((label for label in results if isinstance(results[label], dict)), key=lambda x: (x != "base", x))
-    keys = [key for key in _METRIC_TITLES if any(key in results[label] for label in labels)]
-    keys += sorted({key for label in labels for key in results[label]} - set(keys))
-    both = "base" in labels and "adapter" in labels
-    header = ["Metric", *labels] + (["Change"] if both else [])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for key in keys:
-        values = [results[label].get(key) for label in labels]
-        row = [_METRIC_TITLES.get(key, key), *(number(value) for value in values)]
-        if both:
-            base, adapter = results["base"].get(key), results["adapter"].get(key)
-            numeric = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (base, adapter))
-            row.append(f"{adapter - base:+.4g}" if numeric else "–")
-        lines.append("| " + " | ".join(row) + " |")
-    assert report is not None
-    count, dataset, split = report.get("num_examples"), report.get("dataset"), report.get("dataset_split")
-    note = f"{count} held-out conversations of {dataset}" + (f" ({split})" if split else "") if dataset else ""
-    chosen = results.get("adapter") or results.get(labels[0]) or {}
-    metrics = {k: float(v) for k, v in chosen.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-    return "\n".join(lines), note, metrics
-
-
-def _samples(samples: Mapping[str, Any] | None, step: int | None) -> list[dict[str, Any]]:
-    if not samples or not isinstance(samples.get("prompts"), list) or not isinstance(samples.get("steps"), list):
-        return []
-    steps = [entry for entry in samples["steps"] if isinstance(entry, dict) and isinstance(entry.get("step"), int)]
-    steps = [entry for entry in steps if step is None or entry["step"] <= step]
-    if not steps:
-        return []
-    latest = steps[-1]
-    rows = []
-    for prompt, answer in zip(samples["prompts"], latest.get("answers") or [], strict=False):
-        messages = prompt.get("messages") if isinstance(prompt, dict) else None
-        if not messages or not isinstance(answer, dict):
-            continue
-        rows.append(
-            {
-                "prompt": str(messages[-1].get("content", "")),
-                "reference": prompt.get("reference"),
-                "answer": str(answer.get("text", "")),
-                "step": latest["step"],
-            }
-        )
-    return rows
+def _samples_markdown(files: RunFiles, step: int | None) -> str:
+    """The sample answers recorded up to ``step`` (the last few steps), as the evaluation package writes them."""
+    if files.samples is None or step is None:
+        return ""
+    samples = files.samples.up_to(step)
+    return samples.markdown(last=3) if samples.steps else ""
 
 
 def usage_code(base_model: str, repo_id: str, revision: str, stop_tokens: list[str] | None = None) -> str:
@@ -328,7 +274,7 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
             record = None
         loralib_line = record.describe() if record is not None else ""
 
-    evaluation_table, evaluation_note, _ = _evaluation(files.eval_report)
+    evaluation_table = files.evaluation.markdown_table() if files.evaluation is not None else ""
     train_loss = _last(history, "loss", step)
     eval_loss = _last(history, "eval_loss", step)
     final_metrics = [("Step", number(step)), ("Training loss (last logged)", number(train_loss))]
@@ -409,13 +355,8 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
         "checkpoint_rows": checkpoint_rows,
         "loss_curve": options.loss_curve or "",
         "evaluation_table": evaluation_table,
-        "evaluation_note": evaluation_note,
-        "samples": _samples(files.samples, step),
+        "samples_markdown": _samples_markdown(files, step),
+        "samples_step": files.samples.up_to(step).step if files.samples is not None and step is not None else None,
         "versions": list(package_versions(("loralib",) if loralib_line else ())),
         "limitations": limitations,
     }
-
-
-def evaluation_metrics(files: RunFiles) -> dict[str, float]:
-    """The adapter's numbers from the evaluation report (for the ``model-index``); empty without a report."""
-    return _evaluation(files.eval_report)[2]

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from phi3_lora_hub.cards.context import CardOptions, build_context, evaluation_metrics, hub_model_id
+from phi3_lora_hub.cards.context import CardOptions, build_context, hub_model_id
 from phi3_lora_hub.cards.loss_curve import draw_loss_curve
 from phi3_lora_hub.cards.run_files import RunFiles
 from phi3_lora_hub.errors import ConfigError
@@ -56,24 +56,25 @@ def card_data(files: RunFiles, options: CardOptions) -> Any:
     if recipe.get("quantization"):
         tags.append("qlora")
     dataset_name = dataset_id or ((files.data_report or {}).get("train") or {}).get("source") or "custom"
-    split = (files.eval_report or {}).get("dataset_split")
-    metrics = evaluation_metrics(files)
-    if not metrics:  # no evaluation report: the Trainer's evaluation loss, when there was one
+    if files.evaluation is not None:  # the same numbers as the evaluation table of the card
+        eval_results = files.evaluation.eval_results(dataset_type=dataset_id or None, dataset_name=dataset_id or None)
+    else:  # no evaluation report: the Trainer's evaluation loss, when there was one
         losses = [e["eval_loss"] for e in files.log_history if isinstance(e.get("eval_loss"), (int, float))]
-        metrics = {"loss": float(losses[-1])} if losses else {}
-    eval_results = [
-        EvalResult(
-            task_type="text-generation",
-            task_name="Chat",
-            dataset_type=dataset_name,
-            dataset_name=dataset_name,
-            dataset_split=split,
-            metric_type=name,
-            metric_name=name,
-            metric_value=round(value, 4),
+        eval_results = (
+            [
+                EvalResult(
+                    task_type="text-generation",
+                    task_name="Chat",
+                    dataset_type=dataset_name,
+                    dataset_name=dataset_name,
+                    metric_type="loss",
+                    metric_name="Evaluation loss (assistant tokens)",
+                    metric_value=round(float(losses[-1]), 4),
+                )
+            ]
+            if losses
+            else []
         )
-        for name, value in metrics.items()
-    ]
     return ModelCardData(
         base_model=base_id,
         library_name="peft",

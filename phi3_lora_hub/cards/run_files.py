@@ -22,10 +22,6 @@ logger = logging.getLogger(__name__)
 RECIPE_FILE = "phi3_lora_recipe.yaml"
 DATA_REPORT_FILE = "data_report.json"
 GENERATION_CONFIG = "generation_config.json"
-EVAL_REPORT_FILE = "eval_results.json"
-"""The evaluation report (base vs adapter metrics) written next to an adapter by ``recipe.evaluate()``."""
-SAMPLES_FILES = ("sample_generations.json", "samples.json")
-"""Sample answers per step written into each checkpoint by the evaluation callback (first found is used)."""
 
 
 def read_json(path: Path) -> Any:
@@ -52,6 +48,22 @@ def _mapping(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _evaluation_files(directory: Path) -> tuple[Any, Any]:
+    """The evaluation report and sample generations of ``directory``, read by the evaluation package itself."""
+    from phi3_lora_hub.evaluation.report import REPORT_FILE, EvaluationReport
+    from phi3_lora_hub.evaluation.samples import SAMPLES_FILE, SampleGenerations
+
+    found: list[Any] = []
+    for name, read in ((REPORT_FILE, EvaluationReport.read), (SAMPLES_FILE, SampleGenerations.read)):
+        path = directory / name
+        try:
+            found.append(read(path if name == REPORT_FILE else directory) if path.is_file() else None)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            logger.warning("model card: ignoring %s, which cannot be read: %s", name, error)
+            found.append(None)
+    return found[0], found[1]
+
+
 @dataclass
 class RunFiles:
     """The parsed files of one adapter or checkpoint directory (``None`` for each one that is absent)."""
@@ -63,8 +75,10 @@ class RunFiles:
     generation_config: dict[str, Any] | None = None
     trainer_state: dict[str, Any] | None = None
     training_args: dict[str, Any] | None = None
-    eval_report: dict[str, Any] | None = None
-    samples: dict[str, Any] | None = None
+    evaluation: Any = None
+    """The ``EvaluationReport`` of ``eval_results.json`` (base vs adapter metrics, written by ``recipe.evaluate()``)."""
+    samples: Any = None
+    """The ``SampleGenerations`` of ``sample_generations.json`` (answers per step, written at every checkpoint)."""
     log_history: list[dict[str, Any]] = field(default_factory=list)
     added_tokens: dict[int, str] = field(default_factory=dict)
     """Token id -> text of the tokenizer's added (special) tokens."""
@@ -79,10 +93,7 @@ class RunFiles:
         files.generation_config = _mapping(read_json(directory / GENERATION_CONFIG))
         files.trainer_state = _mapping(read_json(directory / TRAINER_STATE))
         files.training_args = _mapping(read_json(directory / TRAINING_ARGS_JSON))
-        files.eval_report = _mapping(read_json(directory / EVAL_REPORT_FILE))
-        files.samples = next(
-            (data for name in SAMPLES_FILES if (data := _mapping(read_json(directory / name))) is not None), None
-        )
+        files.evaluation, files.samples = _evaluation_files(directory)
         if files.trainer_state is not None:
             history = files.trainer_state.get("log_history")
         else:  # the final adapter carries the log history alone

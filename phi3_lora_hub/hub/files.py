@@ -32,9 +32,8 @@ ADAPTER_FILES: tuple[str, ...] = (
     TRAINER_STATE,
     TRAINER_LOG,
     TRAINING_ARGS_JSON,
-    "eval_results.json",
-    "sample_generations.json",
-    "samples.json",
+    "eval_results.json",  # phi3_lora_hub.evaluation.report.REPORT_FILE
+    "sample_generations.json",  # phi3_lora_hub.evaluation.samples.SAMPLES_FILE
 )
 TOKENIZER_FILES: tuple[str, ...] = (
     "tokenizer.json",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -85,6 +84,6 @@ def when_settled(callback, action):
 
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of a child process that may reach the local hub: this session's, online, this checkout."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "0", **extra}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
-    return env
+    from phi3_testing import subprocess_env
+
+    return subprocess_env(**{"HF_HUB_OFFLINE": "0", **extra})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -93,35 +92,25 @@ def test_the_final_card_shows_data_settings_results_and_versions(trained_run, tm
 
 
 def test_evaluation_report_and_sample_answers_appear_when_present(hub, trained_run, tmp_path):
+    from phi3_lora_hub.evaluation.report import EvaluationReport
+    from phi3_lora_hub.evaluation.samples import SampleGenerations
+
     directory = copy_of(trained_run / "adapter", tmp_path / "adapter", model="microsoft/Phi-3-mini-4k-instruct")
-    report = {
-        "format_version": 1,
-        "base_model": "microsoft/Phi-3-mini-4k-instruct",
-        "adapter": "adapter",
-        "dataset": "chats.jsonl",
-        "dataset_split": None,
-        "num_examples": 8,
-        "results": {"base": {"perplexity": 9.5, "rougeL": 0.21}, "adapter": {"perplexity": 4.25, "rougeL": 0.5}},
-    }
-    (directory / "eval_results.json").write_text(json.dumps(report))
-    samples = {
-        "format_version": 1,
-        "prompts": [{"messages": [{"role": "user", "content": "Capital of Peru?"}], "reference": "Lima."}],
-        "steps": [
-            {"step": 0, "answers": [{"text": "I do not know.", "finish_reason": "stop", "new_tokens": 5}]},
-            {"step": 6, "answers": [{"text": "Lima!", "finish_reason": "stop", "new_tokens": 2}]},
-        ],
-    }
-    (directory / "sample_generations.json").write_text(json.dumps(samples))
+    report, samples = EvaluationReport.read(directory), SampleGenerations.read(directory)  # written by the run
+    assert report is not None and samples is not None
     card = write_card(directory, CardOptions(repo_id=REPO, endpoint=hub.url))
     text = str(card)
-    assert "| Perplexity (answer tokens) ↓ | 9.5 | 4.25 | -5.25 |" in text
-    assert "| ROUGE-L F1 ↑ | 0.21 | 0.5 | +0.29 |" in text
-    assert "On 8 held-out conversations of chats.jsonl." in text
-    assert "### Sample answers at step 6" in text and "*Adapter:* Lima!" in text and "*Reference:* Lima." in text
+    assert "### Evaluation: base model vs adapter" in text and report.markdown_table() in text
+    assert "### Sample answers up to step 6" in text and samples.markdown(last=3) in text
+    expected = {entry.metric_type: entry.metric_value for entry in report.eval_results()}
     metrics = {m["type"]: m["value"] for m in front_matter(text)["model-index"][0]["results"][0]["metrics"]}
-    assert metrics == {"perplexity": 4.25, "rougeL": 0.5}  # the adapter's numbers
+    assert metrics == expected and "perplexity" in metrics  # the card's table and metadata agree
     card.validate()
+
+    checkpoint = copy_of(trained_run / "checkpoint-2", tmp_path / "c2")
+    text = str(write_card(checkpoint, CardOptions(repo_id=REPO, branch="step-2", checkpoint=True)))
+    assert "### Sample answers up to step 2" in text and "- step 4" not in text  # the checkpoint's own answers
+    assert "### Evaluation" not in text  # evaluated only after training
 
 
 def test_a_bare_adapter_and_damaged_reports_still_give_a_valid_card(hub, trained_run, tmp_path, caplog):
@@ -130,12 +119,14 @@ def test_a_bare_adapter_and_damaged_reports_still_give_a_valid_card(hub, trained
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         shutil.copy(trained_run / "adapter" / name, directory / name)
     (directory / "eval_results.json").write_text("{not json")
+    (directory / "sample_generations.json").write_text('{"format_version": 1}')
     card = write_card(directory, CardOptions(repo_id=REPO, endpoint=hub.url))
     card.validate()
     text = str(card)
     assert "No data report was saved with this adapter." in text
     assert not (directory / "loss_curve.png").exists() and "![Loss curve]" not in text
-    assert any("eval_results.json" in record.getMessage() for record in caplog.records)
+    ignored = " ".join(record.getMessage() for record in caplog.records if "ignoring" in record.getMessage())
+    assert "eval_results.json" in ignored and "sample_generations.json" in ignored
 
 
 def test_a_custom_template(trained_run, tmp_path):

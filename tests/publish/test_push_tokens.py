@@ -8,13 +8,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from phi3_testing import FAKE_TOKEN  # the implicit token (HF_TOKEN) of every test
 
 from phi3_lora_hub.hub import HubAuthError, HubPushCallback
 from phi3_lora_hub.hub.server import DEFAULT_READ_TOKEN
 from phi3_lora_hub.hub.tokens import resolve_token
 from tests.publish.helpers import FAST_RETRY, AtStep, when_settled
-
-FAKE_TOKEN = os.environ["HF_TOKEN"]  # the implicit token every test runs with (tests/conftest.py)
 
 
 @pytest.fixture

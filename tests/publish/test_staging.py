@@ -126,3 +126,11 @@ def test_completion_marker_round_trip_and_verification(tmp_path):
 def test_foreign_or_broken_markers_are_refused(text):
     with pytest.raises(ValueError):
         CompletionMarker.from_json(text)
+
+
+def test_the_evaluation_files_are_published_with_the_adapter():
+    from phi3_lora_hub.evaluation.report import REPORT_FILE
+    from phi3_lora_hub.evaluation.samples import SAMPLES_FILE
+    from phi3_lora_hub.hub.files import ADAPTER_FILES
+
+    assert {REPORT_FILE, SAMPLES_FILE} <= set(ADAPTER_FILES)
