@@ -264,11 +264,14 @@ class Phi3LoraRecipe:
         (``TrainResult.hub`` says what reached the Hub); ``resume_from_hub=True`` continues a killed run from the
         newest complete checkpoint it pushed (``hub_push_resumable_state=True``), or from step 0 if there is none.
         """
-        from phi3_lora_hub.hub.recipe_hub import publishing, resume_point
+        from phi3_lora_hub.hub.recipe_hub import check_resume_request, publishing, resume_point
 
+        check_resume_request(self.hub_callback, resume_from_checkpoint, resume_from_hub)
         with publishing(self.hub_callback) as hub:  # checks the Hub token before anything is loaded
-            resume = resume_point(self.config.output_dir, self.hub_callback, resume_from_checkpoint, resume_from_hub)
             trainer = self.trainer or self.build_trainer()
+            resume = resume_point(
+                self.config.output_dir, self.hub_callback, resume_from_checkpoint, resume_from_hub, trainer.args
+            )
             output = trainer.train(resume_from_checkpoint=resume)
             metrics = dict(output.metrics)
             has_eval = self.data is not None and self.data.eval is not None

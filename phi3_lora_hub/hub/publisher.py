@@ -82,6 +82,11 @@ class HubPublisher:
     def running(self) -> bool:
         return self._worker is not None
 
+    @property
+    def started(self) -> bool:
+        """Whether a publishing session was ever started (only on the main process of a multi-process run)."""
+        return self._uploader is not None
+
     # -- before training ---------------------------------------------------------------------------------------
 
     def prepare(self, *, strict: bool = False) -> None:
@@ -93,6 +98,13 @@ class HubPublisher:
         """
         if self._ready:
             return
+        from huggingface_hub import constants
+
+        if constants.is_offline_mode():
+            raise HubError(
+                f"HF_HUB_OFFLINE=1 is set, so nothing can be pushed to {self.repo_id}: unset it, or remove "
+                "hub_model_id to train without pushing."
+            )
         if self._api is None:
             token = resolve_token(self._explicit_token)
             self._redact = Redactor(token)
@@ -146,7 +158,10 @@ class HubPublisher:
             logger.info("Removed %d staged checkpoint(s) left by an earlier run: %s", len(removed), ", ".join(removed))
         self.report = HubPushReport(self.repo_id, self.repo_url)
         self._worker = PushWorker(
-            self._process, scope=TimeoutScope(self.settings.request_timeouts), on_skipped=self._skipped
+            self._process,
+            scope=TimeoutScope(self.settings.request_timeouts),
+            on_skipped=self._skipped,
+            merge=self._merge,
         )
         self._uploader = HubUploader(
             self._api, self.repo_id, retry=self.settings.retry, redact=self._redact, stopper=self._worker.stop
@@ -191,13 +206,22 @@ class HubPublisher:
         old.staged.remove()
         logger.info("Hub: %s skipped, step %d was saved before it could be pushed", old.record.label, new.staged.step)
 
+    def _merge(self, checkpoint: PushJob, final: PushJob) -> PushJob:
+        """One push for the last checkpoint and the final adapter of the same step (called by the worker)."""
+        final.staged.take_resumable_state(checkpoint.staged)
+        checkpoint.staged.remove()
+        final.branch = checkpoint.branch
+        final.also.append(checkpoint.record)
+        logger.info("Hub: %s is pushed together with the final adapter of its step", checkpoint.record.label)
+        return final
+
     def _pushed_branches(self, job: PushJob) -> dict[int, str]:
         if job.hub_branches is not None:
             branches = dict(job.hub_branches)
         else:
             pushes = self.report.pushes
             branches = {p.step: p.branch for p in pushes if p.status == "pushed" and p.branch and not p.final}
-        if job.branch is not None and not job.staged.final:
+        if job.branch is not None and (job.also or not job.staged.final):
             branches[job.staged.step] = job.branch
         return branches
 
@@ -234,6 +258,9 @@ class HubPublisher:
             staged.remove()
         finally:
             record.seconds = time.monotonic() - started
+        for merged in job.also:  # the last checkpoint went with the final adapter: same outcome
+            merged.status, merged.error, merged.commit = record.status, record.error, record.commit
+            merged.branch_commit, merged.resumable, merged.seconds = record.branch_commit, record.resumable, 0.0
         if record.status == "pushed":
             where = "main" + (f" and {record.branch}" if record.branch else "")
             logger.info("Hub: pushed %s to %s (commit %s, %.1f s)", record.label, where, record.commit, record.seconds)
@@ -309,8 +336,9 @@ class HubPublisher:
         left = worker.finish(self.settings.flush_timeout if timeout is None else timeout)
         self._worker = None
         for job in left:
-            job.record.status, job.record.kept_at = "unfinished", job.staged.directory
-            job.record.error = "not started before the flush deadline"
+            for record in (job.record, *job.also):
+                record.status, record.error = "unfinished", "not started before the flush deadline"
+            job.record.kept_at = job.staged.directory
         for record in self.report.pushes:
             if record.status == "pending":  # in flight when the deadline cut the worker off
                 record.status, record.error = "unfinished", record.error or "still running at the flush deadline"

@@ -7,7 +7,9 @@ settings (:class:`~phi3_lora_hub.config.recipe_config.RecipeConfig`).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,8 +56,17 @@ def hub_callback_for(config: RecipeConfig, callbacks: list[Any]) -> HubPushCallb
         )
     else:
         return None
-    callback.finish_on_train_end = False  # the recipe pushes the final adapter before it finishes
     return callback
+
+
+def check_resume_request(
+    callback: HubPushCallback | None, resume_from_checkpoint: bool | str | None, resume_from_hub: bool
+) -> None:
+    """Refuse contradicting resume settings before anything is loaded."""
+    if resume_from_hub and resume_from_checkpoint not in (None, False):
+        raise ConfigError("Pass either resume_from_hub=True or resume_from_checkpoint=, not both.")
+    if resume_from_hub and callback is None:
+        raise ConfigError("resume_from_hub=True needs hub_model_id= (the repository the run pushed to).")
 
 
 def resume_point(
@@ -63,45 +74,67 @@ def resume_point(
     callback: HubPushCallback | None,
     resume_from_checkpoint: bool | str | None,
     resume_from_hub: bool,
+    args: Any = None,
 ) -> str | None:
     """The checkpoint folder to resume from (``None`` to start at step 0).
 
-    ``resume_from_hub``: the newest complete checkpoint on the Hub (downloaded into ``_hubresume/``), or step 0
-    when the Hub holds none yet (a run killed before its first push). ``resume_from_checkpoint=True``: the newest
-    complete local ``checkpoint-N`` (partial ones, e.g. cut by a full disk, are skipped); ``ConfigError`` if none.
+    ``resume_from_hub``: the newest complete checkpoint on the Hub, downloaded into ``_hubresume/`` by the main
+    process while the others wait (``args.main_process_first``), or step 0 when the Hub holds none yet (a run
+    killed before its first push). ``resume_from_checkpoint=True``: the newest complete local ``checkpoint-N``
+    (partial ones, e.g. cut by a full disk, are skipped); ``ConfigError`` if there is none.
     """
-    from phi3_lora_hub.hub.resume import newest_complete_checkpoint, resume_checkpoint_from_hub
+    from phi3_lora_hub.hub.resume import newest_complete_checkpoint
 
+    check_resume_request(callback, resume_from_checkpoint, resume_from_hub)
     if resume_from_hub:
-        if resume_from_checkpoint not in (None, False):
-            raise ConfigError("Pass either resume_from_hub=True or resume_from_checkpoint=, not both.")
-        if callback is None:
-            raise ConfigError("resume_from_hub=True needs hub_model_id= (the repository the run pushed to).")
-        settings = callback.settings
-        if not settings.push_resumable_state:
-            logger.warning(
-                "resume_from_hub=True while hub_push_resumable_state is off: this run's own checkpoints will not "
-                "be resumable from the Hub."
-            )
-        found = resume_checkpoint_from_hub(
-            callback.publisher.repo_id,
-            Path(output_dir) / RESUME_DOWNLOAD_DIRNAME,
-            branch_template=settings.branch_template,
-            token=callback.publisher.explicit_token,
-            endpoint=settings.endpoint,
-            timeouts=settings.request_timeouts,
-            retry=settings.retry,
-        )
-        if found is None:
-            logger.warning("No complete checkpoint on the Hub to resume from: training starts at step 0.")
-            return None
-        return str(found.path)
+        assert callback is not None
+        download_dir = Path(output_dir) / RESUME_DOWNLOAD_DIRNAME
+        if args is None:
+            return _download_resume_point(callback, download_dir)
+        with args.main_process_first(local=False, desc="downloading the checkpoint to resume from"):
+            if args.process_index == 0:
+                return _download_resume_point(callback, download_dir)
+            return _chosen_resume_point(download_dir)
     if resume_from_checkpoint is True:
         path = newest_complete_checkpoint(output_dir)
         if path is None:
             raise ConfigError(f"Nothing to resume: {output_dir} holds no complete checkpoint-N folder.")
         return str(path)
     return resume_from_checkpoint or None
+
+
+_CHOICE_FILE = "resume.json"
+
+
+def _download_resume_point(callback: HubPushCallback, download_dir: Path) -> str | None:
+    from phi3_lora_hub.hub.resume import resume_checkpoint_from_hub
+
+    settings = callback.settings
+    if not settings.push_resumable_state:
+        logger.warning(
+            "resume_from_hub=True while hub_push_resumable_state is off: this run's own checkpoints will not be "
+            "resumable from the Hub."
+        )
+    found = resume_checkpoint_from_hub(
+        callback.publisher.repo_id,
+        download_dir,
+        branch_template=settings.branch_template,
+        token=callback.publisher.explicit_token,
+        endpoint=settings.endpoint,
+        timeouts=settings.request_timeouts,
+        retry=settings.retry,
+    )
+    path = None if found is None else str(found.path)
+    download_dir.mkdir(parents=True, exist_ok=True)
+    (download_dir / _CHOICE_FILE).write_text(json.dumps({"path": path}))  # for the other processes
+    if path is None:
+        logger.warning("No complete checkpoint on the Hub to resume from: training starts at step 0.")
+    return path
+
+
+def _chosen_resume_point(download_dir: Path) -> str | None:
+    """What the main process downloaded (read by the other processes after it is done)."""
+    return json.loads((download_dir / _CHOICE_FILE).read_text())["path"]
 
 
 class Publishing:
@@ -117,26 +150,41 @@ class Publishing:
             self.callback.publisher.submit_final(adapter_dir, step)
 
 
+def is_main_process() -> bool:
+    """The process that pushes: the only one, or rank 0 of a multi-process run (``RANK``, as set by torchrun,
+    accelerate and deepspeed; read from the environment because the Trainer has not set up distribution yet)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 @contextlib.contextmanager
 def publishing(callback: HubPushCallback | None) -> Iterator[Publishing]:
     """Check the token first (fail fast, before data and model are loaded); flush and report at the end.
 
     If training fails, what was saved before still reaches the Hub (within ``hub_flush_timeout``) and the
     original error propagates; Ctrl+C stops at once. ``hub_on_push_failure="raise"`` applies to runs that
-    finished only.
+    finished only. Only the main process pushes; the others get no report.
     """
     state = Publishing(callback)
-    if callback is None:
+    if callback is None or not is_main_process():
         yield state
         return
     callback.prepare()
     publisher = callback.publisher
+    callback.finish_on_train_end = False  # the recipe pushes the final adapter first, then finishes
     try:
         yield state
     except KeyboardInterrupt:
-        state.report = publisher.finish(0.0, raise_on_failure=False)
+        state.report = _finish(publisher, timeout=0.0)
         raise
     except BaseException:
-        state.report = publisher.finish(raise_on_failure=False)
+        state.report = _finish(publisher)
         raise
-    state.report = publisher.finish()
+    finally:
+        callback.finish_on_train_end = True
+    state.report = _finish(publisher, raise_on_failure=True)
+
+
+def _finish(publisher: Any, *, timeout: float | None = None, raise_on_failure: bool = False) -> HubPushReport | None:
+    if not publisher.started:
+        return None
+    return publisher.finish(timeout, raise_on_failure=raise_on_failure)

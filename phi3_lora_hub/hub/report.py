@@ -38,7 +38,7 @@ class CheckpointPush:
 
     def line(self) -> str:
         if self.status == "pushed":
-            where = "main" + (f" + {self.branch}" if self.branch else "")
+            where = "main" + (f" + {self.branch}" if self.branch and not self.final else "")
             extra = ", resumable" if self.resumable else ""
             return f"{self.label}: pushed to {where} (commit {str(self.commit)[:10]}{extra})"
         if self.status == "skipped":

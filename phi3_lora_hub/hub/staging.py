@@ -72,6 +72,16 @@ class StagedCheckpoint:
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
+    def take_resumable_state(self, other: StagedCheckpoint) -> None:
+        """Move ``other``'s staged resumable checkpoint into this staging (same step; renames, no copies)."""
+        source = other.resume_dir
+        if source is None:
+            return
+        (self.directory / RESUME_SUBDIR).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, self.directory / RESUME_SUBDIR)
+        prefix = f"{RESUME_SUBDIR}/"
+        self.fingerprints.update({k: v for k, v in other.fingerprints.items() if k.startswith(prefix)})
+
 
 def _link_or_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)

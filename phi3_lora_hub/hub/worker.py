@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from phi3_lora_hub.hub.report import CheckpointPush
 from phi3_lora_hub.hub.retry import PushAborted, Stopper
@@ -75,6 +75,8 @@ class PushJob:
     record: CheckpointPush
     hub_branches: dict[int, str] | None = None
     """Checkpoint branches already on the Hub (step -> name) for the card; ``None``: the ones pushed this run."""
+    also: list[CheckpointPush] = field(default_factory=list)
+    """Records of jobs merged into this one (the last checkpoint, pushed with the final adapter of its step)."""
 
 
 class PushWorker:
@@ -86,10 +88,12 @@ class PushWorker:
         *,
         scope: TimeoutScope,
         on_skipped: Callable[[PushJob, PushJob], None],
+        merge: Callable[[PushJob, PushJob], PushJob] | None = None,
         name: str = "phi3-lora-hub-push",
     ) -> None:
         self._process = process
         self._on_skipped = on_skipped
+        self._merge = merge
         self._scope = scope
         self.stop = StopSignal(scope)
         self._guard = threading.Condition()
@@ -107,11 +111,18 @@ class PushWorker:
         return self._thread.is_alive()
 
     def submit(self, job: PushJob) -> None:
-        """Queue ``job``; a waiting training checkpoint is replaced by a newer one (``on_skipped(old, new)``)."""
+        """Queue ``job``; a waiting training checkpoint is replaced by a newer one (``on_skipped(old, new)``).
+
+        The final adapter of the step of the waiting checkpoint replaces it too, as one push (``merge(waiting,
+        final)``): same step, same weights, so ``main`` and the checkpoint's branch get one commit instead of two.
+        """
         with self._guard:
             if self._closing:
                 raise RuntimeError("the push worker is finishing; no new pushes are accepted")
-            if job.staged.final:
+            waiting = self._waiting
+            if job.staged.final and waiting is not None and waiting.staged.step == job.staged.step and self._merge:
+                self._final, self._waiting = self._merge(waiting, job), None
+            elif job.staged.final:
                 self._final = job
             else:
                 if self._waiting is not None:
