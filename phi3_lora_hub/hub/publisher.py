@@ -212,6 +212,7 @@ class HubPublisher:
         checkpoint.staged.remove()
         final.branch = checkpoint.branch
         final.also.append(checkpoint.record)
+        checkpoint.record.with_final = True
         logger.info("Hub: %s is pushed together with the final adapter of its step", checkpoint.record.label)
         return final
 
@@ -261,11 +262,12 @@ class HubPublisher:
         for merged in job.also:  # the last checkpoint went with the final adapter: same outcome
             merged.status, merged.error, merged.commit = record.status, record.error, record.commit
             merged.branch_commit, merged.resumable, merged.seconds = record.branch_commit, record.resumable, 0.0
+        label = " + ".join(push.label for push in (record, *job.also))
         if record.status == "pushed":
-            where = "main" + (f" and {record.branch}" if record.branch else "")
-            logger.info("Hub: pushed %s to %s (commit %s, %.1f s)", record.label, where, record.commit, record.seconds)
+            where = "main" + (f" and {job.branch}" if job.branch else "")
+            logger.info("Hub: pushed %s to %s (commit %s, %.1f s)", label, where, record.commit, record.seconds)
         else:
-            logger.error("Hub: %s NOT pushed: %s", record.label, record.error)
+            logger.error("Hub: %s NOT pushed: %s", label, record.error)
 
     # -- an existing adapter -----------------------------------------------------------------------------------
 

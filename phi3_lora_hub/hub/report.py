@@ -31,6 +31,8 @@ class CheckpointPush:
     seconds: float = 0.0
     kept_at: Path | None = None
     """The staged files, kept when the push did not complete, so it can be pushed again by hand."""
+    with_final: bool = False
+    """This last checkpoint was pushed together with the final adapter of the same step (one commit)."""
 
     @property
     def label(self) -> str:
@@ -39,7 +41,7 @@ class CheckpointPush:
     def line(self) -> str:
         if self.status == "pushed":
             where = "main" + (f" + {self.branch}" if self.branch and not self.final else "")
-            extra = ", resumable" if self.resumable else ""
+            extra = (", resumable" if self.resumable else "") + (", with the final adapter" if self.with_final else "")
             return f"{self.label}: pushed to {where} (commit {str(self.commit)[:10]}{extra})"
         if self.status == "skipped":
             return f"{self.label}: skipped, a newer checkpoint was pushed instead"
