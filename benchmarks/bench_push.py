@@ -11,7 +11,7 @@ pushes: checking the token, creating the repository), training, saving the final
 end-of-training flush (the last checkpoint and the final adapter must reach the Hub). Run from the repository
 root::
 
-    python benchmarks/bench_push.py                 # 3 pairs, 120 steps, a push every 10 steps
+    python benchmarks/bench_push.py                 # 3 pairs, 1000 steps of 32 conversations, a push every 25 steps
     python benchmarks/bench_push.py --repeats 5 --json push.json
 
 Other work on the machine changes absolute numbers far more than ratios: compare the ratio, and look at the
@@ -84,7 +84,7 @@ def worker(args: argparse.Namespace) -> None:
         "max_steps": args.steps,
         "save_steps": args.save_steps,
         "save_total_limit": 2,
-        "per_device_train_batch_size": 8,
+        "per_device_train_batch_size": args.batch_size,
         "gradient_accumulation_steps": 1,
         "logging_steps": args.save_steps,
         "disable_tqdm": True,
@@ -119,7 +119,14 @@ def worker(args: argparse.Namespace) -> None:
 def run_one(push: bool, model: str, data: str, args: argparse.Namespace, hub_env: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-push-") as output:
         command = [sys.executable, __file__, "--worker", "--model", model, "--data", data, "--output", output]
-        command += ["--steps", str(args.steps), "--save-steps", str(args.save_steps)]
+        command += [
+            "--steps",
+            str(args.steps),
+            "--save-steps",
+            str(args.save_steps),
+            "--batch-size",
+            str(args.batch_size),
+        ]
         command += ["--push"] if push else []
         done = subprocess.run(command, env=_env(**hub_env), capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
@@ -130,8 +137,9 @@ def run_one(push: bool, model: str, data: str, args: argparse.Namespace, hub_env
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="pairs of runs (push, no push)")
-    parser.add_argument("--steps", type=int, default=120)
-    parser.add_argument("--save-steps", type=int, default=10, help="a checkpoint (and a push) every N steps")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--save-steps", type=int, default=25, help="a checkpoint (and a push) every N steps")
+    parser.add_argument("--batch-size", type=int, default=32, help="conversations per step")
     parser.add_argument("--delay", type=float, default=0.2, help="seconds added to every Hub request")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
