@@ -1,11 +1,15 @@
 """The offline end-to-end run behind ``phi3-lora-hub quickstart`` (and ``make quickstart``).
 
 It builds the tiny Phi-3, writes the bundled sample data, trains a LoRA adapter with a progress bar, evaluates
-it, saves it, and shows what the base model and the adapter answer to the same questions. No network is used.
+it, saves it, and shows what the base model and the adapter answer to the same questions. Every checkpoint is
+pushed, with its model card, to a local Hub served on 127.0.0.1 for the run (stored under the output folder).
+No other network is used.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +28,8 @@ QUICKSTART_TRAINING: dict[str, Any] = {
     "save_steps": 100,
     "save_total_limit": 3,
 }
+QUICKSTART_REPO = "tester/phi3-compass-lora"
+"""The repository on the quickstart's local Hub (``tester`` is the local Hub's default user)."""
 
 
 @dataclass
@@ -37,6 +43,11 @@ class QuickstartReport:
     metrics: dict[str, float]
     answers: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    hub_root: Path | None = None
+    """The local Hub's storage (``None`` when nothing was pushed)."""
+    hub_repo_url: str | None = None
+    hub_branches: list[str] = field(default_factory=list)
+    hub_summary: str = ""
 
     def render(self) -> str:
         lines = [
@@ -56,6 +67,13 @@ class QuickstartReport:
                 f"     base   : {answer['base']}",
                 f"     adapter: {answer['adapter']}",
             ]
+        if self.hub_repo_url is not None:
+            lines += [
+                "",
+                f"Pushed to the local Hub (served on 127.0.0.1 while the quickstart ran): {self.hub_repo_url}",
+                f"  branches: {', '.join(self.hub_branches)}",
+                f"  serve it again: phi3-lora-hub hub serve --root {self.hub_root}",
+            ]
         lines += [
             "",
             "Next: phi3-lora-hub chat --adapter " + str(self.adapter_dir),
@@ -63,23 +81,63 @@ class QuickstartReport:
         return "\n".join(lines)
 
 
-def run_quickstart(output_dir: str | Path = "quickstart-output", *, max_steps: int | None = None) -> QuickstartReport:
-    """Run the whole offline quickstart into ``output_dir`` and return a report (also printed by the CLI)."""
-    import datasets
+def start_local_hub(root: Path):
+    """Serve a local Hub on 127.0.0.1 from ``root`` and point this process's Hub clients at it.
+
+    ``huggingface_hub`` reads ``HF_ENDPOINT`` (and the token and offline switch) once, when it is imported, so the
+    variables are set only if it has not been imported yet; the push callback is given the address and token
+    explicitly either way, so the pushes reach this Hub in any case.
+    """
+    from phi3_lora_hub.hub.server import DEFAULT_WRITE_TOKEN, LocalHub
+
+    hub = LocalHub(root, port=0).start()
+    if "huggingface_hub" not in sys.modules:
+        os.environ.update(hub.env(DEFAULT_WRITE_TOKEN))  # HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE=0
+    return hub
+
+
+def run_quickstart(
+    output_dir: str | Path = "quickstart-output", *, max_steps: int | None = None, push: bool = True
+) -> QuickstartReport:
+    """Run the whole offline quickstart into ``output_dir`` and return a report (also printed by the CLI).
+
+    With ``push`` the run is published to a local Hub under ``output_dir/hub`` while it trains.
+    """
+    started = time.monotonic()
+    output_dir = Path(output_dir).resolve()
+    hub = start_local_hub(output_dir / "hub") if push else None
+    try:
+        return _run(output_dir, max_steps, hub, started)
+    finally:
+        if hub is not None:
+            hub.stop()
+
+
+def _run(output_dir: Path, max_steps: int | None, hub, started: float) -> QuickstartReport:
+    import datasets  # imported after the local Hub is set up: it imports huggingface_hub
 
     from phi3_lora_hub.generation import generate_replies, load_for_inference
     from phi3_lora_hub.model.tiny import tiny_phi3_cache_dir
     from phi3_lora_hub.recipe import Phi3LoraRecipe
 
     datasets.disable_progress_bars()  # a few hundred rows: the trainer's progress bar is the one worth showing
-    started = time.monotonic()
-    output_dir = Path(output_dir).resolve()
     print("1/4 Building the offline tiny Phi-3 (cached after the first run) ...", flush=True)
     base_dir = tiny_phi3_cache_dir()
     dataset_path = write_sample_dataset(output_dir / "data" / "compass.jsonl")
     training = {**QUICKSTART_TRAINING, **({"max_steps": max_steps} if max_steps else {})}
+    callbacks = []
+    if hub is not None:
+        from phi3_lora_hub.hub import HubPushCallback
+        from phi3_lora_hub.hub.server import DEFAULT_WRITE_TOKEN
+
+        callbacks.append(HubPushCallback(QUICKSTART_REPO, token=DEFAULT_WRITE_TOKEN, endpoint=hub.url))
     recipe = Phi3LoraRecipe(
-        str(base_dir), str(dataset_path), output_dir=str(output_dir / "run"), eval_size=0.1, training=training
+        str(base_dir),
+        str(dataset_path),
+        output_dir=str(output_dir / "run"),
+        eval_size=0.1,
+        training=training,
+        callbacks=callbacks,
     )
     print("2/4 Preparing the data and training the LoRA adapter ...", flush=True)
     result = recipe.train()
@@ -93,13 +151,24 @@ def run_quickstart(output_dir: str | Path = "quickstart-output", *, max_steps: i
         {"question": prompt[-1]["content"], "base": b.text, "adapter": a.text}
         for prompt, b, a in zip(prompts, base_replies, adapter_replies, strict=True)
     ]
-    print("4/4 Done.", flush=True)
-    return QuickstartReport(
+    report = QuickstartReport(
         output_dir=output_dir,
         base_model_dir=base_dir,
         dataset_path=dataset_path,
         adapter_dir=result.adapter_dir,
         metrics=result.metrics,
         answers=answers,
-        seconds=time.monotonic() - started,
     )
+    if hub is not None and result.hub is not None:
+        from huggingface_hub import HfApi
+
+        from phi3_lora_hub.hub.server import DEFAULT_WRITE_TOKEN
+
+        refs = HfApi(endpoint=hub.url, token=DEFAULT_WRITE_TOKEN).list_repo_refs(QUICKSTART_REPO)
+        step = {ref.name: int(ref.name.split("-")[-1]) if ref.name.startswith("step-") else -1 for ref in refs.branches}
+        report.hub_root, report.hub_repo_url = hub.root, result.hub.repo_url
+        report.hub_branches = sorted(step, key=lambda name: step[name])
+        report.hub_summary = result.hub.summary()
+    print("4/4 Done.", flush=True)
+    report.seconds = time.monotonic() - started
+    return report

@@ -106,6 +106,10 @@ class Phi3LoraRecipe:
         if is_loralib(self.config.lora) and self.config.quantization:
             raise ConfigError("lora backend='loralib' wraps plain nn.Linear layers: it cannot train QLoRA; use 'peft'.")
         self.callbacks = list(callbacks or [])
+        from phi3_lora_hub.hub.recipe_hub import hub_callback_for
+
+        self.hub_callback = hub_callback_for(self.config, self.callbacks)
+        """Pushes every checkpoint to the Hub when ``hub_model_id`` is set (see ``phi3_lora_hub.hub``)."""
         self.trainer = None
         self.samples_callback = None
         self.tokenizer = None
@@ -253,6 +257,8 @@ class Phi3LoraRecipe:
         # Sample answers are written into each checkpoint before any user (or upload) callback sees it.
         self.samples_callback = sample_callback(self, data, tokenizer)
         callbacks = [CheckpointArtifactsCallback(self), *filter(None, [self.samples_callback]), *self.callbacks]
+        if self.hub_callback is not None and self.hub_callback not in callbacks:
+            callbacks.append(self.hub_callback)  # last: it pushes what the other callbacks wrote into checkpoints
         if is_loralib(config.lora):
             from phi3_lora_hub.loralib_backend.trainer import LoralibSFTTrainer
 
@@ -278,23 +284,36 @@ class Phi3LoraRecipe:
             "base_model_revision": self.config.model_revision,
         }
 
-    def train(self, *, resume_from_checkpoint: bool | str | None = None) -> TrainResult:
+    def train(self, *, resume_from_checkpoint: bool | str | None = None, resume_from_hub: bool = False) -> TrainResult:
         """Train the adapter and save it to ``<output_dir>/adapter``; returns a :class:`TrainResult`.
+
+        ``resume_from_checkpoint=True`` continues from the newest complete local checkpoint (or pass its path).
+        With ``hub_model_id``, every checkpoint and then the final adapter are pushed while training runs
+        (``TrainResult.hub`` says what reached the Hub); ``resume_from_hub=True`` continues a killed run from the
+        newest complete checkpoint it pushed (``hub_push_resumable_state=True``), or from step 0 if there is none.
 
         Under a launcher every process trains, evaluates the loss and saves together; the adapter files, the
         evaluation report and the Hub pushes come from the main process, which alone has anything left to do then.
         """
-        trainer = self.trainer or self.build_trainer()
-        output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-        metrics = dict(output.metrics)
-        has_eval = self.data is not None and self.data.eval is not None
-        if has_eval:
-            metrics.update(self._trainer_eval_metrics())
-        adapter_dir = self.save(Path(self.config.output_dir) / ADAPTER_SUBDIR)
-        if has_eval and self.config.evaluation["on_train_end"]:
-            from phi3_lora_hub.evaluation.recipe_eval import evaluate_after_training
+        from phi3_lora_hub.hub.recipe_hub import check_resume_request, publishing, resume_point
 
-            evaluate_after_training(self)  # writes <adapter_dir>/eval_results.json, the numbers of the model card
+        check_resume_request(self.hub_callback, resume_from_checkpoint, resume_from_hub)
+        with publishing(self.hub_callback) as hub:  # checks the Hub token before anything is loaded
+            trainer = self.trainer or self.build_trainer()
+            resume = resume_point(
+                self.config.output_dir, self.hub_callback, resume_from_checkpoint, resume_from_hub, trainer.args
+            )
+            output = trainer.train(resume_from_checkpoint=resume)
+            metrics = dict(output.metrics)
+            has_eval = self.data is not None and self.data.eval is not None
+            if has_eval:
+                metrics.update(self._trainer_eval_metrics())
+            adapter_dir = self.save(Path(self.config.output_dir) / ADAPTER_SUBDIR)
+            if has_eval and self.config.evaluation["on_train_end"]:
+                from phi3_lora_hub.evaluation.recipe_eval import evaluate_after_training
+
+                evaluate_after_training(self)  # writes <adapter_dir>/eval_results.json, the numbers of the model card
+            hub.push_final(adapter_dir, trainer.state.global_step)
         checkpoints = sorted(
             Path(self.config.output_dir).glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1])
         )
@@ -307,6 +326,7 @@ class Phi3LoraRecipe:
             train_data=self.data.train_report,
             eval_data=self.data.eval_report,
             log_history=list(trainer.state.log_history),
+            hub=hub.report,
         )
 
     def _trainer_eval_metrics(self) -> dict[str, float]:

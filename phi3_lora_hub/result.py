@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phi3_lora_hub.data.prepare import DataReport
+
+if TYPE_CHECKING:
+    from phi3_lora_hub.hub.report import HubPushReport
 
 
 @dataclass
@@ -23,7 +26,7 @@ class TrainResult:
     train_data: DataReport
     eval_data: DataReport | None = None
     log_history: list[dict[str, Any]] = field(default_factory=list)
-    hub: Any = None
+    hub: HubPushReport | None = None
     """The Hub push report when ``hub_model_id`` was set: which checkpoints reached the Hub and which did not."""
 
     def __str__(self) -> str:

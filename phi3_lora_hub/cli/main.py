@@ -13,7 +13,17 @@ import warnings
 from collections.abc import Sequence
 
 # Each module defines `register(subparsers)`, which adds its subcommand and sets `func(args) -> int`.
-COMMAND_MODULES: tuple[str, ...] = ("quickstart", "train", "chat", "merge", "hub", "eval", "compare", "space")
+COMMAND_MODULES: tuple[str, ...] = (
+    "quickstart",
+    "train",
+    "chat",
+    "merge",
+    "push",
+    "hub",
+    "eval",
+    "compare",
+    "space",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,7 +60,23 @@ class RecipeConfig:
     output_dir: str = "phi3-lora-output"
     """Where checkpoints, the final adapter (``adapter/``) and logs go."""
     hub_model_id: str | None = None
-    """When set, every checkpoint is pushed to this Hub repository while training runs."""
+    """When set, every checkpoint is pushed to this Hub repository while training runs (``namespace/name``)."""
+    hub_private: bool = False
+    """Create the Hub repository as private (an existing one keeps its visibility)."""
+    hub_branch_template: str = "step-{step}"
+    """The branch of each pushed checkpoint; ``{step}`` becomes the step. Letters, digits, ``.``, ``_``, ``-``."""
+    hub_push_resumable_state: bool = False
+    """Also push each checkpoint's optimizer, scheduler and RNG state (with a completion marker, last), so
+    ``train(resume_from_hub=True)`` can continue a killed run on any machine."""
+    hub_flush_timeout: float = 600.0
+    """Seconds the end of training waits, at most, for pushes still queued or running."""
+    hub_on_push_failure: str = "warn"
+    """``warn``: a checkpoint that did not reach the Hub is logged and listed in ``TrainResult.hub``; ``raise``:
+    ``HubPushError`` after training (the adapter is saved locally either way)."""
+    hub_card_template: str | None = None
+    """A Jinja model card template of your own (default: ``model_card_templates/phi3_lora_adapter.md.j2``)."""
+    hub_card_license: str = "mit"
+    """``license`` in the model card metadata. Phi-3 Mini is MIT; set what your data's license requires."""
     training: dict[str, Any] = field(default_factory=dict)
     """Resolved ``trl.SFTConfig`` arguments."""
     lora: dict[str, Any] = field(default_factory=dict)

@@ -70,13 +70,26 @@ def load_examples(
 def conversations_from_token_ids(tokenizer, rows: Sequence[Sequence[int]]) -> list[Messages]:
     """Decode tokenized Phi-3 conversations (a prepared dataset's ``input_ids``) back into messages.
 
-    Message contents come back stripped of surrounding whitespace; everything else is as tokenized.
+    Message contents come back stripped of surrounding whitespace; everything else is as tokenized. A row that
+    preparation truncated at ``max_length`` loses its unfinished last turn; a row left without any finished
+    assistant answer is skipped (there is nothing to compare a generation with).
     """
     conversations = []
     for index, ids in enumerate(rows):
-        text = tokenizer.decode(list(ids), skip_special_tokens=False)
+        text = _complete_turns(tokenizer.decode(list(ids), skip_special_tokens=False))
         try:
-            conversations.append(phi3_format.parse(text))
+            messages = phi3_format.parse(text) if text else []
         except ValueError as error:
             raise DataError(f"prepared row {index} does not decode to a Phi-3 conversation: {error}") from None
+        if any(message["role"] == "assistant" for message in messages):
+            conversations.append(messages)
     return conversations
+
+
+def _complete_turns(text: str) -> str:
+    """``text`` cut after its last ``<|end|>`` when truncation left the final turn open ("" when none closed)."""
+    body = text.rstrip()
+    if body.endswith((phi3_format.END, phi3_format.EOS)):
+        return body
+    cut = body.rfind(phi3_format.END)
+    return body[: cut + len(phi3_format.END)] if cut >= 0 else ""

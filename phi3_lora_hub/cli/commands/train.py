@@ -26,7 +26,13 @@ def register(subparsers) -> None:
         const=True,
         default=None,
         metavar="CHECKPOINT",
-        help="resume from the newest checkpoint in output_dir, or from CHECKPOINT",
+        help="resume from the newest complete checkpoint in output_dir, or from CHECKPOINT",
+    )
+    parser.add_argument(
+        "--resume-from-hub",
+        action="store_true",
+        help="continue a killed run from the newest complete checkpoint it pushed to hub_model_id "
+        "(needs hub_push_resumable_state: true); starts at step 0 when the Hub holds none",
     )
     parser.add_argument("--dry-run", action="store_true", help="resolve and print the config, check the data, stop")
     parser.set_defaults(func=run)
@@ -47,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             if data.eval_report is not None:
                 print(f"# eval data: {data.eval_report.summary()}")
         return 0
-    result = recipe.train(resume_from_checkpoint=args.resume)
+    result = recipe.train(resume_from_checkpoint=args.resume, resume_from_hub=args.resume_from_hub)
     if is_main_process():
         print(result)
     return 0

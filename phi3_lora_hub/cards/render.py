@@ -1,0 +1,114 @@
+"""Render and write model cards: YAML metadata through ``ModelCardData``, the body from a Jinja template.
+
+The default template is ``model_card_templates/phi3_lora_adapter.md.j2`` (shipped inside the wheel as
+``phi3_lora_hub/model_card_templates``); any other template file can be given instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from phi3_lora_hub.cards.context import CardOptions, build_context, hub_model_id
+from phi3_lora_hub.cards.loss_curve import draw_loss_curve
+from phi3_lora_hub.cards.run_files import RunFiles
+from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.hub.files import CARD_NAME, LOSS_CURVE_NAME
+
+DEFAULT_TEMPLATE = "phi3_lora_adapter.md.j2"
+TEMPLATES_DIRNAME = "model_card_templates"
+BASE_TAGS = ("phi3", "peft", "lora", "sft", "trl", "text-generation", "phi3-lora-hub")
+
+
+def templates_dir() -> Path:
+    """The folder of the bundled templates: inside the installed package, or at the top of a source checkout."""
+    packaged = resources.files("phi3_lora_hub") / TEMPLATES_DIRNAME
+    if packaged.is_dir():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[2] / TEMPLATES_DIRNAME
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError(f"The model card templates ({TEMPLATES_DIRNAME}/) are missing from this installation.")
+
+
+def template_path(template: str | Path | None = None) -> Path:
+    """The template file to use: ``template`` when given (checked to exist), else the bundled default."""
+    if template is None:
+        return templates_dir() / DEFAULT_TEMPLATE
+    path = Path(template).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"Model card template {str(path)!r} does not exist; pass the path of a Jinja Markdown file.")
+    return path
+
+
+def card_data(files: RunFiles, options: CardOptions) -> Any:
+    """The ``ModelCardData`` (YAML metadata) of the run in ``files``."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    recipe = files.recipe or {}
+    base_id = hub_model_id(files.base_model)
+    dataset_id = hub_model_id(recipe.get("dataset"))
+    tags = list(BASE_TAGS)
+    if (files.directory / "loralib_config.json").is_file():
+        tags.append("loralib")
+    if recipe.get("quantization"):
+        tags.append("qlora")
+    dataset_name = dataset_id or ((files.data_report or {}).get("train") or {}).get("source") or "custom"
+    if files.evaluation is not None:  # the same numbers as the evaluation table of the card
+        eval_results = files.evaluation.eval_results(dataset_type=dataset_id or None, dataset_name=dataset_id or None)
+    else:  # no evaluation report: the Trainer's evaluation loss, when there was one
+        losses = [e["eval_loss"] for e in files.log_history if isinstance(e.get("eval_loss"), (int, float))]
+        eval_results = (
+            [
+                EvalResult(
+                    task_type="text-generation",
+                    task_name="Chat",
+                    dataset_type=dataset_name,
+                    dataset_name=dataset_name,
+                    metric_type="loss",
+                    metric_name="Evaluation loss (assistant tokens)",
+                    metric_value=round(float(losses[-1]), 4),
+                )
+            ]
+            if losses
+            else []
+        )
+    return ModelCardData(
+        base_model=base_id,
+        library_name="peft",
+        pipeline_tag="text-generation",
+        license=options.license,
+        tags=tags,
+        datasets=[dataset_id] if dataset_id else None,
+        model_name=options.repo_id.split("/")[-1],
+        eval_results=eval_results or None,
+    )
+
+
+def _render(files: RunFiles, options: CardOptions, template: str | Path | None) -> Any:
+    from huggingface_hub import ModelCard
+
+    context = build_context(files, options)
+    return ModelCard.from_template(card_data(files, options), template_path=str(template_path(template)), **context)
+
+
+def render_card(directory: str | Path, options: CardOptions, template: str | Path | None = None) -> Any:
+    """The ``huggingface_hub.ModelCard`` of the adapter or checkpoint in ``directory`` (nothing is written)."""
+    return _render(RunFiles.read(directory), options, template)
+
+
+def write_card(directory: str | Path, options: CardOptions, template: str | Path | None = None) -> Any:
+    """Draw ``loss_curve.png`` and write ``README.md`` into ``directory``; return the ``ModelCard``.
+
+    The card describes the step of the files in ``directory`` (its loss curve ends there too).
+    """
+    directory = Path(directory)
+    files = RunFiles.read(directory)
+    drawn = draw_loss_curve(files.log_history, directory / LOSS_CURVE_NAME, up_to=files.step)
+    if not drawn:
+        (directory / LOSS_CURVE_NAME).unlink(missing_ok=True)
+    card = _render(files, replace(options, loss_curve=LOSS_CURVE_NAME if drawn else None), template)
+    (directory / CARD_NAME).write_text(str(card), encoding="utf-8")
+    return card
