@@ -27,13 +27,13 @@ from phi3_lora_hub.config.recipe_config import (
 from phi3_lora_hub.config.training import resolve_training
 from phi3_lora_hub.data.prepare import DataOptions, DataReport, hold_out, prepare_dataset
 from phi3_lora_hub.data.sources import read_rows
-from phi3_lora_hub.distributed import (
+from phi3_lora_hub.distributed.launch import prepare_launch
+from phi3_lora_hub.distributed.processes import (
     global_batch_summary,
     is_main_process,
     main_process_first,
     save_trained_adapter,
 )
-from phi3_lora_hub.distributed_launch import prepare_launch
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.evaluation.settings import resolve_evaluation
 from phi3_lora_hub.hardware import Hardware, detect_hardware
@@ -227,7 +227,7 @@ class Phi3LoraRecipe:
         """Check how this process was launched (``accelerate launch`` config, ``torchrun``) against the recipe.
 
         Raises ``ConfigError`` when the launch cannot produce a usable adapter (e.g. FSDP saving sharded state
-        dicts); returns the :class:`~phi3_lora_hub.distributed_launch.LaunchPlan`. ``build_trainer`` runs it too.
+        dicts); returns the :class:`~phi3_lora_hub.distributed.launch.LaunchPlan`. ``build_trainer`` runs it too.
         """
         return prepare_launch(self.config, dict(self.config.training))
 
@@ -235,8 +235,8 @@ class Phi3LoraRecipe:
         """A ready ``trl.SFTTrainer`` with the LoRA config, the prepared data and the recipe's callbacks."""
         from trl import SFTConfig
 
+        from phi3_lora_hub.training.artifacts_callback import CheckpointArtifactsCallback
         from phi3_lora_hub.training.trainer import Phi3SFTTrainer, trainer_arguments
-        from phi3_lora_hub.training_callbacks import CheckpointArtifactsCallback
 
         config = self.config
         training = dict(config.training)

@@ -148,7 +148,7 @@ def evaluate_after_training(recipe: Phi3LoraRecipe) -> EvaluationReport | None:
     pass on one process would wait forever for the others, so it is skipped with a warning saying how to evaluate
     the saved adapter instead; the Trainer's gathered ``eval_loss`` is still in the metrics.
     """
-    from phi3_lora_hub.distributed import is_main_process, weights_are_sharded
+    from phi3_lora_hub.distributed.processes import is_main_process, weights_are_sharded
 
     if not is_main_process():
         return None

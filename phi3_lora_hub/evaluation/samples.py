@@ -29,7 +29,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from phi3_lora_hub.arena.votes import GenParams
-from phi3_lora_hub.distributed import weights_are_sharded
+from phi3_lora_hub.distributed.processes import weights_are_sharded
 from phi3_lora_hub.evaluation.generate import generate_answers
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from transformers import TrainerState, TrainingArguments
 
-import phi3_lora_hub.distributed as distributed
+import phi3_lora_hub.distributed.processes as distributed
 import phi3_lora_hub.evaluation.samples as samples
 from phi3_lora_hub.arena.votes import GenParams
 from phi3_lora_hub.evaluation.recipe_eval import evaluate_after_training

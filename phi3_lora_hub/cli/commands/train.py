@@ -39,7 +39,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phi3_lora_hub.distributed import is_main_process
+    from phi3_lora_hub.distributed.processes import is_main_process
     from phi3_lora_hub.recipe import Phi3LoraRecipe
 
     recipe = Phi3LoraRecipe.from_yaml(args.config, args.overrides)

@@ -103,7 +103,7 @@ def weights_are_sharded(args: Any = None) -> bool:
         return False
     if getattr(args, "fsdp", None) or getattr(args, "deepspeed", None):
         return True
-    from phi3_lora_hub.distributed_launch import read_launch_plan
+    from phi3_lora_hub.distributed.launch import read_launch_plan
 
     return read_launch_plan().shards_weights
 

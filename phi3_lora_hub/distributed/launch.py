@@ -270,7 +270,7 @@ def prepare_launch(config: RecipeConfig, training: dict[str, Any]) -> LaunchPlan
     ``ConfigError`` from :func:`check_launch` before anything heavy is loaded, logs its warnings, and applies
     :func:`launch_training_overrides` to ``training`` in place, logging each change with its reason.
     """
-    from phi3_lora_hub.distributed import is_main_process, process_state
+    from phi3_lora_hub.distributed.processes import is_main_process, process_state
 
     process_state(config.training)
     plan = read_launch_plan()

@@ -1,4 +1,4 @@
-"""Trainer callbacks the recipe always installs."""
+"""The callback that makes every checkpoint a usable, self-describing adapter (the recipe always installs it)."""
 
 from __future__ import annotations
 
