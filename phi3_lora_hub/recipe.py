@@ -313,6 +313,8 @@ class Phi3LoraRecipe:
                 from phi3_lora_hub.evaluation.recipe_eval import evaluate_after_training
 
                 evaluate_after_training(self)  # writes <adapter_dir>/eval_results.json, the numbers of the model card
+            if is_main_process():
+                self.write_card(adapter_dir)  # again, now with the evaluation
             hub.push_final(adapter_dir, trainer.state.global_step)
         checkpoints = sorted(
             Path(self.config.output_dir).glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1])
@@ -398,7 +400,19 @@ class Phi3LoraRecipe:
         if self.samples_callback is not None:
             self.samples_callback.write_final(directory, self.trainer.model, tokenizer, self.trainer.state)
         (directory / "trainer_log.json").write_text(json.dumps(self.trainer.state.log_history, indent=2))
+        self.write_card(directory)
         return directory
+
+    def write_card(self, directory: str | Path) -> None:
+        """Write the model card (``README.md`` and ``loss_curve.png``) of the adapter or checkpoint in ``directory``.
+
+        It replaces PEFT's blank template. The card loads the adapter from ``hub_model_id`` when set, else from
+        ``directory``; each push to the Hub renders a card of its own for where it goes.
+        """
+        from phi3_lora_hub.cards import CardOptions, write_card
+
+        options = CardOptions(repo_id=self.config.hub_model_id or str(directory), license=self.config.hub_card_license)
+        write_card(directory, options, self.config.hub_card_template)
 
     def adapter_dir(self) -> Path:
         return Path(self.config.output_dir) / ADAPTER_SUBDIR

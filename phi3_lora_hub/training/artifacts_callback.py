@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 class CheckpointArtifactsCallback(TrainerCallback):
-    """Writes the recipe YAML, the Phi-3 generation config and the data report into every checkpoint.
+    """Writes the recipe YAML, the Phi-3 generation config, the data report and the model card into every checkpoint.
 
     So each ``checkpoint-N`` is a usable adapter on its own: it stops on the right tokens and says how it was made.
     """
@@ -23,5 +23,7 @@ class CheckpointArtifactsCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         # The processes that wrote the checkpoint (the main one; each node's first with save_on_each_node) add to it.
         if args.should_save:
-            self.recipe.write_artifacts(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            self.recipe.write_artifacts(checkpoint)
+            self.recipe.write_card(checkpoint)
         return control
