@@ -1,0 +1,62 @@
+"""Regressions for the data-pipeline bugs the fuzzing found: each input gives the project's DataError naming the row
+(or the file and line), or converts correctly, instead of another exception or a silent loss of data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from phi3_lora_hub.data.prepare import DataOptions, convert_rows
+from phi3_lora_hub.data.sources import read_rows
+from phi3_lora_hub.errors import DataError
+
+
+def convert(rows: list[dict[Any, Any]]) -> list[list[dict[str, str]]]:
+    return convert_rows(read_rows(rows), DataOptions()).conversations
+
+
+def test_columns_that_are_not_strings_do_not_break_format_detection() -> None:
+    """Keys of mixed types (an in-memory dict, a CSV row with extra fields) were sorted together: TypeError."""
+    with pytest.raises(DataError, match=r"Cannot tell the chat format of a dataset with columns \['a', 1\]"):
+        convert([{1: "x", "a": "y"}])
+
+
+def test_unhashable_part_type_is_a_data_problem() -> None:
+    """A content part whose ``type`` is a list was looked up in a set: TypeError."""
+    row = {
+        "messages": [
+            {"role": "user", "content": [{"type": ["text"], "text": "x"}]},
+            {"role": "assistant", "content": "y"},
+        ]
+    }
+    with pytest.raises(
+        DataError, match=r"row 0, messages\[0\]\.content\[0\]: non-text content \(part type \['text'\]\)"
+    ):
+        convert([row])
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"prompt": "Hi", "response": "Hello", "system": 42},
+        {
+            "prompt": [{"role": "user", "content": "Hi"}],
+            "completion": [{"role": "assistant", "content": "Hello"}],
+            "system": {"a": 1},
+        },
+        {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}], "system": ["a", 1]},
+        {"instruction": "Hi", "output": "Hello", "system": 4.5},
+    ],
+    ids=["prompt_response", "prompt_completion", "sharegpt", "alpaca"],
+)
+def test_non_text_system_is_reported_not_dropped(row: dict[str, Any]) -> None:
+    """A ``system`` column that is not text was silently left out of the conversation."""
+    with pytest.raises(DataError, match=r"row 0, system(\[1\])?: non-text content"):
+        convert([row])
+
+
+def test_system_given_as_text_parts_is_kept() -> None:
+    """The ``system`` column takes the same content forms as messages (a string or a list of text parts)."""
+    row = {"prompt": "Hi", "response": "Hello", "system": [{"type": "text", "text": " Be brief. "}]}
+    assert convert([row])[0][0] == {"role": "system", "content": "Be brief."}
