@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from phi3_lora_hub.data.prepare import DataOptions, convert_rows
+from phi3_lora_hub.data.prepare import DataOptions, convert_rows, tokenize_rows
 from phi3_lora_hub.data.sources import read_rows
 from phi3_lora_hub.errors import DataError
 
@@ -60,3 +60,14 @@ def test_system_given_as_text_parts_is_kept() -> None:
     """The ``system`` column takes the same content forms as messages (a string or a list of text parts)."""
     row = {"prompt": "Hi", "response": "Hello", "system": [{"type": "text", "text": " Be brief. "}]}
     assert convert([row])[0][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_lone_surrogate_is_a_data_problem(tmp_path, tiny_tokenizer) -> None:
+    r"""A JSON ``\ud83d`` escape without its pair passed validation, then the tokenizer raised TypeError."""
+    path = tmp_path / "chats.jsonl"
+    path.write_text('{"prompt": "Hi", "response": "ok"}\n{"prompt": "smile \\ud83d", "response": "ok"}\n')
+    with pytest.raises(DataError, match=r"row 1, messages\[0\]\.content: not valid Unicode: lone surrogate '\\ud83d'"):
+        convert_rows(read_rows(str(path)), DataOptions())
+    rows = convert_rows(read_rows(str(path)), DataOptions(on_bad_rows="skip"))
+    assert rows.report.skipped_rows == [1]
+    assert len(tokenize_rows(tiny_tokenizer, rows, DataOptions())) == 1
