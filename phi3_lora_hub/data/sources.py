@@ -7,6 +7,7 @@ Local JSON/JSONL files are parsed here rather than by Arrow, because chat data o
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -45,12 +46,33 @@ class RawRows:
         return f"RawRows({self.source!r}, {state}, fingerprint={self.fingerprint!r})"
 
 
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8, with or without a byte-order mark; anything else is a ``DataError`` naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"{path}: line {line} is not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start}); "
+            "save the file as UTF-8."
+        ) from None
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, with JSON nested too deeply for the parser reported as a ``JSONDecodeError``."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
 def _read_json(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     stripped = text.lstrip()
     if path.suffix == ".json" and stripped.startswith("["):
         try:
-            data = json.loads(text)
+            data = _loads(text)
         except json.JSONDecodeError as error:
             raise DataError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
         return data
@@ -59,22 +81,50 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append(_loads(line))
         except json.JSONDecodeError as error:
             raise DataError(f"{path}: line {line_number} is not valid JSON: {error.msg}") from None
     return rows
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV file with a header line; a field may be as long as the file (csv's own cap is 128 KiB)."""
+    text = _read_text(path)
+    previous_limit = csv.field_size_limit(len(text) + 1)  # process-wide: restored below
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    try:
+        for row in reader:
+            if None in row:  # DictReader files the fields beyond the header under None
+                raise DataError(
+                    f"{path}: line {reader.line_num} has more fields than the {len(reader.fieldnames or ())} "
+                    "of the header; quote fields that contain commas."
+                )
+            rows.append(row)
+    except csv.Error as error:
+        raise DataError(f"{path}: line {reader.line_num} is not valid CSV: {error}") from None
+    finally:
+        csv.field_size_limit(previous_limit)
+    return rows
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{path}: not a readable Parquet file: {error}") from None
 
 
 def _read_file(path: Path) -> list[dict[str, Any]]:
     if path.suffix in (".jsonl", ".json"):
         rows = _read_json(path)
     elif path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        rows = _read_csv(path)
     else:
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
+        rows = _read_parquet(path)
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise DataError(f"{path}: row {index} is a {type(row).__name__}, expected an object with named fields.")

@@ -71,3 +71,40 @@ def test_lone_surrogate_is_a_data_problem(tmp_path, tiny_tokenizer) -> None:
     rows = convert_rows(read_rows(str(path)), DataOptions(on_bad_rows="skip"))
     assert rows.report.skipped_rows == [1]
     assert len(tokenize_rows(tiny_tokenizer, rows, DataOptions())) == 1
+
+
+MALFORMED_FILES = {
+    "not UTF-8": ("chats.jsonl", b'{"text": "ok"}\n\xff\xfe{"text": "x"}\n', r"line 2 is not UTF-8 text \(byte 0xff"),
+    "UTF-16": ("chats.json", '[{"text": "x"}]'.encode("utf-16"), r"line 1 is not UTF-8 text"),
+    "JSON nested too deeply": ("chats.json", b"[" * 100_000 + b"]" * 100_000, r"invalid JSON at line 1.*too deeply"),
+    "JSONL nested too deeply": ("chats.jsonl", b'{"a": ' * 100_000, r"line 1 is not valid JSON: nested too deeply"),
+    "CSV row with extra fields": ("chats.csv", b"prompt,response\nHi,Hello\nHi, there,Hello\n", r"line 3 has more"),
+    "CSV not UTF-8": ("chats.csv", b"prompt,response\nHi,caf\xe9\n", r"line 2 is not UTF-8 text \(byte 0xe9"),
+    "not Parquet": ("chats.parquet", b"PAR1 not really", r"not a readable Parquet file"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_FILES))
+def test_malformed_file_gives_a_data_error_naming_the_line(tmp_path, case: str) -> None:
+    """UnicodeDecodeError, RecursionError, csv's None key and ArrowInvalid escaped the readers."""
+    name, content, message = MALFORMED_FILES[case]
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        convert_rows(read_rows(str(tmp_path / name)), DataOptions())
+
+
+@pytest.mark.parametrize("name", ["chats.jsonl", "chats.json", "chats.csv"])
+def test_utf8_with_byte_order_mark_is_read(tmp_path, name: str) -> None:
+    """A file saved as "UTF-8 with BOM" (Windows editors) was refused ("Unexpected UTF-8 BOM"), or its first CSV
+    column was named ``\\ufeffprompt``."""
+    text = "prompt,response\nHi,Hello\n" if name.endswith(".csv") else '{"prompt": "Hi", "response": "Hello"}\n'
+    (tmp_path / name).write_bytes(text.encode("utf-8-sig"))
+    assert convert(read_rows(str(tmp_path / name)).rows) == [
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    ]
+
+
+def test_csv_field_longer_than_csv_default_limit_is_read(tmp_path) -> None:
+    """A 200,000-character answer hit csv's 131,072-character field limit: ``_csv.Error``."""
+    (tmp_path / "long.csv").write_text(f"prompt,response\nHi,{'a' * 200_000}\n")
+    assert len(read_rows(str(tmp_path / "long.csv")).rows[0]["response"]) == 200_000
