@@ -77,7 +77,8 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
             raise DataError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
         return data
     rows = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines() also breaks at U+2028, NEL and other characters JSON strings may hold.
+    for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

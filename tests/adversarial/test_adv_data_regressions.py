@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -108,3 +109,12 @@ def test_csv_field_longer_than_csv_default_limit_is_read(tmp_path) -> None:
     """A 200,000-character answer hit csv's 131,072-character field limit: ``_csv.Error``."""
     (tmp_path / "long.csv").write_text(f"prompt,response\nHi,{'a' * 200_000}\n")
     assert len(read_rows(str(tmp_path / "long.csv")).rows[0]["response"]) == 200_000
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_jsonl_string_holding_a_unicode_line_separator_is_read(tmp_path, separator: str) -> None:
+    """JSONL written as raw UTF-8 (``ensure_ascii=False``) may hold U+2028, NEL, ... inside strings; the reader split
+    lines with ``str.splitlines()``, which breaks there too: "line 1 is not valid JSON: Unterminated string"."""
+    row = {"prompt": f"one{separator}two", "response": "ok"}
+    (tmp_path / "chats.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\r\n" + json.dumps(row) + "\n")
+    assert read_rows(str(tmp_path / "chats.jsonl")).rows == [row, row]
