@@ -175,7 +175,7 @@ class RowConverter:
         instruction = self._string_field(index, row, "instruction", problems)
         extra = row.get("input")
         extra = self._text(index, "input", extra, problems) if extra is not None else ""
-        user = f"{instruction}\n\n{extra}" if extra else instruction
+        user = "\n\n".join(part for part in (instruction, extra) if part)  # no blank lines around a lone part
         messages.append({"role": "user", "content": user})
         messages.append({"role": "assistant", "content": self._string_field(index, row, "output", problems)})
         return messages, problems

@@ -118,3 +118,10 @@ def test_jsonl_string_holding_a_unicode_line_separator_is_read(tmp_path, separat
     row = {"prompt": f"one{separator}two", "response": "ok"}
     (tmp_path / "chats.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\r\n" + json.dumps(row) + "\n")
     assert read_rows(str(tmp_path / "chats.jsonl")).rows == [row, row]
+
+
+def test_alpaca_input_without_instruction_has_no_leading_blank_lines() -> None:
+    """An empty ``instruction`` with an ``input`` gave the user message ``"\\n\\n<input>"``: content that is not
+    stripped, whose newlines Phi-3's ``<|user|>`` token swallows, so the text trained on differed from the rendering."""
+    conversation = convert([{"instruction": "", "input": "bonjour", "output": "hello"}])[0]
+    assert conversation[0] == {"role": "user", "content": "bonjour"}
