@@ -88,15 +88,9 @@ def trainable(conversation: Conversation) -> bool:
     )
 
 
-@pytest.mark.parametrize("use_token_layout", [True, False], ids=["token-ids", "char-offsets"])
-@settings(PROFILE, max_examples=120)
-@given(conversations=st.lists(raw_conversations(), min_size=1, max_size=4))
-def test_accepted_text_never_fakes_a_turn_or_unmasks_a_token(
-    adv_data_tokenizer, use_token_layout: bool, conversations: list[Conversation]
-) -> None:
-    """Any conversation: refused exactly when a message holds a control token (or an answer is empty); when
-    accepted, its tokens hold only the template's markers and its loss covers exactly the answers, on both
-    labelling paths."""
+def check_raw_conversations(tokenizer, conversations: list[Conversation], use_token_layout: bool) -> None:
+    """Refused exactly when a message holds a control token (or an answer is empty); when accepted, the tokens hold
+    only the template's markers and the loss covers exactly the answers."""
     expected = [
         [{"role": m["role"], "content": m["content"].strip()} for m in conversation]
         for conversation in conversations
@@ -110,7 +104,28 @@ def test_accepted_text_never_fakes_a_turn_or_unmasks_a_token(
         return
     accepted = convert_rows(rows, DataOptions(on_bad_rows="skip")).conversations
     assert accepted == expected
-    check_tokenized(adv_data_tokenizer, accepted, use_token_layout)
+    check_tokenized(tokenizer, accepted, use_token_layout)
+
+
+@pytest.mark.parametrize("use_token_layout", [True, False], ids=["token-ids", "char-offsets"])
+@settings(PROFILE, max_examples=200)
+@given(conversations=st.lists(raw_conversations(), min_size=1, max_size=4))
+def test_accepted_text_never_fakes_a_turn_or_unmasks_a_token(
+    adv_data_tokenizer, use_token_layout: bool, conversations: list[Conversation]
+) -> None:
+    """Any conversation, on both labelling paths (see ``check_raw_conversations``)."""
+    check_raw_conversations(adv_data_tokenizer, conversations, use_token_layout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("use_token_layout", [True, False], ids=["token-ids", "char-offsets"])
+@settings(PROFILE, max_examples=1000)
+@given(conversations=st.lists(raw_conversations(), min_size=1, max_size=8))
+def test_bigger_run_of_conversations(
+    adv_data_tokenizer, use_token_layout: bool, conversations: list[Conversation]
+) -> None:
+    """The same property over 1,000 batches of up to 8 conversations per tokenizer and path (slow CI step)."""
+    check_raw_conversations(adv_data_tokenizer, conversations, use_token_layout)
 
 
 @pytest.mark.parametrize("text", [*NEAR_MISSES, *UNICODE_EDGES])
