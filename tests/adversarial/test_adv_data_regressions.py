@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from phi3_lora_hub.data.prepare import DataOptions, convert_rows, tokenize_rows
+from phi3_lora_hub.data.prepare import DataOptions, convert_rows, prepare_dataset, tokenize_rows
 from phi3_lora_hub.data.sources import read_rows
 from phi3_lora_hub.errors import DataError
 
@@ -125,3 +125,13 @@ def test_alpaca_input_without_instruction_has_no_leading_blank_lines() -> None:
     stripped, whose newlines Phi-3's ``<|user|>`` token swallows, so the text trained on differed from the rendering."""
     conversation = convert([{"instruction": "", "input": "bonjour", "output": "hello"}])[0]
     assert conversation[0] == {"role": "user", "content": "bonjour"}
+
+
+def test_prepare_dataset_of_rows_with_keys_of_mixed_types(tiny_tokenizer) -> None:
+    """The cache key of in-memory rows was their JSON with sorted keys: ``{1: ..., "prompt": ...}`` raised TypeError
+    before any row was looked at; now the rows are prepared (the extra column ignored) or refused as data."""
+    rows = [{1: "extra", "prompt": "Hi", "response": "Hello"}]
+    dataset, report = prepare_dataset(read_rows(rows), tiny_tokenizer, DataOptions())
+    assert len(dataset) == report.rows_used == 1
+    with pytest.raises(DataError, match="Cannot tell the chat format"):
+        prepare_dataset(read_rows([{1: "x", "a": "y"}]), tiny_tokenizer, DataOptions())
