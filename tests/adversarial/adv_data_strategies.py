@@ -144,7 +144,10 @@ rows_by_format: dict[str, st.SearchStrategy[dict[str, Any]]] = {
 }
 any_row = st.one_of(
     *rows_by_format.values(),
-    st.dictionaries(st.one_of(st.sampled_from(["messages", "text", "prompt", "system"]), hostile_text), json_values),
+    st.dictionaries(  # an in-memory list may hold dicts with keys that are not strings
+        st.one_of(st.sampled_from(["messages", "text", "prompt", "system"]), hostile_text, st.integers(), st.none()),
+        json_values,
+    ),
 )
 
 # -- good conversations ----------------------------------------------------------------------------------------

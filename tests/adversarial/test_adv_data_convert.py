@@ -14,18 +14,19 @@ from adv_data_strategies import (
     rows_by_format,
     written_as,
 )
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from phi3_lora_hub import phi3_format
 from phi3_lora_hub.data.formats import FORMATS, detect_format
-from phi3_lora_hub.data.prepare import DataOptions, convert_rows
+from phi3_lora_hub.data.prepare import DataOptions, convert_rows, prepare_dataset
 from phi3_lora_hub.data.sources import read_rows
 from phi3_lora_hub.data.validation import validate_messages
 from phi3_lora_hub.errors import DataError
 
 pytestmark = pytest.mark.timeout(120)
 PROFILE = settings.get_profile("adv_data")
+good_rows = good_conversations().map(lambda messages: {"messages": messages})
 
 
 def check_outcome(rows: list[dict[Any, Any]], options: DataOptions) -> list[list[dict[str, str]]] | None:
@@ -57,6 +58,30 @@ def check_outcome(rows: list[dict[Any, Any]], options: DataOptions) -> list[list
 def test_any_rows_convert_or_raise_a_data_error_naming_the_rows(rows: list[dict[Any, Any]], on_bad_rows: str) -> None:
     """Arbitrary JSON-like rows, with the format detected from their columns."""
     check_outcome(rows, DataOptions(on_bad_rows=on_bad_rows))
+
+
+@settings(PROFILE, max_examples=50)
+@given(
+    rows=st.one_of(
+        st.lists(good_rows, min_size=1, max_size=3), st.lists(st.one_of(good_rows, any_row), min_size=1, max_size=4)
+    ),
+    max_length=st.sampled_from([None, 12, 2048, 1]),
+)
+def test_whole_pipeline_gives_a_dataset_or_a_data_error(tiny_tokenizer, rows: list[dict[Any, Any]], max_length) -> None:
+    """``prepare_dataset`` as the recipe runs it (cache key, conversion, tokenization, truncation, cache write)."""
+    options = DataOptions(on_bad_rows="skip", max_length=max_length)
+    try:
+        dataset, report = prepare_dataset(read_rows(rows), tiny_tokenizer, options)
+    except DataError as error:
+        assert error.problems or any(
+            reason in str(error)
+            for reason in ("no rows", "Cannot tell the chat format", "no usable rows", "no rows left")
+        )
+        event("refused")
+        return
+    event("prepared")
+    assert len(dataset) == report.rows_used > 0
+    assert max_length is None or max(dataset["length"]) <= max_length
 
 
 @pytest.mark.parametrize("data_format", FORMATS)
