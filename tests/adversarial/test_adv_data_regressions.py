@@ -79,7 +79,11 @@ MALFORMED_FILES = {
     "UTF-16": ("chats.json", '[{"text": "x"}]'.encode("utf-16"), r"line 1 is not UTF-8 text"),
     "JSON nested too deeply": ("chats.json", b"[" * 100_000 + b"]" * 100_000, r"invalid JSON at line 1.*too deeply"),
     "JSONL nested too deeply": ("chats.jsonl", b'{"a": ' * 100_000, r"line 1 is not valid JSON: nested too deeply"),
-    "CSV row with extra fields": ("chats.csv", b"prompt,response\nHi,Hello\nHi, there,Hello\n", r"line 3 has more"),
+    "CSV row with extra fields": (
+        "chats.csv",
+        b"prompt,response\nHi,Hello\nHi, there,Hello\n",
+        r"line 3 has 3 fields, the header 2",
+    ),
     "CSV not UTF-8": ("chats.csv", b"prompt,response\nHi,caf\xe9\n", r"line 2 is not UTF-8 text \(byte 0xe9"),
     "not Parquet": ("chats.parquet", b"PAR1 not really", r"not a readable Parquet file"),
 }
@@ -135,3 +139,21 @@ def test_prepare_dataset_of_rows_with_keys_of_mixed_types(tiny_tokenizer) -> Non
     assert len(dataset) == report.rows_used == 1
     with pytest.raises(DataError, match="Cannot tell the chat format"):
         prepare_dataset(read_rows([{1: "x", "a": "y"}]), tiny_tokenizer, DataOptions())
+
+
+def test_problem_in_a_file_names_the_line_when_it_is_not_row_plus_one(tmp_path) -> None:
+    """Blank lines in JSONL and quoted line breaks in CSV shift rows off their lines: "row 1" of a file whose second
+    row sits on line 4 pointed the user at the wrong line (DataProblem promised line - 1)."""
+    good, bad = '{"prompt": "Hi", "response": "Hello"}', '{"prompt": "Hi", "response": 7}'
+    (tmp_path / "gaps.jsonl").write_text(f"{good}\n\n\n{bad}\n")
+    (tmp_path / "plain.jsonl").write_text(f"{good}\n{bad}\n")
+    (tmp_path / "chats.csv").write_text('prompt,response\n"two\nlines",Hello\n\nHi\n')
+    expected = {
+        "gaps.jsonl": "row 1 (line 4), response: non-text content (int)",
+        "plain.jsonl": "row 1, response: non-text content (int)",
+        "chats.csv": "row 1 (line 5), response: missing",
+    }
+    for name, message in expected.items():
+        with pytest.raises(DataError) as caught:
+            convert_rows(read_rows(str(tmp_path / name), lazy=name == "gaps.jsonl"), DataOptions())
+        assert message in str(caught.value)
