@@ -61,7 +61,7 @@ rows_to_write = st.lists(any_row.filter(lambda row: all(isinstance(key, str) for
 
 
 @pytest.mark.parametrize("suffix", LOCAL_SUFFIXES)
-@settings(PROFILE, max_examples=60)
+@settings(PROFILE, max_examples=50)
 @given(content=st.binary(max_size=300) | st.sampled_from([b"", b"\n\n", b"\xef\xbb\xbf", b"PAR1", b"\x00" * 64]))
 def test_random_bytes_give_rows_or_a_data_error(tmp_path_factory, suffix: str, content: bytes) -> None:
     """Any bytes under any supported file name."""
@@ -69,7 +69,7 @@ def test_random_bytes_give_rows_or_a_data_error(tmp_path_factory, suffix: str, c
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json"])
-@settings(PROFILE, max_examples=60)
+@settings(PROFILE, max_examples=50)
 @given(rows=rows_to_write, data=st.data())
 def test_truncated_json_gives_rows_or_a_data_error(tmp_path_factory, suffix: str, rows, data: st.DataObject) -> None:
     """A JSON or JSONL file cut at any byte (an interrupted download or copy)."""
@@ -80,7 +80,7 @@ def test_truncated_json_gives_rows_or_a_data_error(tmp_path_factory, suffix: str
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
-@settings(PROFILE, max_examples=60)
+@settings(PROFILE, max_examples=50)
 @given(rows=rows_to_write, codec=st.sampled_from(["utf-16", "utf-16-be", "utf-32", "latin-1", "cp1252", "gb18030"]))
 def test_wrong_encoding_gives_rows_or_a_data_error(tmp_path_factory, suffix: str, rows, codec: str) -> None:
     """A file saved in another encoding than UTF-8."""
@@ -92,7 +92,7 @@ def test_wrong_encoding_gives_rows_or_a_data_error(tmp_path_factory, suffix: str
 
 @pytest.mark.parametrize("ensure_ascii", [True, False], ids=["escaped", "raw-utf8"])
 @pytest.mark.parametrize("suffix", [".jsonl", ".json"])
-@settings(PROFILE, max_examples=60)
+@settings(PROFILE, max_examples=50)
 @given(rows=st.one_of(rows_to_write.filter(no_nan), text_rows), bom=st.booleans())
 def test_json_files_read_back_the_rows_written(
     tmp_path_factory, suffix: str, ensure_ascii: bool, rows, bom: bool
