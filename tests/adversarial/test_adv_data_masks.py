@@ -119,12 +119,12 @@ def test_accepted_text_never_fakes_a_turn_or_unmasks_a_token(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("use_token_layout", [True, False], ids=["token-ids", "char-offsets"])
-@settings(PROFILE, max_examples=1000)
+@settings(PROFILE, max_examples=600)
 @given(conversations=st.lists(raw_conversations(), min_size=1, max_size=8))
 def test_bigger_run_of_conversations(
     adv_data_tokenizer, use_token_layout: bool, conversations: list[Conversation]
 ) -> None:
-    """The same property over 1,000 batches of up to 8 conversations per tokenizer and path (slow CI step)."""
+    """The same property over 600 batches of up to 8 conversations per tokenizer and path (slow CI step)."""
     check_raw_conversations(adv_data_tokenizer, conversations, use_token_layout)
 
 
