@@ -62,7 +62,15 @@ class BaseSignature:
         return cls(tuple(dict.fromkeys(normalise(name) for name in names if name)), linear)
 
     def describe(self) -> str:
-        return " or ".join(f"`{name}`" for name in self.names)
+        """The accepted names as a visitor may see them: Hub ids as they are, local folders by their last part only
+        (a refusal must never show a path of the server)."""
+        return " or ".join(_public_name(name) for name in self.names)
+
+
+def _public_name(name: str) -> str:
+    if name.startswith("/"):  # normalise() made every local folder absolute
+        return f"a local folder named `{Path(name).name}`"
+    return f"`{name}`"
 
 
 def normalise(name: str) -> str:
