@@ -155,3 +155,44 @@ def test_fifty_sessions_for_a_minute_each_get_their_own_models_answers(
     assert len(report.connected) == SESSIONS and report.peak_in_flight >= SESSIONS // 2
     assert set(report.served_by_session) == set(range(SESSIONS))  # every session was answered at least once
     assert stats.evictions > 0  # adapters really were swapped while the sessions waited
+
+
+@pytest.mark.slow
+def test_visitors_beyond_the_queue_size_are_turned_away_with_a_message(
+    tiny_model_dir, adv_space_contenders, adv_space_settings
+):
+    """With room for 2 waiting requests, a burst of 12 sessions: the overflow is refused with Gradio's "queue is
+    full" message (no traceback), the Space keeps serving, and every request it took gets its own answers."""
+    queue_size, burst = 2, 12
+    expected = expected_answers(tiny_model_dir, {name: adv_space_contenders[name] for name in ("base", "beta")})
+    settings = adv_space_settings(PHI3_SPACE_QUEUE_SIZE=str(queue_size), PHI3_SPACE_MAX_NEW_TOKENS="32")
+    left, right = adv_space_contenders["base"], adv_space_contenders["beta"]
+    outcomes: dict[int, object] = {}
+    with hub_reachable(), running_space(settings) as space:
+        clients = [Client(space.url, verbose=False) for _ in range(burst)]
+        ready = threading.Barrier(burst)
+
+        def visitor(number: int) -> None:
+            ready.wait(timeout=60)
+            try:
+                outcomes[number] = send(clients[number], QUESTIONS[0], left, right, max_new_tokens=MAX_NEW)
+            except Exception as error:
+                outcomes[number] = error
+
+        threads = [threading.Thread(target=visitor, args=(n,)) for n in range(burst)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        after = send(clients[0], QUESTIONS[0], left, right, max_new_tokens=MAX_NEW)  # still serving
+        for client in clients:
+            client.close()
+    turned_away = [str(o) for o in outcomes.values() if isinstance(o, Exception)]
+    served = [o for o in outcomes.values() if not isinstance(o, Exception)]
+    assert turned_away and len(served) >= 1 + queue_size, (turned_away, len(served))
+    assert all("queue is full" in message.lower() and "Traceback" not in message for message in turned_away)
+    for outputs in [*served, after]:
+        assert check_outputs(outputs, left, right, 0, expected) is None
+    print(
+        f"\nqueue of {queue_size}: {len(served)} of {burst} served, {len(turned_away)} turned away: {turned_away[0]!r}"
+    )
