@@ -121,8 +121,9 @@ def space(tiny_model_dir, adv_space_contenders, hostile_repos, unpickling, tmp_p
             yield running
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(space):
+    """One visitor for the module (closing a client takes a second); tests that chat clear their conversation."""
     client = Client(space.url, verbose=False)
     yield client
     client.close()
@@ -195,6 +196,7 @@ def _settings(changes: dict) -> dict:
 def test_history_size_and_regenerate_limits(client, adv_space_contenders):
     """The turn limit holds (a third turn is refused, the conversation is kept); regenerate checks its settings."""
     base, alpha = adv_space_contenders["base"], adv_space_contenders["alpha"]
+    client.predict(api_name="/clear")
     for _ in range(MAX_TURNS):
         outputs = send(client, QUESTION, base, alpha, max_new_tokens=4)
     assert [len(side) for side in pane_answers(outputs)] == [MAX_TURNS, MAX_TURNS]
