@@ -24,7 +24,7 @@ from typing import Any
 
 from phi3_lora_hub.errors import ModelError
 from phi3_lora_hub.evaluation.models import check_lora_config
-from phi3_lora_hub.space.refusal import Refusal, quote
+from phi3_lora_hub.space.refusal import Refusal, public_model_name, quote
 
 _PEFT_PREFIX = "base_model.model."
 # Llama-style projection names that Phi-3 fuses: a sign the adapter was made for another architecture.
@@ -64,13 +64,7 @@ class BaseSignature:
     def describe(self) -> str:
         """The accepted names as a visitor may see them: Hub ids as they are, local folders by their last part only
         (a refusal must never show a path of the server)."""
-        return " or ".join(_public_name(name) for name in self.names)
-
-
-def _public_name(name: str) -> str:
-    if name.startswith("/"):  # normalise() made every local folder absolute
-        return f"a local folder named `{Path(name).name}`"
-    return f"`{name}`"
+        return " or ".join(public_model_name(name) for name in self.names)
 
 
 def normalise(name: str) -> str:

@@ -308,6 +308,18 @@ def test_c18_no_file_outside_the_app_is_served_and_no_share_link(space, adv_spac
     assert space.demo.share is False and space.demo.share_url is None
 
 
+def test_no_page_shows_a_server_path_or_the_token(space, client):
+    """The page, its config (the About tab's settings table included) and the API description hold neither the
+    token nor any server path: the base model is loaded from a local folder here, and is named by its last part."""
+    pages = {page: httpx.get(f"{space.url}{page}", timeout=10).text for page in ("", "config", "gradio_api/info")}
+    pages["view_api"] = json.dumps(client.view_api(return_format="dict", print_info=False))
+    for page, text in pages.items():
+        for leak in (FAKE_TOKEN, str(SESSION_DIR), str(ROOT), os.getcwd()):
+            assert leak not in text, (page, leak)
+    folder = Path(space.runtime.settings.base_model).name
+    assert f"a local folder named `{folder}`" in pages["config"]
+
+
 # --- C20: a stalled Hub does not stall a pinned adapter -------------------------------------------------------------
 
 
