@@ -376,3 +376,21 @@ def test_the_adapter_size_limit_is_shown_as_configured():
         source.max_bytes = int(limit * MB)
         with pytest.raises(Refusal, match=rf"is {2 * limit:.1f} MB, above this Space's limit of {limit:g} MB \("):
             source._check_size("`x/y`", int(2 * limit * MB))
+
+
+def test_closing_the_space_with_the_hub_failing_keeps_the_votes_and_stops_uploading(hub, tmp_path, caplog):
+    """Shutting the Space down while every commit fails: no exception escapes, the background uploads stop, the
+    vote is in the local file, and the warning names neither the token nor the error's text."""
+    from phi3_lora_hub.arena.votes import ModelRef, SideRecord, VoteRecord, read_votes
+    from phi3_lora_hub.space.vote_store import VoteStore
+
+    store = VoteStore(tmp_path, repo_id="tester/adv-space-votes-down", token=FAKE_TOKEN, every_minutes=60)
+    answer = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    store.add(VoteRecord(SideRecord(ModelRef.base(), answer), SideRecord(ModelRef.base(), answer), "tievote"))
+    hub.faults.fail("commit", status=500, count=None)
+    with caplog.at_level("WARNING", logger="phi3_lora_hub.space.vote_store"):
+        store.close()
+    assert store._scheduler._CommitScheduler__stopped
+    assert len(read_votes(store.path)) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.name == "phi3_lora_hub.space.vote_store"]
+    assert warnings and "stay in" in warnings[-1] and FAKE_TOKEN not in warnings[-1]
