@@ -173,6 +173,9 @@ LIMITS = [
     ({"prompt": "ʘ" * 290}, f"would not fit the model's {MAX_CONTEXT}-token window"),
     ({"second": ("tester/adv-space-alpha", "../main")}, "not a revision this Space accepts"),
     ({"second": ("tester/adv-space-alpha", "refs/pr/1")}, "not a revision this Space accepts"),
+    ({"second": ("tester/" + "a" * 5000, "main")}, "is not a Hub repository id"),  # quoted short, not echoed whole
+    ({"second": ("tester/adv-space-alpha", "b" * 5000)}, "is not a revision this Space accepts"),
+    ({"prompt": None}, "Write a prompt first"),
 ]
 
 
