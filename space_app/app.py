@@ -59,7 +59,7 @@ SAFETY = """### What this Space loads
 """
 
 
-def numbers_only(component, what: str):
+def numbers_only(component: gr.Slider | gr.Number, what: str) -> gr.Slider | gr.Number:
     """Make ``component`` (a Slider or Number) turn down a value that is not a number with a readable message.
 
     Gradio's own check compares the value with the range first and fails with a ``TypeError`` on text, which a
@@ -67,7 +67,7 @@ def numbers_only(component, what: str):
     """
     preprocess = component.preprocess
 
-    def checked(payload):
+    def checked(payload: object) -> object:
         try:
             return preprocess(payload)
         except gr.Error:  # Gradio's own range checks already say what is wrong (gr.Error is a ValueError)
