@@ -21,8 +21,8 @@ import pandas as pd
 from phi3_lora_hub.space.conversation import BASE_CHOICE, Match
 from phi3_lora_hub.space.launch import GENERATION_CONCURRENCY_ID, launch_kwargs, queue_kwargs
 from phi3_lora_hub.space.leaderboard import HEADERS
-from phi3_lora_hub.space.limits import check_prompt, check_system_prompt, gen_params
-from phi3_lora_hub.space.refusal import Refusal
+from phi3_lora_hub.space.limits import MAX_SEED, check_prompt, check_system_prompt, gen_params
+from phi3_lora_hub.space.refusal import Refusal, quote
 from phi3_lora_hub.space.runtime import SpaceRuntime, is_base
 from phi3_lora_hub.space.settings import CONFIG_FILE, SpaceSettings
 
@@ -57,6 +57,26 @@ SAFETY = """### What this Space loads
   after its config and tensor shapes are checked against the base model. No remote code runs.
 - Prompts, turns and new tokens are capped; requests wait in one queue.
 """
+
+
+def numbers_only(component: gr.Slider | gr.Number, what: str) -> gr.Slider | gr.Number:
+    """Make ``component`` (a Slider or Number) turn down a value that is not a number with a readable message.
+
+    Gradio's own check compares the value with the range first and fails with a ``TypeError`` on text, which a
+    visitor (or a script calling the API) only sees as "The upstream Gradio app has raised an exception".
+    """
+    preprocess = component.preprocess
+
+    def checked(payload: object) -> object:
+        try:
+            return preprocess(payload)
+        except gr.Error:  # Gradio's own range checks already say what is wrong (gr.Error is a ValueError)
+            raise
+        except (TypeError, ValueError):
+            raise gr.Error(f"{what}, got {quote(payload)}.") from None
+
+    component.preprocess = checked
+    return component
 
 
 def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
@@ -237,6 +257,10 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                         label="Max new tokens",
                     )
                     seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                numbers_only(temperature, "temperature must be a number")
+                numbers_only(top_p, "top p must be a number")
+                numbers_only(max_new_tokens, "max new tokens must be a number")
+                numbers_only(seed, f"seed must be a whole number from 0 to {MAX_SEED}")
                 blind = gr.Checkbox(False, label="Blind mode: hide which model is which until I vote", elem_id="blind")
         with gr.Tab("Leaderboard", elem_id="leaderboard-tab") as leaderboard_tab:
             gr.Markdown(

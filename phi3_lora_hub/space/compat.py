@@ -24,7 +24,7 @@ from typing import Any
 
 from phi3_lora_hub.errors import ModelError
 from phi3_lora_hub.evaluation.models import check_lora_config
-from phi3_lora_hub.space.refusal import Refusal, quote
+from phi3_lora_hub.space.refusal import Refusal, public_model_name, quote
 
 _PEFT_PREFIX = "base_model.model."
 # Llama-style projection names that Phi-3 fuses: a sign the adapter was made for another architecture.
@@ -62,7 +62,9 @@ class BaseSignature:
         return cls(tuple(dict.fromkeys(normalise(name) for name in names if name)), linear)
 
     def describe(self) -> str:
-        return " or ".join(f"`{name}`" for name in self.names)
+        """The accepted names as a visitor may see them: Hub ids as they are, local folders by their last part only
+        (a refusal must never show a path of the server)."""
+        return " or ".join(public_model_name(name) for name in self.names)
 
 
 def normalise(name: str) -> str:

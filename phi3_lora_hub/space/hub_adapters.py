@@ -35,6 +35,8 @@ from phi3_lora_hub.space.repo_policy import DEFAULT_REVISION, AllowList, check_r
 
 logger = logging.getLogger(__name__)
 
+MB = 1024 * 1024
+"""The megabyte of ``PHI3_SPACE_MAX_ADAPTER_MB`` (the settings count sizes in MiB)."""
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 _STEP = re.compile(r"(?:.*\D)?(\d+)")
 
@@ -174,7 +176,7 @@ class AdapterSource:
             config_path = self._download(repo_id, ADAPTER_CONFIG, commit)
             self._check_config_file(repo_id, revision, commit, config_path)
             weights_path = self._download(repo_id, ADAPTER_WEIGHTS, commit)
-        logger.info("fetched %s@%s (%s, %.1f MB)", repo_id, revision, commit[:7], (size or 0) / 1e6)
+        logger.info("fetched %s@%s (%s, %.1f MB)", repo_id, revision, commit[:7], (size or 0) / MB)
         return self._checked(repo_id, revision, commit, config_path, weights_path)
 
     def _cached(self, repo_id: str, commit: str) -> tuple[Path, Path] | None:
@@ -215,8 +217,8 @@ class AdapterSource:
     def _check_size(self, source: str, size: int | None) -> None:
         if size is not None and size > self.max_bytes:
             raise Refusal(
-                f"{source}: {ADAPTER_WEIGHTS} is {size / 1e6:.1f} MB, above this Space's limit of "
-                f"{self.max_bytes / 1e6:.0f} MB (PHI3_SPACE_MAX_ADAPTER_MB)."
+                f"{source}: {ADAPTER_WEIGHTS} is {size / MB:.1f} MB, above this Space's limit of "
+                f"{round(self.max_bytes / MB, 3):g} MB (PHI3_SPACE_MAX_ADAPTER_MB)."
             )
 
     def _download(self, repo_id: str, filename: str, commit: str) -> Path:

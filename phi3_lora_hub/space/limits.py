@@ -11,9 +11,10 @@ import math
 
 from phi3_lora_hub import phi3_format
 from phi3_lora_hub.arena.votes import GenParams
-from phi3_lora_hub.space.refusal import Refusal
+from phi3_lora_hub.space.refusal import Refusal, quote
 
 MAX_TEMPERATURE = 2.0
+MAX_SEED = 2**32 - 1
 
 
 def check_text(text: str | None, *, what: str, max_chars: int, required: bool) -> str:
@@ -44,15 +45,17 @@ def gen_params(temperature: float, top_p: float, max_new_tokens: float, seed: fl
     values = {"temperature": temperature, "top p": top_p, "max new tokens": max_new_tokens}
     for name, value in values.items():
         if not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise Refusal(f"{name} must be a number, got {value!r}.")
+            raise Refusal(f"{name} must be a number, got {quote(value)}.")
     if not 0 <= temperature <= MAX_TEMPERATURE:
         raise Refusal(f"temperature must be between 0 (greedy) and {MAX_TEMPERATURE:g}, got {temperature:g}.")
     if not 0 < top_p <= 1:
         raise Refusal(f"top p must be above 0 and at most 1, got {top_p:g}.")
     if int(max_new_tokens) != max_new_tokens or not 1 <= max_new_tokens <= cap:
         raise Refusal(f"max new tokens must be a whole number from 1 to {cap} on this Space, got {max_new_tokens:g}.")
-    if seed is not None and (not isinstance(seed, (int, float)) or int(seed) != seed or not 0 <= seed < 2**32):
-        raise Refusal(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}.")
+    if seed is not None and (
+        not isinstance(seed, (int, float)) or not math.isfinite(seed) or int(seed) != seed or not 0 <= seed <= MAX_SEED
+    ):
+        raise Refusal(f"seed must be a whole number from 0 to {MAX_SEED}, got {quote(seed)}.")
     return GenParams(
         temperature=float(temperature),
         top_p=float(top_p),

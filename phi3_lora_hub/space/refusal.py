@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from phi3_lora_hub.errors import Phi3LoraHubError
 
 _SHOWN_CHARS = 80
@@ -21,3 +23,12 @@ def quote(text: object) -> str:
     if len(shown) > _SHOWN_CHARS:
         shown = shown[: _SHOWN_CHARS - 1] + "…"
     return f"`{shown}`"
+
+
+def public_model_name(name: str) -> str:
+    """A model as a visitor may see it: a Hub id as it is, a local folder only by its last part (never a path of
+    the server)."""
+    name = str(name).strip().rstrip("/")
+    if name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().is_dir():
+        return f"a local folder named {quote(Path(name).name)}"
+    return quote(name)

@@ -20,7 +20,7 @@ from pathlib import Path
 from phi3_lora_hub.arena.votes import GenParams, VoteRecord
 from phi3_lora_hub.space.base_model import ServedBase, load_base
 from phi3_lora_hub.space.conversation import BASE_CHOICE, Contender
-from phi3_lora_hub.space.hub_adapters import AdapterSource
+from phi3_lora_hub.space.hub_adapters import MB, AdapterSource
 from phi3_lora_hub.space.leaderboard import CachedLeaderboard, Row
 from phi3_lora_hub.space.refusal import Refusal
 from phi3_lora_hub.space.registry import AdapterRegistry
@@ -55,7 +55,7 @@ class SpaceRuntime:
             base.signature,
             self.allowlist,
             token=settings.token,
-            max_bytes=int(settings.max_adapter_mb * 1024 * 1024),
+            max_bytes=int(settings.max_adapter_mb * MB),
         )
         self.store = store or VoteStore(
             settings.data_dir,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.space.refusal import public_model_name
 
 DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
 CONFIG_FILE = "space_config.json"
@@ -114,9 +115,11 @@ class SpaceSettings:
         return variables
 
     def describe(self) -> dict[str, str]:
-        """What a visitor may see about the configuration (the token only as set / not set)."""
+        """What a visitor may see about the configuration (the token only as set / not set, a local base model
+        folder only by its last part)."""
         return {
-            "base model": self.base_model + (f" @ {self.base_revision}" if self.base_revision else ""),
+            "base model": public_model_name(self.base_model)
+            + (f" @ {self.base_revision}" if self.base_revision else ""),
             "adapters offered": ", ".join(self.adapters) or "(none)",
             "also allowed": ", ".join(self.allowlist) or "(nothing else)",
             "adapters kept in memory": str(self.max_loaded_adapters),

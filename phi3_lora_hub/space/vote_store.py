@@ -95,9 +95,17 @@ class VoteStore:
             self._scheduler.trigger().result()
 
     def close(self) -> None:
-        """Upload what is left and stop the background uploads."""
-        if self._scheduler is not None:
+        """Upload what is left and stop the background uploads. Never raises: when the last upload fails (Hub
+        down at shutdown) the votes stay in the local files, and a warning says so."""
+        if self._scheduler is None:
+            return
+        try:
             self.flush()
+        except Exception as error:
+            logger.warning(
+                "the last votes were not uploaded (%s); they stay in %s", type(error).__name__, self.local_dir
+            )
+        finally:
             self._scheduler.stop()
 
     def _start_upload(self, repo_id: str, token: str | None, private: bool, every_minutes: float) -> None:

@@ -1,6 +1,7 @@
 """Helpers for the Space tests: reaching the local Hub, adapter repos with checkpoint branches, the app on loopback.
 
-Imported by the test modules of this folder (``from space_testing import ...``); fixtures are in ``conftest.py``.
+Imported by the Space tests (``tests/space``, ``tests/adversarial``) as ``from space_testing import ...``; the
+fixtures of tests/space are in its ``conftest.py``.
 """
 
 from __future__ import annotations
