@@ -208,3 +208,68 @@ def test_adv_crash_sample_answers_are_written_atomically_and_a_cut_file_does_not
     callback.on_train_begin(args, state, SimpleNamespace())  # no model: nothing is generated here
     assert callback.samples.steps == []
     assert any("cannot be read" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_adv_crash_hub_resume_survives_kills_during_pushes_staging_and_at_random(
+    hub, hub_repo_id, adv_crash_base, adv_crash_data, adv_crash_env, adv_crash_reference, tmp_path
+):
+    """Three kills, each followed by ``train(resume_from_hub=True)`` on a fresh machine (an empty output folder).
+
+    Proves: a kill after the Hub applied a checkpoint's resumable-state commit but before its completion marker
+    (the Hub stalls the answer) leaves a branch that resume refuses, with a log line, for the previous complete
+    one; a kill while staging a checkpoint and one at a random time each resume from the newest branch that holds
+    a marker when the run died; the last run's adapter is bit-identical to the uninterrupted run's and ``main``
+    holds exactly it (sha256 of every file).
+    """
+    api = HfApi()
+    rng = random.Random(SEED + 1)
+    tally = Tally("kills survived, resume from the Hub")
+
+    def run(index: int, **settings) -> ChildRun:
+        return start_child(
+            f"machine {index}",
+            tmp_path / f"machine-{index}",
+            base=adv_crash_base,
+            data=adv_crash_data,
+            env=adv_crash_env,
+            repo_id=hub_repo_id,
+            resume="none" if index == 0 else "hub",
+            **settings,
+        )
+
+    # 1. Checkpoint 4's resumable state lands on branch step-4, the answer is stalled: killed before the marker.
+    stall = hub.faults.delay(method="POST", path=r"/commit/step-4$", seconds=120, stage="after", count=1)
+    first = run(0)
+    first.wait_until(
+        lambda: stall.hits == 1 and api.file_exists(hub_repo_id, "checkpoint/optimizer.pt", revision="step-4"),
+        "the resumable state of step 4 on the Hub",
+    )
+    first.kill()
+    hub.faults.clear()
+    assert not api.file_exists(hub_repo_id, "checkpoint/COMPLETE.json", revision="step-4")
+    tally.add("while the Hub stalled the answer to step 4's resumable-state commit (applied, no marker yet)")
+
+    # 2. Resumes from step 2, not from the unmarked step 4; killed while staging checkpoint 6 for the Hub.
+    second = run(1, kill={"at": "stage", "step": 6})
+    assert second.wait() == -9, second.explain()
+    assert second.start_step == 2, second.explain()
+    assert "step-4 is not a complete checkpoint (no completion marker" in second.stderr
+    tally.add("while staging checkpoint 6 for the Hub (first file linked)")
+
+    # 3. Resumes from the newest marked branch; killed at a random time (steps, saves, pushes in flight).
+    expected = newest_marked_step(api, hub_repo_id)
+    third = run(2, step_sleep=STEP_SLEEP)
+    tally.add(kill_at_random_time(third, rng))
+    assert third.start_step == expected, third.explain()
+
+    # 4. Resumes from the newest marked branch and finishes.
+    expected = newest_marked_step(api, hub_repo_id)
+    last = run(3)
+    assert last.wait() == 0, last.explain()
+    assert last.start_step == expected, last.explain()
+    assert json.loads(last.stdout.strip().splitlines()[-1]) == {"global_step": MAX_STEPS, "hub_ok": True}
+    adapter = tmp_path / "machine-3" / "adapter"
+    assert_same_adapter(adv_crash_reference, adapter)
+    assert_hub_holds(api, hub_repo_id, "main", adapter, tmp_path / "download")
+    tally.report()
