@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from phi3_lora_hub.hub.files import ADAPTER_WEIGHTS, sha256_of
 
@@ -130,3 +130,12 @@ class Tally:
         text = f"{self.title}: {len(self.entries)}\n" + "\n".join(f"  - {entry}" for entry in self.entries)
         print(text)
         return text
+
+
+def fake_adapter(directory: Path) -> Path:
+    """The two files a publishable adapter needs (the card is generated from what is there)."""
+    directory.mkdir(parents=True)
+    config = {"peft_type": "LORA", "r": 2, "base_model_name_or_path": "x"}
+    (directory / "adapter_config.json").write_text(json.dumps(config))
+    save_file({"lora_A": torch.zeros(2, 2)}, directory / "adapter_model.safetensors")
+    return directory

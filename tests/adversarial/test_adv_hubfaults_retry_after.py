@@ -7,26 +7,14 @@ the server's ``Retry-After``, so a real rate limit was hit again and again until
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from pathlib import Path
 
-import torch
+from adv_crash_testing import fake_adapter
 from huggingface_hub import HfApi
-from safetensors.torch import save_file
 
 from phi3_lora_hub.hub import push_adapter
 from phi3_lora_hub.hub.retry import RetryPolicy
-
-
-def fake_adapter(directory: Path) -> Path:
-    """The two files a publishable adapter needs (the card is generated from what is there)."""
-    directory.mkdir(parents=True)
-    config = {"peft_type": "LORA", "r": 2, "base_model_name_or_path": "x"}
-    (directory / "adapter_config.json").write_text(json.dumps(config))
-    save_file({"lora_A": torch.zeros(2, 2)}, directory / "adapter_model.safetensors")
-    return directory
 
 
 def test_adv_hubfaults_a_rate_limited_commit_is_retried_after_the_servers_retry_after(
