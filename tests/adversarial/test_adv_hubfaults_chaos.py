@@ -30,8 +30,8 @@ from tests.publish.helpers import assert_hub_holds, hub_hashes, local_adapter_ha
 MAX_STEPS, SAVE_STEPS = 300, 25
 PUSH_REQUESTS = {"commit": 3, "preupload": 2, "branch": 2, "repo_info": 1, "validate_yaml": 1, "refs": 1}
 """The request kinds a push sends (``whoami`` and ``create_repo`` only at the start), with how often each is hit."""
-RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.25, max_backoff=1.0)
-"""About a second of retries per request: outages of several seconds make whole pushes fail for real."""
+RETRY = RetryPolicy(max_attempts=4, initial_backoff=0.25, max_backoff=1.0)
+"""About two seconds of retries per request: outages of several seconds make whole pushes fail for real."""
 READ_TIMEOUT = 2.0
 
 
