@@ -14,6 +14,8 @@ disk) made the checkpoint look complete, and a ``sample_generations.json`` cut s
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
 import logging
 import random
@@ -24,6 +26,7 @@ import pytest
 from adv_crash_testing import SEED, ChildRun, Tally, assert_same_adapter, start_child
 from huggingface_hub import HfApi
 
+from phi3_lora_hub.hub.resume import newest_complete_checkpoint
 from tests.publish.helpers import assert_hub_holds
 
 STEP_SLEEP = 0.35
@@ -273,3 +276,38 @@ def test_adv_crash_hub_resume_survives_kills_during_pushes_staging_and_at_random
     assert_same_adapter(adv_crash_reference, adapter)
     assert_hub_holds(api, hub_repo_id, "main", adapter, tmp_path / "download")
     tally.report()
+
+
+def test_adv_crash_disk_full_while_writing_trainer_state_stops_training_and_resume_takes_the_previous_checkpoint(
+    adv_crash_base, adv_crash_data, tmp_path, monkeypatch
+):
+    """Extends C11 (full disk on ``optimizer.pt``) to the one file that made a cut checkpoint look complete: the
+    disk fills up halfway through ``checkpoint-4/trainer_state.json``. Training stops with the ``ENOSPC`` error
+    naming the file; ``checkpoint-2`` is untouched; resuming takes it and finishes the run."""
+    from transformers import TrainerState
+
+    from phi3_lora_hub import Phi3LoraRecipe
+    from phi3_lora_hub.hub.files import sha256_of
+
+    real_save = TrainerState.save_to_json
+
+    def disk_full_at_step_4(self, json_path: str) -> None:
+        if not json_path.endswith(str(Path("checkpoint-4") / "trainer_state.json")):
+            return real_save(self, json_path)
+        Path(json_path).write_text(json.dumps(dataclasses.asdict(self), indent=2)[:100])  # what fit on the disk
+        raise OSError(errno.ENOSPC, "No space left on device", json_path)
+
+    def recipe() -> Phi3LoraRecipe:
+        training = {"max_steps": 4, "save_steps": 2, "per_device_train_batch_size": 4, "disable_tqdm": True}
+        return Phi3LoraRecipe(str(adv_crash_base), str(adv_crash_data), output_dir=str(tmp_path), training=training)
+
+    monkeypatch.setattr(TrainerState, "save_to_json", disk_full_at_step_4)
+    with pytest.raises(OSError, match="No space left on device") as error:
+        recipe().train()
+    assert error.value.errno == errno.ENOSPC and "checkpoint-4" in str(error.value)
+    before = {path.name: sha256_of(path) for path in (tmp_path / "checkpoint-2").iterdir()}
+
+    monkeypatch.setattr(TrainerState, "save_to_json", real_save)
+    assert newest_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
+    assert {path.name: sha256_of(path) for path in (tmp_path / "checkpoint-2").iterdir()} == before
+    assert recipe().train(resume_from_checkpoint=True).global_step == 4
