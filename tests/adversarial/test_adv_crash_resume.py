@@ -242,7 +242,7 @@ def test_adv_crash_hub_resume_survives_kills_during_pushes_staging_and_at_random
         )
 
     # 1. Checkpoint 4's resumable state lands on branch step-4, the answer is stalled: killed before the marker.
-    stall = hub.faults.delay(method="POST", path=r"/commit/step-4$", seconds=120, stage="after", count=1)
+    stall = hub.faults.delay(method="POST", path=r"/commit/step-4$", seconds=45, stage="after", count=1)
     first = run(0)
     first.wait_until(
         lambda: stall.hits == 1 and api.file_exists(hub_repo_id, "checkpoint/optimizer.pt", revision="step-4"),

@@ -153,7 +153,7 @@ def test_adv_hubfaults_a_seeded_fault_storm_during_a_quickstart_sized_run(
     hub.start()
     report, api = result.hub, HfApi()
     assert result.global_step == MAX_STEPS and report is not None
-    records = hub.requests
+    records = [r for r in hub.requests if hub_repo_id in r.path]  # a stalled request of an earlier test may end now
     by_request_id = {r.request_id: r for r in records if r.request_id}
     injected = sum(rule.hits for rule in rules.values())
     assert injected >= 5 and chaos.stops >= 1, chaos.applied  # the storm really happened
