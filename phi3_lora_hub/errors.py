@@ -23,14 +23,18 @@ class DataProblem:
     """One problem found in one row of a dataset."""
 
     row: int
-    """0-based index of the row in the source data (line number - 1 for JSONL files)."""
+    """0-based index of the row in the source data (blank lines of a JSONL file are not rows)."""
     field: str
     """Where in the row, e.g. ``messages[2].content``."""
     message: str
     """What is wrong and what was expected."""
+    line: int | None = None
+    """1-based line where the row starts in its file, when that is not ``row + 1`` (a JSONL file with blank lines,
+    a CSV file); ``None`` otherwise."""
 
     def __str__(self) -> str:
-        return f"row {self.row}, {self.field}: {self.message}"
+        line = f" (line {self.line})" if self.line is not None else ""
+        return f"row {self.row}{line}, {self.field}: {self.message}"
 
 
 class DataError(Phi3LoraHubError, ValueError):

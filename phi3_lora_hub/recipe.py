@@ -27,6 +27,13 @@ from phi3_lora_hub.config.recipe_config import (
 from phi3_lora_hub.config.training import resolve_training
 from phi3_lora_hub.data.prepare import DataOptions, DataReport, hold_out, prepare_dataset
 from phi3_lora_hub.data.sources import read_rows
+from phi3_lora_hub.distributed.launch import prepare_launch
+from phi3_lora_hub.distributed.processes import (
+    global_batch_summary,
+    is_main_process,
+    main_process_first,
+    save_trained_adapter,
+)
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.evaluation.settings import resolve_evaluation
 from phi3_lora_hub.hardware import Hardware, detect_hardware
@@ -135,7 +142,15 @@ class Phi3LoraRecipe:
         )
 
     def prepare_data(self, tokenizer=None) -> PreparedData:
-        """Read, convert, validate and tokenize the training (and evaluation) data; raises ``DataError`` on bad rows."""
+        """Read, convert, validate and tokenize the training (and evaluation) data; raises ``DataError`` on bad rows.
+
+        Under a launcher (``accelerate launch``, ``torchrun``) the first process of each node prepares the data and
+        fills the on-disk cache while the others wait, then they read it from the cache.
+        """
+        with main_process_first(self.config.training):
+            return self._prepare_data(tokenizer)
+
+    def _prepare_data(self, tokenizer=None) -> PreparedData:
         config = self.config
         tokenizer = tokenizer or self.load_tokenizer()
         options = self._data_options()
@@ -208,22 +223,35 @@ class Phi3LoraRecipe:
 
     # -- training --------------------------------------------------------------------------------------------------
 
+    def check_launch(self):
+        """Check how this process was launched (``accelerate launch`` config, ``torchrun``) against the recipe.
+
+        Raises ``ConfigError`` when the launch cannot produce a usable adapter (e.g. FSDP saving sharded state
+        dicts); returns the :class:`~phi3_lora_hub.distributed.launch.LaunchPlan`. ``build_trainer`` runs it too.
+        """
+        return prepare_launch(self.config, dict(self.config.training))
+
     def build_trainer(self, model=None, tokenizer=None, data: PreparedData | None = None):
         """A ready ``trl.SFTTrainer`` with the LoRA config, the prepared data and the recipe's callbacks."""
         from trl import SFTConfig
 
+        from phi3_lora_hub.training.artifacts_callback import CheckpointArtifactsCallback
         from phi3_lora_hub.training.trainer import Phi3SFTTrainer, trainer_arguments
-        from phi3_lora_hub.training_callbacks import CheckpointArtifactsCallback
 
         config = self.config
+        training = dict(config.training)
+        prepare_launch(config, training)  # a launch that cannot work fails here, before data and model are loaded
         tokenizer = tokenizer or self.load_tokenizer()
         data = data or self.data or self.prepare_data(tokenizer)
-        model = model if model is not None else self.load_model()
-        training = dict(config.training)
         if data.eval is not None and training.get("eval_strategy", "no") == "no":
             training["eval_strategy"] = training.get("save_strategy", "steps")
             training.setdefault("eval_steps", training.get("save_steps"))
+        # Arguments before the model: under DeepSpeed ZeRO-3 they hold the config that makes from_pretrained load
+        # only this process's shard of the weights (transformers' is_deepspeed_zero3_enabled).
         args = SFTConfig(output_dir=config.output_dir, **trainer_arguments(training))
+        if is_main_process():
+            logger.info(global_batch_summary(training, args.world_size))
+        model = model if model is not None else self.load_model()
         from phi3_lora_hub.evaluation.recipe_eval import sample_callback
 
         # Sample answers are written into each checkpoint before any user (or upload) callback sees it.
@@ -263,6 +291,9 @@ class Phi3LoraRecipe:
         With ``hub_model_id``, every checkpoint and then the final adapter are pushed while training runs
         (``TrainResult.hub`` says what reached the Hub); ``resume_from_hub=True`` continues a killed run from the
         newest complete checkpoint it pushed (``hub_push_resumable_state=True``), or from step 0 if there is none.
+
+        Under a launcher every process trains, evaluates the loss and saves together; the adapter files, the
+        evaluation report and the Hub pushes come from the main process, which alone has anything left to do then.
         """
         from phi3_lora_hub.hub.recipe_hub import check_resume_request, publishing, resume_point
 
@@ -279,7 +310,11 @@ class Phi3LoraRecipe:
                 metrics.update(self._trainer_eval_metrics())
             adapter_dir = self.save(Path(self.config.output_dir) / ADAPTER_SUBDIR)
             if has_eval and self.config.evaluation["on_train_end"]:
-                self.evaluate()  # writes <adapter_dir>/eval_results.json, the numbers of the model card
+                from phi3_lora_hub.evaluation.recipe_eval import evaluate_after_training
+
+                evaluate_after_training(self)  # writes <adapter_dir>/eval_results.json, the numbers of the model card
+            if is_main_process():
+                self.write_card(adapter_dir)  # again, now with the evaluation
             hub.push_final(adapter_dir, trainer.state.global_step)
         checkpoints = sorted(
             Path(self.config.output_dir).glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1])
@@ -353,16 +388,31 @@ class Phi3LoraRecipe:
             raise ConfigError("Nothing to save yet: call train() first.")
         directory = Path(directory)
         if is_loralib(self.config.lora):  # loralib state dict + the equivalent PEFT adapter, side by side
-            self.trainer.save_adapter(directory)
-        else:
-            self.trainer.model.save_pretrained(directory)
+            if self.trainer.args.should_save:
+                self.trainer.save_adapter(directory)
+        elif not save_trained_adapter(self.trainer, directory):  # gathers sharded weights: every process calls it
+            return directory
+        if not self.trainer.args.should_save:  # the other processes of a multi-process run write nothing
+            return directory
         tokenizer = self.load_tokenizer()
         tokenizer.save_pretrained(directory)
         self.write_artifacts(directory)
         if self.samples_callback is not None:
             self.samples_callback.write_final(directory, self.trainer.model, tokenizer, self.trainer.state)
         (directory / "trainer_log.json").write_text(json.dumps(self.trainer.state.log_history, indent=2))
+        self.write_card(directory)
         return directory
+
+    def write_card(self, directory: str | Path) -> None:
+        """Write the model card (``README.md`` and ``loss_curve.png``) of the adapter or checkpoint in ``directory``.
+
+        It replaces PEFT's blank template. The card loads the adapter from ``hub_model_id`` when set, else from
+        ``directory``; each push to the Hub renders a card of its own for where it goes.
+        """
+        from phi3_lora_hub.cards import CardOptions, write_card
+
+        options = CardOptions(repo_id=self.config.hub_model_id or str(directory), license=self.config.hub_card_license)
+        write_card(directory, options, self.config.hub_card_template)
 
     def adapter_dir(self) -> Path:
         return Path(self.config.output_dir) / ADAPTER_SUBDIR

@@ -6,15 +6,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from phi3_testing import FAKE_TOKEN, HUB_PORT, PHI3_TOKENIZER_DIR, SESSION_DIR  # sets the environment first
+from phi3_testing import (  # sets the environment first
+    FAKE_TOKEN,
+    HUB_PORT,
+    PHI3_TOKENIZER_DIR,
+    SESSION_DIR,
+    torch_threads,
+)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    """The default offline tiny Phi-3 (built once per session)."""
+    """The default offline tiny Phi-3 (built once per session, with one torch thread)."""
     from phi3_lora_hub.model.tiny import tiny_phi3_cache_dir
 
-    return tiny_phi3_cache_dir()
+    with torch_threads(1):
+        return tiny_phi3_cache_dir()
 
 
 @pytest.fixture(scope="session")

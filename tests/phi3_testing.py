@@ -8,9 +8,11 @@ that is unique in the tree, unlike ``conftest``, of which there are several.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,16 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 requires_assets = pytest.mark.skipif(
     not PHI3_TOKENIZER_DIR.is_dir(), reason="../shared/assets (real Phi-3 tokenizer and datasets) is not present"
 )
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads (tiny models are fastest on one, on a shared machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,6 +64,21 @@ def test_adapter_directory_holds_everything_needed(trained):
         assert (checkpoint / "phi3_lora_recipe.yaml").is_file() and (checkpoint / "generation_config.json").is_file()
     again = Phi3LoraRecipe.from_yaml(result.adapter_dir / "phi3_lora_recipe.yaml")
     assert again.config == recipe.config
+
+
+def test_the_adapter_and_each_checkpoint_carry_the_recipes_model_card(trained):
+    recipe, result = trained
+    card = (result.adapter_dir / "README.md").read_text()
+    assert "[More Information Needed]" not in card  # not PEFT's blank template
+    assert card.startswith("---\n") and "library_name: peft" in card and "- phi3-lora-hub" in card
+    assert "### Evaluation: base model vs adapter" in card and "Perplexity (answer tokens)" in card
+    assert f'PeftModel.from_pretrained(base, "{result.adapter_dir}")' in card  # loads from where it is
+    assert (result.adapter_dir / "loss_curve.png").is_file()
+    for checkpoint in result.checkpoints:
+        text = (checkpoint / "README.md").read_text()
+        step = checkpoint.name.split("-")[-1]
+        assert "[More Information Needed]" not in text and f"after {step} training steps" in text
+    assert not (Path(recipe.config.output_dir) / "README.md").exists()  # no generic TRL card beside them
 
 
 def test_adapter_reloads_with_plain_peft(trained, tiny_model_dir):

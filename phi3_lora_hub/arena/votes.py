@@ -82,6 +82,18 @@ class GenParams:
         if self.repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
+    def generate_kwargs(self) -> dict[str, Any]:
+        """The decoding arguments of ``model.generate`` (greedy at temperature 0; seeding is the caller's job)."""
+        sampling = self.temperature > 0
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": sampling,
+            "temperature": self.temperature if sampling else None,
+            "top_p": self.top_p if sampling else None,
+            "top_k": None,
+            "repetition_penalty": self.repetition_penalty,
+        }
+
 
 @dataclass
 class SideRecord:

@@ -83,7 +83,7 @@ class RowConverter:
                 text = None
                 if isinstance(part, Mapping):
                     text = part.get("text", part.get("value"))
-                if part_type not in self.text_part_types or not isinstance(text, str):
+                if not (isinstance(part_type, str) and part_type in self.text_part_types and isinstance(text, str)):
                     problems.append(
                         DataProblem(
                             index,
@@ -138,10 +138,11 @@ class RowConverter:
             return ""
         return self._text(index, key, row[key], problems)
 
-    @staticmethod
-    def _system(row: Mapping[str, Any]) -> list[Message]:
+    def _system(self, index: int, row: Mapping[str, Any], problems: list[DataProblem]) -> list[Message]:
+        """The optional ``system`` column as a system message; a non-text value is a problem, not dropped."""
         system = row.get("system")
-        return [{"role": "system", "content": system.strip()}] if isinstance(system, str) and system.strip() else []
+        content = self._text(index, "system", system, problems) if system is not None else ""
+        return [{"role": "system", "content": content}] if content else []
 
     # -- one method per format -----------------------------------------------------------------------------------
 
@@ -149,12 +150,14 @@ class RowConverter:
         return self._turns(index, "messages", row.get("messages"), "role", "content")
 
     def _from_sharegpt(self, index: int, row: Mapping[str, Any]) -> Converted:
-        messages, problems = self._turns(index, "conversations", row.get("conversations"), "from", "value")
-        return self._system(row) + messages, problems
+        problems: list[DataProblem] = []
+        system = self._system(index, row, problems)
+        messages, more = self._turns(index, "conversations", row.get("conversations"), "from", "value")
+        return system + messages, problems + more
 
     def _from_alpaca(self, index: int, row: Mapping[str, Any]) -> Converted:
         problems: list[DataProblem] = []
-        messages = self._system(row)
+        messages = self._system(index, row, problems)
         history = row.get("history") or []
         if not isinstance(history, list):
             problems.append(DataProblem(index, "history", "expected a list of [user, assistant] pairs"))
@@ -172,22 +175,23 @@ class RowConverter:
         instruction = self._string_field(index, row, "instruction", problems)
         extra = row.get("input")
         extra = self._text(index, "input", extra, problems) if extra is not None else ""
-        user = f"{instruction}\n\n{extra}" if extra else instruction
+        user = "\n\n".join(part for part in (instruction, extra) if part)  # no blank lines around a lone part
         messages.append({"role": "user", "content": user})
         messages.append({"role": "assistant", "content": self._string_field(index, row, "output", problems)})
         return messages, problems
 
     def _pair(self, index: int, row: Mapping[str, Any], answer_key: str) -> Converted:
         prompt, answer = row.get("prompt"), row.get(answer_key)
-        if isinstance(prompt, list) or isinstance(answer, list):  # TRL's conversational prompt-completion
-            prompt_messages, problems = self._turns(index, "prompt", prompt, "role", "content")
-            answer_messages, more = self._turns(index, answer_key, answer, "role", "content")
-            return self._system(row) + prompt_messages + answer_messages, problems + more
         problems: list[DataProblem] = []
+        system = self._system(index, row, problems)
+        if isinstance(prompt, list) or isinstance(answer, list):  # TRL's conversational prompt-completion
+            prompt_messages, more = self._turns(index, "prompt", prompt, "role", "content")
+            answer_messages, rest = self._turns(index, answer_key, answer, "role", "content")
+            return system + prompt_messages + answer_messages, problems + more + rest
         user = self._string_field(index, row, "prompt", problems)
         assistant = self._string_field(index, row, answer_key, problems)
         messages = [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-        return [*self._system(row), *messages], problems
+        return [*system, *messages], problems
 
     def _from_prompt_response(self, index: int, row: Mapping[str, Any]) -> Converted:
         return self._pair(index, row, "response")
@@ -222,7 +226,7 @@ def detect_format(columns: Iterable[str]) -> str:
         if required <= columns:
             return name
     raise DataError(
-        f"Cannot tell the chat format of a dataset with columns {sorted(columns)}. Supported: "
+        f"Cannot tell the chat format of a dataset with columns {sorted(columns, key=repr)}. Supported: "
         "messages (OpenAI), conversations (ShareGPT), instruction/input/output (Alpaca), prompt/response, "
         "prompt/completion, text (Phi-3 chat format). Rename the columns or pass format=."
     )

@@ -15,11 +15,11 @@ changes the result, so a second run of the same config skips all of this.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -102,10 +102,13 @@ def convert_rows(raw: RawRows, options: DataOptions) -> ConvertedRows:
     data_format = options.format or detect_format(columns)
     convert = RowConverter(data_format, role_map=options.role_map, text_part_types=options.text_part_types)
     conversations, problems, skipped = [], [], []
+    lines = raw.lines
     for index, row in enumerate(raw.rows):
         messages, row_problems = convert(index, row)
         if not row_problems:
             row_problems = validate_messages(index, messages)
+        if row_problems and lines is not None:
+            row_problems = [replace(problem, line=lines[index]) for problem in row_problems]
         if row_problems:
             problems.extend(row_problems)
             skipped.append(index)
@@ -232,10 +235,18 @@ def _tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _rows_fingerprint(rows: list[dict]) -> str:
+    """A hash of in-memory rows: their JSON with sorted keys, or their repr when the keys cannot be sorted (mixed
+    types, e.g. ``{1: ..., "prompt": ...}``) or the rows are not JSON (a cycle)."""
+    try:
+        text = json.dumps(rows, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        text = repr(rows)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _cache_key(raw: RawRows, tokenizer, options: DataOptions) -> str:
-    fingerprint = raw.fingerprint
-    if fingerprint is None:
-        fingerprint = hashlib.sha256(json.dumps(raw.rows, sort_keys=True, default=str).encode()).hexdigest()
+    fingerprint = raw.fingerprint if raw.fingerprint is not None else _rows_fingerprint(raw.rows)
     settings = {**asdict(options), "role_map": dict(options.role_map or {})}
     payload = json.dumps([_CACHE_VERSION, fingerprint, _tokenizer_fingerprint(tokenizer), settings], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
@@ -258,8 +269,11 @@ def prepare_dataset(raw: RawRows, tokenizer, options: DataOptions, *, use_cache:
         staging = directory.with_name(directory.name + f".tmp{os.getpid()}")
         dataset.save_to_disk(str(staging / "dataset"))
         (staging / "report.json").write_text(json.dumps(asdict(report)))
-        with contextlib.suppress(OSError):  # another process may have cached it first
+        try:
             staging.rename(directory)  # atomic: a half-written cache entry is never read
+            logger.info("Prepared %s and cached it in %s", report.source, directory)
+        except OSError:  # another process (another node on a shared disk) cached it first: keep theirs
+            shutil.rmtree(staging, ignore_errors=True)
         dataset = datasets.load_from_disk(str(directory / "dataset")) if directory.exists() else dataset
     return dataset, report
 

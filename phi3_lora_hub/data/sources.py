@@ -7,6 +7,7 @@ Local JSON/JSONL files are parsed here rather than by Arrow, because chat data o
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,14 +22,20 @@ TRAIN_SPLITS = ("train", "train_sft")
 class RawRows:
     """Rows as plain dicts, plus where they came from (for reports and model cards).
 
-    ``rows`` may be given as a list or as a function that reads them: a file is then parsed only when its rows are
-    first used, so a run whose prepared dataset is already cached (keyed by the file hash) never parses it.
+    ``rows`` may be given as a list or as a function that reads them (and returns them with their ``lines``): a
+    file is then parsed only when its rows are first used, so a run whose prepared dataset is already cached (keyed
+    by the file hash) never parses it.
     """
 
     def __init__(
-        self, rows: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]], source: str, fingerprint: str | None
+        self,
+        rows: list[dict[str, Any]] | Callable[[], tuple[list[dict[str, Any]], list[int] | None]],
+        source: str,
+        fingerprint: str | None,
+        lines: list[int] | None = None,
     ) -> None:
         self._rows = rows
+        self._lines = lines
         self.source = source
         """A short description: the Hub id and split, the file name, or ``in-memory``."""
         self.fingerprint = fingerprint
@@ -37,48 +44,119 @@ class RawRows:
     @property
     def rows(self) -> list[dict[str, Any]]:
         if callable(self._rows):
-            self._rows = self._rows()
+            self._rows, self._lines = self._rows()
         return self._rows
+
+    @property
+    def lines(self) -> list[int] | None:
+        """The 1-based line where each row starts in its file, when some row is not on line ``row + 1``."""
+        _ = self.rows
+        return self._lines
 
     def __repr__(self) -> str:
         state = "not read yet" if callable(self._rows) else f"{len(self._rows)} rows"
         return f"RawRows({self.source!r}, {state}, fingerprint={self.fingerprint!r})"
 
 
-def _read_json(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8, with or without a byte-order mark; anything else is a ``DataError`` naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"{path}: line {line} is not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start}); "
+            "save the file as UTF-8."
+        ) from None
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, with JSON nested too deeply for the parser reported as a ``JSONDecodeError``."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
+def _read_json(path: Path) -> tuple[list[Any], list[int] | None]:
+    text = _read_text(path)
     stripped = text.lstrip()
     if path.suffix == ".json" and stripped.startswith("["):
         try:
-            data = json.loads(text)
+            data = _loads(text)
         except json.JSONDecodeError as error:
             raise DataError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
-        return data
-    rows = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
+        return data, None
+    rows, lines = [], []
+    # Lines end at "\n" only: str.splitlines() also breaks at U+2028, NEL and other characters JSON strings may hold.
+    for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append(_loads(line))
         except json.JSONDecodeError as error:
             raise DataError(f"{path}: line {line_number} is not valid JSON: {error.msg}") from None
-    return rows
+        lines.append(line_number)
+    return rows, lines
 
 
-def _read_file(path: Path) -> list[dict[str, Any]]:
+def _read_csv(path: Path) -> tuple[list[Any], list[int]]:
+    """Rows of a CSV file with a header line, and the line where each starts (a quoted field may span lines).
+
+    Fields missing at the end of a line are ``None``; a field may be as long as the file (csv's own cap is 128 KiB).
+    """
+    text = _read_text(path)
+    previous_limit = csv.field_size_limit(len(text) + 1)  # process-wide: restored below
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows, lines = [], []
+    try:
+        header = next(reader, [])
+        start = reader.line_num + 1
+        for record in reader:
+            if len(record) > len(header):
+                raise DataError(
+                    f"{path}: line {start} has {len(record)} fields, the header {len(header)}; "
+                    "quote fields that contain commas."
+                )
+            if record:  # a blank line is not a row
+                rows.append(dict(zip(header, record + [None] * (len(header) - len(record)), strict=True)))
+                lines.append(start)
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise DataError(f"{path}: line {reader.line_num} is not valid CSV: {error}") from None
+    finally:
+        csv.field_size_limit(previous_limit)
+    return rows, lines
+
+
+def _read_parquet(path: Path) -> tuple[list[Any], None]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist(), None
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{path}: not a readable Parquet file: {error}") from None
+
+
+def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[int] | None]:
+    """The rows of a local file, and the line where each starts when some row is not on line ``row + 1``."""
     if path.suffix in (".jsonl", ".json"):
-        rows = _read_json(path)
+        rows, lines = _read_json(path)
     elif path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        rows, lines = _read_csv(path)
     else:
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
+        rows, lines = _read_parquet(path)
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            raise DataError(f"{path}: row {index} is a {type(row).__name__}, expected an object with named fields.")
-    return rows
+            line = f" (line {lines[index]})" if lines else ""
+            raise DataError(
+                f"{path}: row {index}{line} is a {type(row).__name__}, expected an object with named fields."
+            )
+    if lines == list(range(1, len(rows) + 1)):
+        lines = None  # row i is on line i + 1: nothing to add to "row i"
+    return rows, lines
 
 
 def _file_fingerprint(path: Path) -> str:
@@ -129,7 +207,10 @@ def read_rows(source: Any, *, split: str | None = None, config_name: str | None 
                     f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}."
                 )
             fingerprint = _file_fingerprint(path)
-            return RawRows((lambda: _read_file(path)) if lazy else _read_file(path), path.name, fingerprint)
+            if lazy:
+                return RawRows(lambda: _read_file(path), path.name, fingerprint)
+            rows, lines = _read_file(path)
+            return RawRows(rows, path.name, fingerprint, lines)
         if path.suffix in LOCAL_SUFFIXES or path.is_dir() or str(source).startswith((".", "/", "~")):
             raise DataError(f"Dataset file {str(source)!r} does not exist.")
         return _read_hub(str(source), split, config_name)

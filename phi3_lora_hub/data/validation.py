@@ -1,7 +1,8 @@
 """Checks that a converted conversation can be trained on, naming the row and field of every problem.
 
 A trainable conversation has an optional system message first, then user and assistant turns that alternate,
-at least one assistant answer, no empty answers, and no Phi-3 control tokens inside any message.
+at least one assistant answer, no empty answers, no Phi-3 control tokens inside any message, and only text a
+tokenizer can encode (no lone surrogates).
 
 Control tokens (``<|end|>``, ``<|assistant|>``, ...) inside message text are refused: the tokenizer would read
 them as real turn boundaries, so user text could fake an assistant turn and change what the loss trains on.
@@ -15,6 +16,15 @@ from phi3_lora_hub import phi3_format
 from phi3_lora_hub.errors import DataProblem
 
 
+def _lone_surrogate(text: str) -> int | None:
+    """Position of the first lone surrogate in ``text`` (not encodable as UTF-8), or ``None``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
+
+
 def validate_messages(index: int, messages: Sequence[dict[str, str]]) -> list[DataProblem]:
     """Every problem that stops ``messages`` (row ``index``) from being a trainable Phi-3 conversation."""
     if not messages:
@@ -24,6 +34,16 @@ def validate_messages(index: int, messages: Sequence[dict[str, str]]) -> list[Da
     for position, message in enumerate(messages):
         role, content = message["role"], message["content"]
         where = f"messages[{position}]"
+        surrogate = _lone_surrogate(content)
+        if surrogate is not None:
+            problems.append(
+                DataProblem(
+                    index,
+                    f"{where}.content",
+                    f"not valid Unicode: lone surrogate {content[surrogate]!r} at character {surrogate} "
+                    "(broken UTF-16, often from a bad \\uD800-style escape); the tokenizer cannot encode it",
+                )
+            )
         token = phi3_format.contains_control_token(content)
         if token:
             problems.append(

@@ -66,7 +66,6 @@ def generate_answers(
     params = params or GenParams()
     stops = _stop_ids(tokenizer)
     pad_id = tokenizer.convert_tokens_to_ids(phi3_format.EOS)
-    sampling = params.temperature > 0
     device = next(model.parameters()).device
     results: list[Generation] = []
     was_training = model.training
@@ -89,12 +88,7 @@ def generate_answers(
                 output = model.generate(
                     input_ids=input_ids,
                     attention_mask=mask,
-                    max_new_tokens=params.max_new_tokens,
-                    do_sample=sampling,
-                    temperature=params.temperature if sampling else None,
-                    top_p=params.top_p if sampling else None,
-                    top_k=None,
-                    repetition_penalty=params.repetition_penalty,
+                    **params.generate_kwargs(),
                     eos_token_id=stops,
                     pad_token_id=pad_id,
                     use_cache=True,

@@ -138,3 +138,27 @@ def evaluate_recipe(
     path = report.write(target)
     logger.info("Evaluation report written to %s\n%s", path, report.markdown_table())
     return report
+
+
+def evaluate_after_training(recipe: Phi3LoraRecipe) -> EvaluationReport | None:
+    """The evaluation ``train()`` runs at its end, on the main process only; ``None`` where it does not run.
+
+    Generating needs the whole model in one process. With replicated weights (one process, DDP, ZeRO-2) the main
+    process evaluates the adapter in memory while the others are done. With sharded weights (FSDP, ZeRO-3) a forward
+    pass on one process would wait forever for the others, so it is skipped with a warning saying how to evaluate
+    the saved adapter instead; the Trainer's gathered ``eval_loss`` is still in the metrics.
+    """
+    from phi3_lora_hub.distributed.processes import is_main_process, weights_are_sharded
+
+    if not is_main_process():
+        return None
+    if weights_are_sharded(recipe.trainer.args if recipe.trainer is not None else None):
+        logger.warning(
+            "The evaluation after training is skipped: the weights are sharded across processes (FSDP or ZeRO-3) "
+            "and generating needs the whole model in one process. Evaluate the saved adapter in one process "
+            "afterwards: Phi3LoraRecipe.from_yaml('%s').evaluate(), or phi3-lora-hub eval --adapter %s --dataset ...",
+            recipe.adapter_dir() / "phi3_lora_recipe.yaml",
+            recipe.adapter_dir(),
+        )
+        return None
+    return recipe.evaluate()

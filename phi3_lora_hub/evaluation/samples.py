@@ -30,6 +30,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from phi3_lora_hub.arena.votes import GenParams
+from phi3_lora_hub.distributed.processes import weights_are_sharded
 from phi3_lora_hub.evaluation.generate import generate_answers
 
 logger = logging.getLogger(__name__)
@@ -134,11 +135,6 @@ class SampleGenerations:
         return "\n".join(parts).rstrip() + "\n"
 
 
-def _uses_sharded_weights(args) -> bool:
-    """True under FSDP or DeepSpeed, where generating on one process alone would hang the others."""
-    return bool(getattr(args, "fsdp", None)) or bool(getattr(args, "deepspeed", None))
-
-
 class SampleGenerationsCallback(TrainerCallback):
     """Answers fixed prompts at step 0, at every evaluation and at every save; stores them in each checkpoint.
 
@@ -155,8 +151,11 @@ class SampleGenerationsCallback(TrainerCallback):
     def _answers_at(self, args, state, model, tokenizer) -> StepSamples | None:
         if self._disabled or not state.is_world_process_zero or model is None or tokenizer is None:
             return None
-        if _uses_sharded_weights(args):
-            logger.warning("Sample generations are off: generating on one process is not possible with FSDP/DeepSpeed.")
+        if weights_are_sharded(args):
+            logger.warning(
+                "Sample generations are off: the weights are sharded across processes (FSDP or ZeRO-3), so the "
+                "main process cannot generate alone."
+            )
             self._disabled = True
             return None
         existing = next((s for s in self.samples.steps if s.step == state.global_step), None)

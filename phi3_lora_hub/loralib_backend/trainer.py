@@ -20,9 +20,10 @@ from phi3_lora_hub.loralib_backend.checkpoint import save_adapter
 from phi3_lora_hub.loralib_backend.loading import load_loralib_checkpoint
 from phi3_lora_hub.loralib_backend.merging import merging_disabled
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec
+from phi3_lora_hub.training.trainer import RecipeCardsMixin
 
 
-class LoralibSFTTrainer(SFTTrainer):
+class LoralibSFTTrainer(RecipeCardsMixin, SFTTrainer):
     """``SFTTrainer`` for a model already patched by :func:`~phi3_lora_hub.loralib_backend.patching.patch_phi3`.
 
     Args:

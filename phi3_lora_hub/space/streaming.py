@@ -246,7 +246,6 @@ def _generate(
     device = base.device
     inputs = encode(base.tokenizer, [side.messages for side in sides], device)
     stops = stop_token_ids(base.tokenizer)
-    sampling = params.temperature > 0
     streamer = RowStreamer(
         base.tokenizer,
         slots,
@@ -261,12 +260,7 @@ def _generate(
             torch.manual_seed(params.seed)
         model.generate(
             **inputs,
-            max_new_tokens=params.max_new_tokens,
-            do_sample=sampling,
-            temperature=params.temperature if sampling else None,
-            top_p=params.top_p if sampling else None,
-            top_k=None,
-            repetition_penalty=params.repetition_penalty,
+            **params.generate_kwargs(),
             eos_token_id=stops,
             pad_token_id=base.tokenizer.convert_tokens_to_ids(phi3_format.EOS),
             streamer=streamer,

@@ -97,7 +97,17 @@ def install_fused_loss(causal_lm) -> None:
     causal_lm._phi3_fused_loss_installed = True
 
 
-class Phi3SFTTrainer(SFTTrainer):
+class RecipeCardsMixin:
+    """Leaves model cards to the recipe, which writes its own next to each adapter and checkpoint.
+
+    TRL writes a generic card into ``output_dir`` at every checkpoint, naming no base model and none of the run.
+    """
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        return None
+
+
+class Phi3SFTTrainer(RecipeCardsMixin, SFTTrainer):
     """``trl.SFTTrainer`` with an exact, faster loss head and padding-free attention; same arguments."""
 
     def __init__(self, model=None, args=None, *pos, **kwargs) -> None:

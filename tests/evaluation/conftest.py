@@ -7,39 +7,18 @@ several times slower.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from phi3_testing import torch_threads
 
 
 @pytest.fixture(autouse=True)
 def _single_torch_thread() -> Iterator[None]:
     with torch_threads(1):
         yield
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir() -> Path:
-    """The default offline tiny Phi-3, built (if no other test built it yet) with one torch thread."""
-    from phi3_lora_hub.model.tiny import tiny_phi3_cache_dir
-
-    with torch_threads(1):
-        return tiny_phi3_cache_dir()
 
 
 TRAINING = {

@@ -10,25 +10,13 @@ The adapters (trained once per session, about 20 s on one CPU thread):
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from phi3_testing import torch_threads
 from space_testing import AdapterRepo, hub_reachable, make_settings, push_adapter
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
@@ -36,14 +24,6 @@ def _single_torch_thread() -> Iterator[None]:
     """Tiny models run fastest on one thread, and other test processes share the cores."""
     with torch_threads(1):
         yield
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir() -> Path:
-    from phi3_lora_hub.model.tiny import tiny_phi3_cache_dir
-
-    with torch_threads(1):
-        return tiny_phi3_cache_dir()
 
 
 @dataclass(frozen=True)

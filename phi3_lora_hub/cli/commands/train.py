@@ -39,16 +39,21 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from phi3_lora_hub.distributed.processes import is_main_process
     from phi3_lora_hub.recipe import Phi3LoraRecipe
 
     recipe = Phi3LoraRecipe.from_yaml(args.config, args.overrides)
     if args.dry_run:
-        print(recipe.to_yaml(), end="")
+        launch = recipe.check_launch()  # under a launcher: fails now on settings that would break the run
         data = recipe.prepare_data()
-        print(f"# train data: {data.train_report.summary()}")
-        if data.eval_report is not None:
-            print(f"# eval data: {data.eval_report.summary()}")
+        if is_main_process():  # one report, not one per process
+            print(recipe.to_yaml(), end="")
+            print(f"# {launch.describe()}")
+            print(f"# train data: {data.train_report.summary()}")
+            if data.eval_report is not None:
+                print(f"# eval data: {data.eval_report.summary()}")
         return 0
     result = recipe.train(resume_from_checkpoint=args.resume, resume_from_hub=args.resume_from_hub)
-    print(result)
+    if is_main_process():
+        print(result)
     return 0
