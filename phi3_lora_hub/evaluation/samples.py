@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,9 +99,13 @@ class SampleGenerations:
         return SampleGenerations(self.prompts, self.gen_params, self.source, [s for s in self.steps if s.step <= step])
 
     def write(self, directory: str | Path) -> Path:
+        """Write :data:`SAMPLES_FILE` into ``directory`` atomically: a crash while writing leaves the previous
+        file (or none), never a half-written one, in the checkpoint a resumed run reads it back from."""
         path = Path(directory) / SAMPLES_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        partial = path.with_name(f".{SAMPLES_FILE}.partial")
+        partial.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(partial, path)
         return path
 
     @classmethod
@@ -181,7 +186,12 @@ class SampleGenerationsCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step > 0:  # resumed: keep the history stored with the checkpoint
-            stored = SampleGenerations.read(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            try:
+                stored = SampleGenerations.read(checkpoint)
+            except (OSError, ValueError, KeyError, TypeError) as error:  # e.g. cut short by a crash
+                logger.warning("Ignoring the sample answers stored in %s, which cannot be read: %s", checkpoint, error)
+                stored = None
             if stored is not None and [p.messages for p in stored.prompts] == [
                 p.messages for p in self.samples.prompts
             ]:

@@ -44,7 +44,8 @@ class CheckpointPush:
             extra = (", resumable" if self.resumable else "") + (", with the final adapter" if self.with_final else "")
             return f"{self.label}: pushed to {where} (commit {str(self.commit)[:10]}{extra})"
         if self.status == "skipped":
-            return f"{self.label}: skipped, a newer checkpoint was pushed instead"
+            # Not "a newer one was pushed instead": the newer one may have failed too (its own line says).
+            return f"{self.label}: skipped, {self.error or 'a newer checkpoint was saved before it could be pushed'}"
         reason = f": {self.error}" if self.error else ""
         return f"{self.label}: {self.status}{reason}"
 

@@ -141,7 +141,9 @@ def _download_complete(
 def newest_complete_checkpoint(output_dir: str | Path, *, resumable: bool = True) -> Path | None:
     """The ``checkpoint-N`` folder with the highest N that is complete (``None`` if there is none).
 
-    Partial folders (a save cut short by a full disk or a kill) are skipped with a warning.
+    Partial folders (a save cut short by a full disk or a kill) are skipped with a warning. Trainer writes
+    ``trainer_state.json`` last, and not atomically: a kill while it is written leaves it cut short, so it must
+    also parse and name the folder's own step (a copy renamed to another step is not taken either).
     """
     output_dir = Path(output_dir)
     found = sorted(
@@ -149,11 +151,17 @@ def newest_complete_checkpoint(output_dir: str | Path, *, resumable: bool = True
         for path in (output_dir.iterdir() if output_dir.is_dir() else [])
         if path.is_dir() and (match := _CHECKPOINT_DIR.fullmatch(path.name))
     )
-    for _, path in reversed(found):
+    for number, path in reversed(found):
         missing = missing_checkpoint_files(path, resumable=resumable)
-        if not missing:
-            return path
-        logger.warning("Skipping incomplete %s (missing %s)", path, ", ".join(missing))
+        if missing:
+            logger.warning("Skipping incomplete %s (missing %s)", path, ", ".join(missing))
+            continue
+        step = checkpoint_step(path)
+        if step != number:
+            why = "unreadable, cut short by a crash?" if step is None else f"it is for step {step}"
+            logger.warning("Skipping incomplete %s (its %s is %s)", path, TRAINER_STATE, why)
+            continue
+        return path
     return None
 
 

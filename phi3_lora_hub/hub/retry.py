@@ -20,6 +20,8 @@ FailureKind = Literal["transient", "conflict", "permanent"]
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_CAUSE = 300
+MAX_SERVER_WAIT = 300.0
+"""The longest ``Retry-After`` honoured (the flush deadline cuts any wait short anyway)."""
 
 
 class PushAborted(Exception):
@@ -39,6 +41,9 @@ class Failure:
     request_id: str | None = None
     ambiguous: bool = False
     """The request may have been applied although no answer came back (read timeout, dropped connection)."""
+    retry_after: float | None = None
+    """Seconds the server asked the client to wait before trying again (``Retry-After``, or the ``ratelimit``
+    header of a 429 with nothing remaining); the retry waits at least that long."""
 
     def describe(self) -> str:
         return f"{self.cause} (request id {self.request_id})" if self.request_id else self.cause
@@ -91,6 +96,21 @@ def _request_id(error: BaseException) -> str | None:
     return None
 
 
+def _server_wait(response: object) -> float | None:
+    """How long the server asked to wait before the next try, as ``huggingface_hub``'s own backoff reads it."""
+    from huggingface_hub.utils import parse_ratelimit_headers
+
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    if getattr(response, "status_code", None) == 429:
+        info = parse_ratelimit_headers(headers)
+        if info is not None and info.remaining == 0:
+            return float(min(info.reset_in_seconds, MAX_SERVER_WAIT))
+    value = str(headers.get("Retry-After") or "").strip()
+    return float(min(int(value), MAX_SERVER_WAIT)) if value.isdigit() else None  # an HTTP-date is not honoured
+
+
 def failure_of(error: BaseException, redact: Callable[[str], str] = lambda text: text) -> Failure:
     """Classify ``error`` raised by a ``huggingface_hub`` call (or by the push code itself)."""
     import httpx2
@@ -109,7 +129,7 @@ def failure_of(error: BaseException, redact: Callable[[str], str] = lambda text:
         if status == 412:
             return Failure("conflict", cause, status, request_id)
         if status in RETRY_STATUSES:
-            return Failure("transient", cause, status, request_id)
+            return Failure("transient", cause, status, request_id, retry_after=_server_wait(error.response))
         return Failure("permanent", cause, status, request_id)
     if isinstance(error, httpx2.TimeoutException):
         # A request that was sent and then timed out may have been applied; a connect timeout was not.
@@ -139,6 +159,7 @@ def failure_of(error: BaseException, redact: Callable[[str], str] = lambda text:
             inner.status,
             inner.request_id or request_id,
             inner.ambiguous,
+            inner.retry_after,
         )
     return Failure("permanent", redact(f"{name}: {_first_line(str(error))}"), None, request_id)
 
@@ -207,6 +228,8 @@ def retrying(
         delay = next(delays, None)
         if delay is None:
             raise PushFailed(f"{what} failed {attempt} times, last: {failure.describe()}", failure)
+        if failure.retry_after is not None:  # the server knows better than our backoff (a rate limit, say)
+            delay = max(delay, failure.retry_after)
         log.warning(
             "%s%s failed (%s); retrying in %.1f s (attempt %d of %d)",
             prefix,

@@ -16,6 +16,8 @@ through ``create_commit`` with ``parent_commit`` set to the head they were compu
   so a retried commit never creates a duplicate;
 - a stalled request that the server applies late is refused with 412 (its parent is no longer the head) instead
   of landing a second time;
+- when every attempt failed and one of them may have been applied (no answer came back), the branch head is read
+  once more: a commit that landed after all is not reported as failed;
 - a concurrent writer on the branch (412) makes the uploader re-read the head and try again.
 """
 
@@ -184,14 +186,53 @@ class HubUploader:
             )
             return info.oid
 
-        def forget(_: Failure) -> None:
-            nonlocal state
-            state = None
+        ambiguous = False
 
-        head = self._call(f"commit to {revision}", attempt, after_failure=forget)
-        assert state is not None
+        def forget(failure: Failure) -> None:
+            nonlocal state, ambiguous
+            state = None
+            ambiguous = ambiguous or failure.ambiguous
+
+        try:
+            head = self._call(f"commit to {revision}", attempt, after_failure=forget)
+        except PushFailed as error:
+            if not ambiguous:
+                raise
+            # An attempt whose answer was lost may have been applied: ask the Hub before calling the push failed.
+            landed = self._landed(revision, title, description)
+            if landed is None:
+                raise PushFailed(
+                    f"{error}; an earlier attempt may have been applied (its answer was lost) and the Hub could not "
+                    "be asked whether it was",
+                    error.failure,
+                ) from None
+            if not landed:
+                raise
+            logger.info("%s: commit to %s was applied although its answer was lost", self._label, revision)
+            state = self._call(f"read {revision}", lambda: self._state(revision))
+            head, deleted = landed, []
         self._branches[revision] = _BranchState(head, (state.files - set(deleted)) | set(files))
         return head
+
+    def _landed(self, revision: str, title: str, description: str) -> str | bool | None:
+        """The head of ``revision`` when it is the commit ``title``/``description`` names (it landed after all),
+        ``False`` when it is another one, ``None`` when the Hub cannot be asked."""
+        try:
+            commits = retrying(
+                lambda: self.api.list_repo_commits(self.repo_id, revision=revision),
+                what=f"check the head of {revision}",
+                policy=self.retry,
+                redact=self.redact,
+                stopper=self.stopper,
+                log=logger,
+                label=self._label,
+            )
+        except PushFailed:
+            return None
+        head = commits[0] if commits else None
+        if head is not None and head.title == title and description in (head.message or ""):
+            return head.commit_id
+        return False
 
     def _branch_head(self, branch: str) -> str | None:
         refs = self.api.list_repo_refs(self.repo_id)

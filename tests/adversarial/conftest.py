@@ -64,3 +64,44 @@ def adv_space_settings(tiny_model_dir, tmp_path):
 
 
 # --- end of adv_space_ -------------------------------------------------------------------------------------------
+
+
+# --- adv_crash: crash safety of training, Hub faults end to end (issue 9, items 2 and 3) -------------------------
+
+
+@pytest.fixture(scope="session")
+def adv_crash_base() -> Path:
+    """A tiny untrained Phi-3 (hidden size 32), built once per session in about a second."""
+    from phi3_lora_hub.model.tiny import TinyPhi3Config, tiny_phi3_cache_dir
+
+    return tiny_phi3_cache_dir(TinyPhi3Config(hidden_size=32, intermediate_size=64, pretrain_steps=0))
+
+
+@pytest.fixture(scope="session")
+def adv_crash_data(tmp_path_factory) -> Path:
+    """48 sample conversations (the child runs hold 8 of them out for evaluation)."""
+    from phi3_lora_hub.data.sample import write_sample_dataset
+
+    return write_sample_dataset(tmp_path_factory.mktemp("adv-crash-data") / "chats.jsonl", n=48)
+
+
+@pytest.fixture(scope="session")
+def adv_crash_env() -> dict[str, str]:
+    """The environment of a child run: this session's isolation, this checkout, allowed to reach the local Hub."""
+    from phi3_testing import subprocess_env
+
+    return subprocess_env(HF_HUB_OFFLINE="0", OMP_NUM_THREADS="1")
+
+
+@pytest.fixture(scope="session")
+def adv_crash_reference(adv_crash_base, adv_crash_data, adv_crash_env, tmp_path_factory) -> Path:
+    """The final adapter of the child's run, uninterrupted and without any Hub: what every killed run must end with."""
+    from adv_crash_testing import start_child
+
+    output = tmp_path_factory.mktemp("adv-crash-reference") / "run"
+    run = start_child("reference", output, base=adv_crash_base, data=adv_crash_data, env=adv_crash_env)
+    assert run.wait() == 0, run.explain()
+    return output / "adapter"
+
+
+# --- end of adv_crash ----------------------------------------------------------------------------------------------
