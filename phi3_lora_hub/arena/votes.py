@@ -16,7 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -202,6 +202,14 @@ class VoteRecord:
     def turn(self) -> int:
         """Number of user turns in the conversation (the same on both sides)."""
         return sum(m["role"] == "user" for m in self.left.messages)
+
+    def without_transcripts(self) -> VoteRecord:
+        """This vote with every message's text (and the system prompt) emptied: outcome, models and numbers stay."""
+
+        def blank(side: SideRecord) -> SideRecord:
+            return replace(side, messages=[{"role": m["role"], "content": ""} for m in side.messages])
+
+        return replace(self, left=blank(self.left), right=blank(self.right), system_prompt=None)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

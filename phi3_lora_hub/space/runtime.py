@@ -162,7 +162,8 @@ class SpaceRuntime:
         return self._leaderboard.rows()
 
     def export_votes(self) -> Path:
-        return self.store.export()
+        """The votes as a JSONL file for any visitor: with conversations only if ``export_transcripts`` allows."""
+        return self.store.export(transcripts=self.settings.export_transcripts)
 
     def close(self) -> None:
         """Upload the remaining votes (when a dataset repo is configured)."""

@@ -47,6 +47,8 @@ class SpaceSettings:
     votes_private: bool = True
     """Whether the votes dataset is created private (votes hold whole conversations)."""
     votes_every_minutes: float = 5.0
+    export_transcripts: bool = False
+    """Whether "Export votes" hands visitors the conversations too (other visitors' prompts); off by default."""
     max_loaded_adapters: int = 4
     """Adapters kept in memory at once; the least recently used is unloaded beyond this (at least 2)."""
     max_adapter_mb: float = 512.0
@@ -142,6 +144,7 @@ _ENV_OF = {
     "votes_private": "PHI3_SPACE_VOTES_PRIVATE",
     "votes_every_minutes": "PHI3_SPACE_VOTES_EVERY",
     "preload": "PHI3_SPACE_PRELOAD",
+    "export_transcripts": "PHI3_SPACE_EXPORT_TRANSCRIPTS",
     "max_loaded_adapters": "PHI3_SPACE_MAX_LOADED",
     "max_adapter_mb": "PHI3_SPACE_MAX_ADAPTER_MB",
     "max_prompt_chars": "PHI3_SPACE_MAX_PROMPT_CHARS",
@@ -159,7 +162,7 @@ ENVIRONMENT_VARIABLES: tuple[str, ...] = (*_ENV_OF.values(), TOKEN_VARIABLE)
 _LISTS = {"base_aliases", "adapters", "allowlist"}
 _INTS = {"max_loaded_adapters", "max_prompt_chars", "max_new_tokens", "max_turns", "max_context_tokens", "queue_size"}
 _FLOATS = {"max_adapter_mb", "votes_every_minutes"}
-_BOOLS = {"votes_private", "preload"}
+_BOOLS = {"votes_private", "preload", "export_transcripts"}
 
 
 def split_list(raw: str) -> tuple[str, ...]:

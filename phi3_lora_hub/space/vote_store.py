@@ -81,12 +81,16 @@ class VoteStore:
         with self._lock:
             return sorted(self._records, key=lambda record: record.tstamp)
 
-    def export(self, directory: str | Path | None = None) -> Path:
-        """Write every vote to a new JSONL file (in a fresh temporary folder by default) and return its path."""
+    def export(self, directory: str | Path | None = None, *, transcripts: bool = True) -> Path:
+        """Write every vote to a new JSONL file (in a fresh temporary folder by default) and return its path.
+
+        ``transcripts=False`` empties the text of every message (see :meth:`VoteRecord.without_transcripts`).
+        """
         folder = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="phi3-space-votes-"))
         path = folder / f"votes-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(record.to_json() + "\n" for record in self.records()), encoding="utf-8")
+        records = self.records() if transcripts else [record.without_transcripts() for record in self.records()]
+        path.write_text("".join(record.to_json() + "\n" for record in records), encoding="utf-8")
         return path
 
     def flush(self) -> None:

@@ -115,7 +115,9 @@ def test_a_vote_lands_in_the_log_and_on_the_leaderboard(client, space, hub_adapt
     assert f"{COMPASS} @ main ({hub_adapters.compass.commits['main'][:7]})" in names
     assert client.predict(api_name="/leaderboard")["data"] == table["data"]
     exported = client.predict(api_name="/export_votes")  # a File update: {"value": path, "visible": True, ...}
-    assert record.conv_id in {r.conv_id for r in read_votes(exported["value"])}
+    [public] = [r for r in read_votes(exported["value"]) if r.conv_id == record.conv_id]
+    assert public.right.model == record.right.model and public.vote == record.vote
+    assert {m["content"] for m in public.left.messages + public.right.messages} == {""}  # others' chats stay private
     with pytest.raises(AppError, match="already voted"):
         client.predict(api_name="/vote_a")
 

@@ -180,6 +180,13 @@ def test_votes_are_appended_locally_one_file_per_instance(tmp_path):
     assert store.version == 3 and not store.uploading
     exported = store.export(tmp_path / "export")
     assert [r.conv_id for r in read_votes(exported)] == [r.conv_id for r in store.records()]
+    withheld = read_votes(store.export(tmp_path / "public", transcripts=False))
+    assert [r.conv_id for r in withheld] == [r.conv_id for r in store.records()]
+    for full, public in zip(store.records(), withheld, strict=True):
+        assert (public.vote, public.left.model, public.right.model) == (full.vote, full.left.model, full.right.model)
+        assert [m["role"] for m in public.left.messages] == [m["role"] for m in full.left.messages]
+        assert all(m["content"] == "" for m in public.left.messages + public.right.messages)
+        assert public.system_prompt is None and public.left.new_tokens == full.left.new_tokens
     again = VoteStore(tmp_path, instance="two")  # a restart reads what is on disk
     assert {r.conv_id for r in again.records()} == {r.conv_id for r in VOTES[:3]}
     again.add(VOTES[3])
