@@ -25,6 +25,14 @@ def tiny_model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_base() -> Path:
+    """A tiny untrained Phi-3 (hidden size 32), built once per session in about a second."""
+    from phi3_lora_hub.model.tiny import TinyPhi3Config, tiny_phi3_cache_dir
+
+    return tiny_phi3_cache_dir(TinyPhi3Config(hidden_size=32, intermediate_size=64, pretrain_steps=0))
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
     from phi3_lora_hub.model.loading import load_tokenizer
 

@@ -70,14 +70,6 @@ def adv_space_settings(tiny_model_dir, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def adv_crash_base() -> Path:
-    """A tiny untrained Phi-3 (hidden size 32), built once per session in about a second."""
-    from phi3_lora_hub.model.tiny import TinyPhi3Config, tiny_phi3_cache_dir
-
-    return tiny_phi3_cache_dir(TinyPhi3Config(hidden_size=32, intermediate_size=64, pretrain_steps=0))
-
-
-@pytest.fixture(scope="session")
 def adv_crash_data(tmp_path_factory) -> Path:
     """48 sample conversations (the child runs hold 8 of them out for evaluation)."""
     from phi3_lora_hub.data.sample import write_sample_dataset
@@ -94,12 +86,12 @@ def adv_crash_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def adv_crash_reference(adv_crash_base, adv_crash_data, adv_crash_env, tmp_path_factory) -> Path:
+def adv_crash_reference(small_base, adv_crash_data, adv_crash_env, tmp_path_factory) -> Path:
     """The final adapter of the child's run, uninterrupted and without any Hub: what every killed run must end with."""
     from adv_crash_testing import start_child
 
     output = tmp_path_factory.mktemp("adv-crash-reference") / "run"
-    run = start_child("reference", output, base=adv_crash_base, data=adv_crash_data, env=adv_crash_env)
+    run = start_child("reference", output, base=small_base, data=adv_crash_data, env=adv_crash_env)
     assert run.wait() == 0, run.explain()
     return output / "adapter"
 

@@ -74,7 +74,7 @@ def newest_marked_step(api: HfApi, repo_id: str) -> int:
 
 @pytest.mark.slow
 def test_adv_crash_local_resume_survives_kills_mid_write_mid_step_and_at_random(
-    hub, hub_repo_id, adv_crash_base, adv_crash_data, adv_crash_env, adv_crash_reference, tmp_path
+    hub, hub_repo_id, small_base, adv_crash_data, adv_crash_env, adv_crash_reference, tmp_path
 ):
     """Five kills in one output folder, each followed by ``train(resume_from_checkpoint=True)``.
 
@@ -99,7 +99,7 @@ def test_adv_crash_local_resume_survives_kills_mid_write_mid_step_and_at_random(
         run = start_child(
             f"run {index}",
             output,
-            base=adv_crash_base,
+            base=small_base,
             data=adv_crash_data,
             env=adv_crash_env,
             repo_id=hub_repo_id,
@@ -120,7 +120,7 @@ def test_adv_crash_local_resume_survives_kills_mid_write_mid_step_and_at_random(
         resume, expected_start = "local", next_start
 
     final = start_child(
-        "final", output, base=adv_crash_base, data=adv_crash_data, env=adv_crash_env, repo_id=hub_repo_id, resume=resume
+        "final", output, base=small_base, data=adv_crash_data, env=adv_crash_env, repo_id=hub_repo_id, resume=resume
     )
     assert final.wait() == 0, final.explain()
     assert final.start_step == expected_start, final.explain()
@@ -215,7 +215,7 @@ def test_adv_crash_sample_answers_are_written_atomically_and_a_cut_file_does_not
 
 @pytest.mark.slow
 def test_adv_crash_hub_resume_survives_kills_during_pushes_staging_and_at_random(
-    hub, hub_repo_id, adv_crash_base, adv_crash_data, adv_crash_env, adv_crash_reference, tmp_path
+    hub, hub_repo_id, small_base, adv_crash_data, adv_crash_env, adv_crash_reference, tmp_path
 ):
     """Three kills, each followed by ``train(resume_from_hub=True)`` on a fresh machine (an empty output folder).
 
@@ -233,7 +233,7 @@ def test_adv_crash_hub_resume_survives_kills_during_pushes_staging_and_at_random
         return start_child(
             f"machine {index}",
             tmp_path / f"machine-{index}",
-            base=adv_crash_base,
+            base=small_base,
             data=adv_crash_data,
             env=adv_crash_env,
             repo_id=hub_repo_id,
@@ -279,7 +279,7 @@ def test_adv_crash_hub_resume_survives_kills_during_pushes_staging_and_at_random
 
 
 def test_adv_crash_disk_full_while_writing_trainer_state_stops_training_and_resume_takes_the_previous_checkpoint(
-    adv_crash_base, adv_crash_data, tmp_path, monkeypatch
+    small_base, adv_crash_data, tmp_path, monkeypatch
 ):
     """Extends C11 (full disk on ``optimizer.pt``) to the one file that made a cut checkpoint look complete: the
     disk fills up halfway through ``checkpoint-4/trainer_state.json``. Training stops with the ``ENOSPC`` error
@@ -299,7 +299,7 @@ def test_adv_crash_disk_full_while_writing_trainer_state_stops_training_and_resu
 
     def recipe() -> Phi3LoraRecipe:
         training = {"max_steps": 4, "save_steps": 2, "per_device_train_batch_size": 4, "disable_tqdm": True}
-        return Phi3LoraRecipe(str(adv_crash_base), str(adv_crash_data), output_dir=str(tmp_path), training=training)
+        return Phi3LoraRecipe(str(small_base), str(adv_crash_data), output_dir=str(tmp_path), training=training)
 
     monkeypatch.setattr(TrainerState, "save_to_json", disk_full_at_step_4)
     with pytest.raises(OSError, match="No space left on device") as error:

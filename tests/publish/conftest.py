@@ -16,14 +16,6 @@ from tests.publish.helpers import FAST_RETRY, TRAINING
 
 
 @pytest.fixture(scope="session")
-def small_base() -> Path:
-    """A tiny untrained Phi-3 (hidden size 32), built once per session in about a second."""
-    from phi3_lora_hub.model.tiny import TinyPhi3Config, tiny_phi3_cache_dir
-
-    return tiny_phi3_cache_dir(TinyPhi3Config(hidden_size=32, intermediate_size=64, pretrain_steps=0))
-
-
-@pytest.fixture(scope="session")
 def chat_file(tmp_path_factory) -> Path:
     from phi3_lora_hub.data.sample import write_sample_dataset
 
