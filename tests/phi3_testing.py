@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,24 @@ os.environ.update(
 )
 # The tiny models are faster on one thread (less synchronisation), and several test processes may share the cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _keep_absl_off_captured_streams() -> None:
+    """Point absl's log handler at the process's real stderr.
+
+    absl (imported by rouge_score) binds its handler to whatever ``sys.stderr`` is when it is first imported, and
+    closes that stream when logging is reconfigured unless it is the current or the original stderr. Gradio's launch
+    reconfigures logging (uvicorn's ``dictConfig``), so a Space started in one test closed pytest's own capture
+    stream when absl had been imported under capture in an earlier test, and the session died.
+    """
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+
+
+_keep_absl_off_captured_streams()
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT.parent / "shared" / "assets"
