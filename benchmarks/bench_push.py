@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,15 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, free_port
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -54,7 +46,7 @@ def start_hub(root: Path, delay: float) -> tuple[subprocess.Popen, str]:
     """``phi3-lora-hub hub serve`` in its own process, every request delayed by ``delay`` seconds."""
     from phi3_lora_hub.hub.server import DEFAULT_ADMIN_TOKEN, RemoteHub
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "phi3_lora_hub", "hub", "serve", "--root", str(root), "--port", str(port)],
         env=_env(),

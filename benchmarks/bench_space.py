@@ -26,23 +26,16 @@ import argparse
 import gc
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine, median, rss_bytes, run_worker
+from common import ROOT, free_port, machine, median, rss_bytes, run_worker
 
 WORK = Path(tempfile.gettempdir()) / "phi3-bench-space"
 TOKEN = "hf_benchtoken000000000000000000000000"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _environment(port: int, threads: int) -> dict[str, str]:
@@ -250,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     WORK.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     env = _environment(port, args.threads)
     os.environ.update(env)  # before huggingface_hub is imported
     from phi3_lora_hub.hub.server import LocalHub, User, default_tokens

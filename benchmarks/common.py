@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import random
+import socket
 import statistics
 import sys
 import threading
@@ -25,6 +26,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 DEFAULT_ASSETS = ROOT.parent / "shared" / "assets"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for the local Hub and the launchers)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 # Files of ../shared/assets/data per length distribution (token lengths with the real tokenizer, measured on them:
 # short ~30-50 tokens, medium median ~150 with a tail to 750, long median ~490 with a tail to 3,900).

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, free_port
+
 TRAINING = {
     "max_steps": 10,
     "per_device_train_batch_size": 8,
@@ -32,12 +33,6 @@ TRAINING = {
     "save_steps": 5,
     "disable_tqdm": True,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def environment(workdir: Path, cache: str = "cache") -> dict[str, str]:
@@ -85,7 +80,6 @@ def main() -> None:
     workdir = (parser.parse_args().workdir or Path(tempfile.mkdtemp(prefix="scale-curves-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     env = environment(workdir)
-    sys.path.insert(0, str(ROOT))
     os.environ.update(env)
     from phi3_lora_hub.data.sample import write_sample_dataset
     from phi3_lora_hub.model.tiny import TinyPhi3Config, tiny_phi3_cache_dir

@@ -21,13 +21,14 @@ import pytest
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="phi3-lora-hub-tests-"))
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-HUB_PORT = _free_port()
+HUB_PORT = free_port()
 FAKE_TOKEN = "hf_testtoken0000000000000000000000000"
 
 os.environ.update(

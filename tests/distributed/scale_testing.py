@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from phi3_testing import ROOT, subprocess_env
+from phi3_testing import ROOT, free_port, subprocess_env
 
 ACCELERATE_CONFIGS = ROOT / "examples" / "accelerate"
 LAUNCH_TIMEOUT_S = 300
@@ -40,12 +39,6 @@ COMPARISON_EVALUATION: dict[str, Any] = {
     "max_new_tokens": 8,
     "metrics": ["perplexity", "rouge_l"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_recipe(

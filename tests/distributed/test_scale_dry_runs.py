@@ -15,14 +15,13 @@ import importlib.util
 import subprocess
 
 import pytest
-from phi3_testing import subprocess_env
+from phi3_testing import free_port, subprocess_env
 from scale_testing import (
     ACCELERATE_CONFIGS,
     LAUNCH_TIMEOUT_S,
     Run,
     accelerate_launch,
     cli,
-    free_port,
     run_command,
     write_recipe,
 )

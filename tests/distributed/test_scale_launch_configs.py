@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 from accelerate.commands.config.config_args import load_config_from_file
-from scale_testing import ACCELERATE_CONFIGS, free_port
+from phi3_testing import free_port
+from scale_testing import ACCELERATE_CONFIGS
 
 from phi3_lora_hub import ConfigError, Phi3LoraRecipe
 from phi3_lora_hub.distributed.launch import check_launch, launch_training_overrides, read_launch_plan

@@ -13,8 +13,8 @@ import subprocess
 import sys
 
 import pytest
-from phi3_testing import subprocess_env
-from scale_testing import LAUNCH_TIMEOUT_S, Run, cli, free_port, loss_curve, run_command, torchrun, write_recipe
+from phi3_testing import free_port, subprocess_env
+from scale_testing import LAUNCH_TIMEOUT_S, Run, cli, loss_curve, run_command, torchrun, write_recipe
 
 pytestmark = pytest.mark.slow
 

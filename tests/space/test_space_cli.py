@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
-from phi3_testing import ROOT, subprocess_env
+from phi3_testing import ROOT, free_port, subprocess_env
 
 from phi3_lora_hub.cli.main import main
 
@@ -64,15 +63,9 @@ def test_bad_settings_fail_before_anything_loads(capsys, tmp_path, monkeypatch):
     assert "Allowlist entry 'bad'" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.usefixtures("hub_adapters")
 def test_space_run_serves_the_app(tiny_model_dir, tmp_path, local_hub):
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable,
         "-m",

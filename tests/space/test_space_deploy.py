@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import gradio
 import httpx
 import pytest
-from phi3_testing import FAKE_TOKEN, ROOT, subprocess_env
+from phi3_testing import FAKE_TOKEN, ROOT, free_port, subprocess_env
 from space_testing import QUESTION, answers
 
 from phi3_lora_hub.errors import ConfigError
@@ -144,12 +143,6 @@ def test_deploy_links_the_adapter_cards_to_the_space(deployed):
     assert ModelCard.load(TERSE).content.count(CARD_START) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -171,7 +164,7 @@ def test_the_built_space_runs_on_its_vendored_package(tiny_model_dir, tmp_path):
 
     folder = tmp_path / "space"
     build_space(folder, settings_for_deploy(BASE, ["tester/space-compass"]))
-    port = _free_port()
+    port = free_port()
     env = subprocess_env(
         HF_HUB_OFFLINE="0",
         PYTHONPATH="",
