@@ -67,6 +67,7 @@ class SpaceRuntime:
         self._labels: dict[str, str] = {}
         self._revisions: dict[str, tuple[float, list[str]]] = {}
         self._cache_lock = threading.Lock()
+        self._preloading: threading.Thread | None = None
         self._leaderboard = CachedLeaderboard(self.store.records, lambda: self.store.version, self.labels)
 
     @classmethod
@@ -83,7 +84,8 @@ class SpaceRuntime:
         )
         runtime = cls(settings, base)
         if settings.preload:
-            threading.Thread(target=runtime.preload, daemon=True, name="preload-adapters").start()
+            runtime._preloading = threading.Thread(target=runtime.preload, daemon=True, name="preload-adapters")
+            runtime._preloading.start()
         return runtime
 
     def preload(self) -> list[str]:
@@ -166,7 +168,14 @@ class SpaceRuntime:
         return self.store.export(transcripts=self.settings.export_transcripts)
 
     def close(self) -> None:
-        """Upload the remaining votes (when a dataset repo is configured)."""
+        """Wait for the background preload, then upload the remaining votes (when a dataset repo is configured).
+
+        Waiting matters beyond tidiness: PEFT loads adapters inside ``init_empty_weights``, which patches
+        ``nn.Module.register_parameter`` for the whole process, so a preload left running breaks any model that
+        another thread builds meanwhile.
+        """
+        if self._preloading is not None:
+            self._preloading.join()
         self.store.close()
 
 

@@ -262,3 +262,15 @@ def test_row_streamer_splits_steps_by_row_and_stops_each_row_on_its_own(tiny_mod
     assert (final_0.text, final_0.new_tokens, final_0.finish_reason) == (tokenizer.decode(yes[:1]).strip(), 1, "stop")
     assert (final_1.new_tokens, final_1.finish_reason) == (3, "length")
     assert final_0.latency_s is not None and reported[0][1].latency_s is None
+
+
+def test_closing_the_runtime_waits_for_the_background_preload(space_settings, hub_adapters):
+    """A preload left running would keep PEFT's process-wide ``register_parameter`` patch active under other loads."""
+    from space_testing import hub_reachable
+
+    from phi3_lora_hub.space.runtime import SpaceRuntime
+
+    with hub_reachable():
+        runtime = SpaceRuntime.start(space_settings())  # preload is on: both offered adapters load in the background
+        runtime.close()
+    assert runtime.registry.stats.loads == 2  # close() returned only after both were loaded
