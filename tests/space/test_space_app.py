@@ -18,8 +18,12 @@ MAX_NEW = 24
 
 
 @pytest.fixture(scope="module")
-def space(tiny_model_dir, hub_adapters, tmp_path_factory):
-    """The Space with a token configured (it must never show), served from a folder holding a ``.env``."""
+def space(tiny_model_dir, hub_adapters, tmp_path_factory, expected):
+    """The Space with a token configured (it must never show), served from a folder holding a ``.env``.
+
+    Started after ``expected``: PEFT's adapter loading (the Space's background preload) patches
+    ``nn.Module.register_parameter`` for the whole process, so no other model may be built while it runs.
+    """
     workdir = tmp_path_factory.mktemp("space-cwd")
     (workdir / ".env").write_text(f"HF_TOKEN={FAKE_TOKEN}\n")
     settings = make_settings(tiny_model_dir, workdir / "data", HF_TOKEN=FAKE_TOKEN)
