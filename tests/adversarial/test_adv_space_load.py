@@ -184,9 +184,14 @@ def test_visitors_beyond_the_queue_size_are_turned_away_with_a_message(
             thread.start()
         for thread in threads:
             thread.join(timeout=300)
-        after = send(clients[0], QUESTIONS[0], left, right, max_new_tokens=MAX_NEW)  # still serving
         for client in clients:
             client.close()
+        # Still serving. A new session: a visitor that was served would continue its conversation with a 2nd turn.
+        newcomer = Client(space.url, verbose=False)
+        try:
+            after = send(newcomer, QUESTIONS[0], left, right, max_new_tokens=MAX_NEW)
+        finally:
+            newcomer.close()
     turned_away = [str(o) for o in outcomes.values() if isinstance(o, Exception)]
     served = [o for o in outcomes.values() if not isinstance(o, Exception)]
     assert turned_away and len(served) >= 1 + queue_size, (turned_away, len(served))
