@@ -9,9 +9,10 @@ Heavy dependencies (torch, transformers, trl) are imported on first use, so ``im
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from phi3_lora_hub.errors import ConfigError, DataError, DataProblem, ModelError, Phi3LoraHubError
+from phi3_lora_hub.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -19,10 +20,7 @@ if TYPE_CHECKING:
     from phi3_lora_hub.recipe import Phi3LoraRecipe
     from phi3_lora_hub.result import TrainResult
 
-_LAZY = {
-    "Phi3LoraRecipe": "phi3_lora_hub.recipe",
-    "TrainResult": "phi3_lora_hub.result",
-}
+_EXPORTS = {"Phi3LoraRecipe": "recipe", "TrainResult": "result"}
 
 __all__ = [
     "ConfigError",
@@ -35,10 +33,4 @@ __all__ = [
     "__version__",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'phi3_lora_hub' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -15,8 +15,7 @@ Heavy imports happen on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from phi3_lora_hub.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "HubPushCallback": "push_callback",
@@ -38,9 +37,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -12,8 +12,7 @@ One job per module: :mod:`.spec` (settings), :mod:`.patching` (put loralib layer
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from phi3_lora_hub.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "LoralibSpec": "spec",
@@ -41,9 +40,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
