@@ -91,6 +91,30 @@ def test_errors_are_one_readable_message_unless_debug(config_file):
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
+def test_an_error_is_written_with_its_newline_in_one_call(config_file, monkeypatch):
+    """Under a launcher every process fails alike on one shared stderr: a message written in two calls (``print``
+    writes the newline apart) ran into the next process's message on the same line."""
+    from phi3_lora_hub.cli.main import main
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.writes: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    stderr = Recorder()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert main(["train", str(config_file), "--set", "training.learning_rte=1e-3"]) == 2
+    assert stderr.writes == [
+        "error: Unknown training key 'learning_rte'. Did you mean 'learning_rate'? (see trl.SFTConfig)\n"
+    ]
+
+
 def test_bad_data_error_names_the_row(config_file, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(

@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _report("interrupted")
         return 130
     except Exception as error:
         if args.debug:
@@ -61,10 +61,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from phi3_lora_hub.errors import Phi3LoraHubError
 
         if isinstance(error, Phi3LoraHubError):
-            print(f"error: {error}", file=sys.stderr)
+            _report(f"error: {error}")
             return 2
-        print(f"error: {type(error).__name__}: {error}\n(run with --debug for the traceback)", file=sys.stderr)
+        _report(f"error: {type(error).__name__}: {error}\n(run with --debug for the traceback)")
         return 1
+
+
+def _report(message: str) -> None:
+    """Write ``message`` and its newline to stderr in one call.
+
+    ``print`` writes the newline separately; under a launcher, where every process fails alike on a shared and
+    unbuffered stderr, two processes' messages then run together on one line.
+    """
+    sys.stderr.write(f"{message}\n")
 
 
 if __name__ == "__main__":
