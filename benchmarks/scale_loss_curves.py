@@ -23,16 +23,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, free_port
 
-TRAINING = {
-    "max_steps": 10,
-    "per_device_train_batch_size": 8,
-    "per_device_eval_batch_size": 4,
-    "gradient_accumulation_steps": 1,
-    "learning_rate": 2e-3,
-    "logging_steps": 1,
-    "save_steps": 5,
-    "disable_tqdm": True,
-}
+COMPARISON = yaml.safe_load((ROOT / "benchmarks" / "scale_comparison.yaml").read_text())
+"""The settings of every run (see the file); each layout overrides some ``training`` fields."""
 
 
 def environment(workdir: Path, cache: str = "cache") -> dict[str, str]:
@@ -50,12 +42,11 @@ def environment(workdir: Path, cache: str = "cache") -> dict[str, str]:
 
 def recipe(workdir: Path, name: str, model: Path, data: Path, **training) -> Path:
     settings = {
+        **COMPARISON,
         "model": str(model),
         "dataset": str(data),
-        "eval_size": 20,
         "output_dir": str(workdir / name),
-        "training": {**TRAINING, **training},
-        "lora": {"r": 8, "lora_dropout": 0.0},
+        "training": {**COMPARISON["training"], **training},
         "evaluation": {"on_train_end": False, "num_samples": 0},
     }
     path = workdir / f"{name}.yaml"

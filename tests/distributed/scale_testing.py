@@ -20,18 +20,8 @@ from phi3_testing import ROOT, free_port, subprocess_env
 ACCELERATE_CONFIGS = ROOT / "examples" / "accelerate"
 LAUNCH_TIMEOUT_S = 300
 
-# 10 optimizer steps of 8 rows, a checkpoint (and an evaluation) every 5. LoRA dropout 0 and a fixed data order
-# make the run deterministic, so curves of different process layouts can be compared step by step.
-COMPARISON_TRAINING: dict[str, Any] = {
-    "max_steps": 10,
-    "per_device_train_batch_size": 8,
-    "per_device_eval_batch_size": 4,
-    "gradient_accumulation_steps": 1,
-    "learning_rate": 2e-3,
-    "logging_steps": 1,
-    "save_steps": 5,
-    "disable_tqdm": True,
-}
+COMPARISON: dict[str, Any] = yaml.safe_load((ROOT / "benchmarks" / "scale_comparison.yaml").read_text())
+"""The settings of the loss-curve comparison, shared with ``benchmarks/scale_loss_curves.py`` (see the file)."""
 COMPARISON_EVALUATION: dict[str, Any] = {
     "num_samples": 1,
     "sample_max_new_tokens": 8,
@@ -46,12 +36,11 @@ def write_recipe(
 ) -> Path:
     """A recipe YAML for the tiny model: the comparison settings, ``training`` merged over them."""
     settings = {
+        **COMPARISON,
         "model": str(model_dir),
         "dataset": str(dataset),
-        "eval_size": 20,
         "output_dir": str(output_dir),
-        "training": {**COMPARISON_TRAINING, **(training or {})},
-        "lora": {"r": 8, "lora_dropout": 0.0},
+        "training": {**COMPARISON["training"], **(training or {})},
         "evaluation": dict(COMPARISON_EVALUATION),
         **extra,
     }
