@@ -254,9 +254,10 @@ class Phi3LoraRecipe:
         model = model if model is not None else self.load_model()
         from phi3_lora_hub.evaluation.recipe_eval import sample_callback
 
-        # Sample answers are written into each checkpoint before any user (or upload) callback sees it.
+        # Sample answers are written into each checkpoint first: its model card (CheckpointArtifactsCallback) shows
+        # them, and any user (or upload) callback sees the checkpoint complete.
         self.samples_callback = sample_callback(self, data, tokenizer)
-        callbacks = [CheckpointArtifactsCallback(self), *filter(None, [self.samples_callback]), *self.callbacks]
+        callbacks = [*filter(None, [self.samples_callback]), CheckpointArtifactsCallback(self), *self.callbacks]
         if self.hub_callback is not None and self.hub_callback not in callbacks:
             callbacks.append(self.hub_callback)  # last: it pushes what the other callbacks wrote into checkpoints
         if is_loralib(config.lora):
@@ -308,13 +309,13 @@ class Phi3LoraRecipe:
             has_eval = self.data is not None and self.data.eval is not None
             if has_eval:
                 metrics.update(self._trainer_eval_metrics())
-            adapter_dir = self.save(Path(self.config.output_dir) / ADAPTER_SUBDIR)
+            adapter_dir = self.save(Path(self.config.output_dir) / ADAPTER_SUBDIR, card=False)
             if has_eval and self.config.evaluation["on_train_end"]:
                 from phi3_lora_hub.evaluation.recipe_eval import evaluate_after_training
 
                 evaluate_after_training(self)  # writes <adapter_dir>/eval_results.json, the numbers of the model card
-            if is_main_process():
-                self.write_card(adapter_dir)  # again, now with the evaluation
+            if trainer.args.should_save:
+                self.write_card(adapter_dir)  # after the evaluation, so the card shows it
             hub.push_final(adapter_dir, trainer.state.global_step)
         checkpoints = sorted(
             Path(self.config.output_dir).glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1])
@@ -379,10 +380,11 @@ class Phi3LoraRecipe:
                 reports["eval"] = asdict(self.data.eval_report)
             (directory / DATA_REPORT_FILE).write_text(json.dumps(reports, indent=2))
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, *, card: bool = True) -> Path:
         """Save the trained adapter (safetensors), tokenizer, generation config and recipe YAML to ``directory``.
 
         A loralib run saves its ``lora_state_dict`` and the converted PEFT adapter, so the directory loads like any.
+        ``card=False`` leaves out the model card, for a caller that writes it later (``train()``, after evaluating).
         """
         if self.trainer is None:
             raise ConfigError("Nothing to save yet: call train() first.")
@@ -400,7 +402,8 @@ class Phi3LoraRecipe:
         if self.samples_callback is not None:
             self.samples_callback.write_final(directory, self.trainer.model, tokenizer, self.trainer.state)
         (directory / "trainer_log.json").write_text(json.dumps(self.trainer.state.log_history, indent=2))
-        self.write_card(directory)
+        if card:
+            self.write_card(directory)
         return directory
 
     def write_card(self, directory: str | Path) -> None:

@@ -78,6 +78,8 @@ def test_the_adapter_and_each_checkpoint_carry_the_recipes_model_card(trained):
         text = (checkpoint / "README.md").read_text()
         step = checkpoint.name.split("-")[-1]
         assert "[More Information Needed]" not in text and f"after {step} training steps" in text
+        assert (checkpoint / "sample_generations.json").is_file()
+        assert f"### Sample answers up to step {step}" in text  # the answers of the checkpoint's own step
     assert not (Path(recipe.config.output_dir) / "README.md").exists()  # no generic TRL card beside them
 
 
