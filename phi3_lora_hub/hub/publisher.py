@@ -53,6 +53,8 @@ class HubPublisher:
         self._api: Any = None
         self._redact = Redactor(token)
         self._ready = False
+        self._unreachable_at_start = False
+        """The startup check found the Hub unreachable; the first push checks again, ``prepare`` does not."""
         self._worker: PushWorker | None = None
         self._uploader: HubUploader | None = None
         self._stage_root: Path | None = None
@@ -93,10 +95,10 @@ class HubPublisher:
         """Check the token and create the repository, once; raise ``HubAuthError`` when pushing cannot work.
 
         Fails fast on a missing, rejected (401) or read-only (403) token. When the Hub cannot be reached, logs a
-        warning and returns (training starts, and the first push tries again), or with ``strict`` raises
-        ``HubError``.
+        warning and returns (training starts, and the first push tries again; later calls return at once), or with
+        ``strict`` raises ``HubError``.
         """
-        if self._ready:
+        if self._ready or (self._unreachable_at_start and not strict):
             return
         from huggingface_hub import constants
 
@@ -116,6 +118,7 @@ class HubPublisher:
             except PushFailed as error:
                 if strict:
                     raise HubError(f"Cannot reach the Hub at {self.endpoint}: {error.failure.describe()}") from None
+                self._unreachable_at_start = True
                 logger.warning(
                     "Cannot reach the Hub at %s to check the token and create %s (%s). Training starts anyway; "
                     "each push tries again.",

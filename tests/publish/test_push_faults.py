@@ -176,6 +176,20 @@ def test_c5_server_down_mid_training_then_back(hub, make_recipe, push_callback, 
     )
 
 
+def test_hub_down_at_start_is_checked_and_warned_about_once_then_pushes_catch_up(
+    hub, make_recipe, push_callback, hub_repo_id, hub_logs
+):
+    """The recipe, the callback's init and its train-begin each ask for the startup check; one check is enough."""
+    callback = push_callback(retry=FAST_RETRY)
+    recipe = make_recipe(callback, extra_callbacks=[AtStep(1, hub.start)])
+    hub.stop()
+    report = recipe.train().hub
+    warnings = [line for line in hub_log_lines(hub_logs, logging.WARNING) if line.startswith("Cannot reach the Hub")]
+    assert len(warnings) == 1 and "Training starts anyway" in warnings[0]
+    assert report.ok, report.summary()
+    assert [p.label for p in report.pushed][-1].startswith("final adapter")
+
+
 # -- C6: pushes slower than saves --------------------------------------------------------------------------------
 
 
