@@ -47,7 +47,6 @@ class QuickstartReport:
     """The local Hub's storage (``None`` when nothing was pushed)."""
     hub_repo_url: str | None = None
     hub_branches: list[str] = field(default_factory=list)
-    hub_summary: str = ""
 
     def render(self) -> str:
         lines = [
@@ -168,7 +167,6 @@ def _run(output_dir: Path, max_steps: int | None, hub, started: float) -> Quicks
         step = {ref.name: int(ref.name.split("-")[-1]) if ref.name.startswith("step-") else -1 for ref in refs.branches}
         report.hub_root, report.hub_repo_url = hub.root, result.hub.repo_url
         report.hub_branches = sorted(step, key=lambda name: step[name])
-        report.hub_summary = result.hub.summary()
     print("4/4 Done.", flush=True)
     report.seconds = time.monotonic() - started
     return report

@@ -392,8 +392,8 @@ class Phi3LoraRecipe:
         if is_loralib(self.config.lora):  # loralib state dict + the equivalent PEFT adapter, side by side
             if self.trainer.args.should_save:
                 self.trainer.save_adapter(directory)
-        elif not save_trained_adapter(self.trainer, directory):  # gathers sharded weights: every process calls it
-            return directory
+        else:
+            save_trained_adapter(self.trainer, directory)  # gathers sharded weights: every process calls it
         if not self.trainer.args.should_save:  # the other processes of a multi-process run write nothing
             return directory
         tokenizer = self.load_tokenizer()

@@ -108,21 +108,18 @@ def weights_are_sharded(args: Any = None) -> bool:
     return read_launch_plan().shards_weights
 
 
-def save_trained_adapter(trainer, directory: str | Path) -> bool:
+def save_trained_adapter(trainer, directory: str | Path) -> None:
     """Write the PEFT adapter of ``trainer`` to ``directory`` once; every process must call this.
 
     ``Trainer.save_model`` is the path every checkpoint takes: it gathers FSDP (full state dict) and ZeRO-3
     (16-bit) shards collectively and writes on the process that saves (``args.should_save``). Its pickled
     ``training_args.bin`` is deleted: a pickle runs code when loaded, and an adapter directory is for sharing.
-    Returns True on the process that wrote the files.
     """
     from transformers.trainer import TRAINING_ARGS_NAME
 
     trainer.save_model(str(directory))
-    if not trainer.args.should_save:
-        return False
-    (Path(directory) / TRAINING_ARGS_NAME).unlink(missing_ok=True)
-    return True
+    if trainer.args.should_save:
+        (Path(directory) / TRAINING_ARGS_NAME).unlink(missing_ok=True)
 
 
 def global_batch_summary(training: Mapping[str, Any], processes: int) -> str:

@@ -86,9 +86,6 @@ class HubPushReport:
         """The commit of the newest push that reached ``main``."""
         return next((push.commit for push in reversed(self.pushes) if push.status == "pushed"), None)
 
-    def branch_url(self, branch: str) -> str:
-        return f"{self.repo_url}/tree/{branch}"
-
     def summary(self) -> str:
         """A multi-line account for logs: one line per checkpoint, then what to do about failures."""
         head = f"Hub pushes to {self.repo_url}: {len(self.pushed)} pushed"

@@ -99,7 +99,6 @@ class PushWorker:
         self._guard = threading.Condition()
         self._waiting: PushJob | None = None
         self._final: PushJob | None = None
-        self._busy = False
         self._closing = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -145,7 +144,6 @@ class PushWorker:
                 self._waiting = None
             else:
                 self._final = None
-            self._busy = True
             return job
 
     def _run(self) -> None:
@@ -155,10 +153,6 @@ class PushWorker:
                     self._process(job)
                 except Exception:  # process() records its own failures; this is a bug, keep the worker alive
                     logger.exception("unexpected error while pushing %s", job.staged.label)
-                finally:
-                    with self._guard:
-                        self._busy = False
-                        self._guard.notify_all()
 
     def finish(self, timeout: float) -> list[PushJob]:
         """Push what is queued until ``timeout`` seconds from now, then stop; return the jobs never started.
