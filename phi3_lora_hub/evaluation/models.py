@@ -19,14 +19,12 @@ from pathlib import Path
 
 from phi3_lora_hub.arena.votes import BASE, ModelRef
 from phi3_lora_hub.errors import ConfigError, ModelError
+from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _REPO_ID = re.compile(r"[\w\-.]{1,96}/[\w\-.]{1,96}")
-# The two files a PEFT LoRA adapter is made of (safetensors only: a pickled ``adapter_model.bin`` is never fetched).
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # Files an adapter directory needs (with its tokenizer and card); model weights of a full checkpoint are never
 # downloaded by mistake.
 ADAPTER_FILES = [ADAPTER_CONFIG, ADAPTER_WEIGHTS, "*.json", "*.model", "*.txt", "*.yaml", "*.md"]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.arena.votes import ModelRef
-from phi3_lora_hub.evaluation.models import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PICKLE_SUFFIXES
 from phi3_lora_hub.space.compat import BaseSignature, check_config, check_weights, read_config
 from phi3_lora_hub.space.refusal import Refusal, quote
 from phi3_lora_hub.space.repo_policy import DEFAULT_REVISION, AllowList, check_repo_id, check_revision, is_commit
@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 """The megabyte of ``PHI3_SPACE_MAX_ADAPTER_MB`` (the settings count sizes in MiB)."""
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 _STEP = re.compile(r"(?:.*\D)?(\d+)")
 
 
@@ -200,7 +199,7 @@ class AdapterSource:
         if ADAPTER_CONFIG not in files:
             raise Refusal(f"{source} is not a PEFT adapter: it has no {ADAPTER_CONFIG}.")
         if ADAPTER_WEIGHTS not in files:
-            pickles = sorted(name for name in files if name.endswith(_PICKLE_SUFFIXES))
+            pickles = sorted(name for name in files if name.endswith(PICKLE_SUFFIXES))
             if pickles:
                 raise Refusal(
                     f"{source} has its weights only as a pickle ({', '.join(pickles)}), which can run code when "

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from phi3_lora_hub.evaluation.models import ADAPTER_WEIGHTS
+from phi3_lora_hub.hub.files import ADAPTER_WEIGHTS
 from phi3_lora_hub.space.hub_adapters import AdapterKey, LocalAdapter
 from phi3_lora_hub.space.refusal import Refusal
 
