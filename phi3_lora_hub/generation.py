@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub import phi3_format
+from phi3_lora_hub.arena.votes import GenParams
 from phi3_lora_hub.model.loading import stop_token_ids
 
 Messages = Sequence[dict[str, str]]
@@ -57,9 +58,9 @@ def generate_replies(
     """
     import torch
 
+    decoding = GenParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens).generate_kwargs()
     stops = stop_token_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.unk_token_id
-    sampling = temperature > 0
     device = next(model.parameters()).device
     replies: list[Reply] = []
     was_training = model.training
@@ -76,11 +77,7 @@ def generate_replies(
             with torch.no_grad():
                 output = model.generate(
                     **encoded,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=sampling,
-                    temperature=temperature if sampling else None,
-                    top_p=top_p if sampling else None,
-                    top_k=None,
+                    **decoding,
                     eos_token_id=stops,
                     pad_token_id=pad_id,
                     use_cache=True,
