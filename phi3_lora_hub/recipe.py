@@ -37,6 +37,7 @@ from phi3_lora_hub.distributed.processes import (
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.evaluation.settings import resolve_evaluation
 from phi3_lora_hub.hardware import Hardware, detect_hardware
+from phi3_lora_hub.hub.files import DATA_REPORT_FILE, RECIPE_FILE
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec, is_loralib
 from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, model_reference
 from phi3_lora_hub.model.targets import check_target_modules
@@ -44,8 +45,6 @@ from phi3_lora_hub.result import TrainResult
 
 logger = logging.getLogger(__name__)
 
-RECIPE_FILE = "phi3_lora_recipe.yaml"
-DATA_REPORT_FILE = "data_report.json"
 ADAPTER_SUBDIR = "adapter"
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.cards.run_files import RunFiles
+from phi3_lora_hub.hub.files import LORALIB_CONFIG
 
 TEMPLATE_VARIABLES: dict[str, str] = {
     "card_data": "the YAML metadata (between the --- lines at the top)",
@@ -265,7 +266,7 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
     recipe_rows = [(key, cell(recipe[key])) for key in _RECIPE_KEYS_SHOWN if key in recipe]
 
     loralib_line = ""
-    if (files.directory / "loralib_config.json").is_file():
+    if (files.directory / LORALIB_CONFIG).is_file():
         from phi3_lora_hub.loralib_backend.checkpoint import read_loralib_record
 
         try:

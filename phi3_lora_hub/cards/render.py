@@ -15,7 +15,7 @@ from phi3_lora_hub.cards.context import CardOptions, build_context, hub_model_id
 from phi3_lora_hub.cards.loss_curve import draw_loss_curve
 from phi3_lora_hub.cards.run_files import RunFiles
 from phi3_lora_hub.errors import ConfigError
-from phi3_lora_hub.hub.files import CARD_NAME, LOSS_CURVE_NAME
+from phi3_lora_hub.hub.files import CARD_NAME, LORALIB_CONFIG, LOSS_CURVE_NAME
 
 DEFAULT_TEMPLATE = "phi3_lora_adapter.md.j2"
 TEMPLATES_DIRNAME = "model_card_templates"
@@ -51,7 +51,7 @@ def card_data(files: RunFiles, options: CardOptions) -> Any:
     base_id = hub_model_id(files.base_model)
     dataset_id = hub_model_id(recipe.get("dataset"))
     tags = list(BASE_TAGS)
-    if (files.directory / "loralib_config.json").is_file():
+    if (files.directory / LORALIB_CONFIG).is_file():
         tags.append("loralib")
     if recipe.get("quantization"):
         tags.append("qlora")

@@ -15,13 +15,17 @@ from typing import Any
 
 import yaml
 
-from phi3_lora_hub.hub.files import ADAPTER_CONFIG, TRAINER_LOG, TRAINER_STATE, TRAINING_ARGS_JSON
+from phi3_lora_hub.hub.files import (
+    ADAPTER_CONFIG,
+    DATA_REPORT_FILE,
+    GENERATION_CONFIG,
+    RECIPE_FILE,
+    TRAINER_LOG,
+    TRAINER_STATE,
+    TRAINING_ARGS_JSON,
+)
 
 logger = logging.getLogger(__name__)
-
-RECIPE_FILE = "phi3_lora_recipe.yaml"
-DATA_REPORT_FILE = "data_report.json"
-GENERATION_CONFIG = "generation_config.json"
 
 
 def read_json(path: Path) -> Any:

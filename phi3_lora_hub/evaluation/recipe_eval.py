@@ -21,6 +21,7 @@ from phi3_lora_hub.evaluation.report import ADAPTER_LABEL, BASE_LABEL, REPORT_FI
 from phi3_lora_hub.evaluation.runner import EvalSettings, build_report, evaluate_adapter, evaluate_variants
 from phi3_lora_hub.evaluation.samples import SampleGenerationsCallback, SamplePrompt
 from phi3_lora_hub.evaluation.settings import eval_settings, gen_params, resolve_evaluation, sample_prompt_messages
+from phi3_lora_hub.hub.files import RECIPE_FILE
 
 if TYPE_CHECKING:
     from phi3_lora_hub.recipe import Phi3LoraRecipe, PreparedData
@@ -157,7 +158,7 @@ def evaluate_after_training(recipe: Phi3LoraRecipe) -> EvaluationReport | None:
             "The evaluation after training is skipped: the weights are sharded across processes (FSDP or ZeRO-3) "
             "and generating needs the whole model in one process. Evaluate the saved adapter in one process "
             "afterwards: Phi3LoraRecipe.from_yaml('%s').evaluate(), or phi3-lora-hub eval --adapter %s --dataset ...",
-            recipe.adapter_dir() / "phi3_lora_recipe.yaml",
+            recipe.adapter_dir() / RECIPE_FILE,
             recipe.adapter_dir(),
         )
         return None

@@ -19,6 +19,13 @@ TRAINER_LOG = "trainer_log.json"
 TRAINING_ARGS_JSON = "training_args.json"
 """Written by the push callback when a checkpoint has no recipe YAML: the hyperparameters, as JSON."""
 
+RECIPE_FILE = "phi3_lora_recipe.yaml"
+"""The resolved recipe, written by the recipe into every adapter and checkpoint."""
+DATA_REPORT_FILE = "data_report.json"
+GENERATION_CONFIG = "generation_config.json"
+LORALIB_CONFIG = "loralib_config.json"
+"""Written by a loralib run next to its ``lora_state_dict`` (``phi3_lora_hub.loralib_backend``)."""
+
 CARD_NAME = "README.md"
 LOSS_CURVE_NAME = "loss_curve.png"
 
@@ -26,10 +33,10 @@ ADAPTER_FILES: tuple[str, ...] = (
     ADAPTER_WEIGHTS,
     ADAPTER_CONFIG,
     "loralib_state_dict.safetensors",
-    "loralib_config.json",
-    "generation_config.json",
-    "phi3_lora_recipe.yaml",
-    "data_report.json",
+    LORALIB_CONFIG,
+    GENERATION_CONFIG,
+    RECIPE_FILE,
+    DATA_REPORT_FILE,
     TRAINER_STATE,
     TRAINER_LOG,
     TRAINING_ARGS_JSON,

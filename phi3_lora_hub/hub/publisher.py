@@ -17,7 +17,7 @@ from typing import Any
 
 from phi3_lora_hub.cards import CardOptions, write_card
 from phi3_lora_hub.hub.errors import HubAuthError, HubError, HubPushError
-from phi3_lora_hub.hub.files import TRAINING_ARGS_JSON, missing_adapter_files, missing_checkpoint_files
+from phi3_lora_hub.hub.files import RECIPE_FILE, TRAINING_ARGS_JSON, missing_adapter_files, missing_checkpoint_files
 from phi3_lora_hub.hub.naming import branch_name
 from phi3_lora_hub.hub.report import CheckpointPush, HubPushReport
 from phi3_lora_hub.hub.retry import PushAborted, PushFailed, RetryPolicy, failure_of, retrying
@@ -191,7 +191,7 @@ class HubPublisher:
             return self._refuse(record, f"{source} is incomplete (missing {', '.join(missing)}); not pushed")
         try:
             staged = stage(source, self._stage_root, step, resumable=resumable, final=final)
-            if training_args is not None and not (staged.adapter_dir / "phi3_lora_recipe.yaml").is_file():
+            if training_args is not None and not (staged.adapter_dir / RECIPE_FILE).is_file():
                 _write_training_args(staged.adapter_dir / TRAINING_ARGS_JSON, training_args)
         except OSError as error:
             return self._refuse(record, f"cannot stage {source.name}: {failure_of(error, self._redact).cause}")

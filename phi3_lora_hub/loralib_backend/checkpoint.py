@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.hub.files import LORALIB_CONFIG
 from phi3_lora_hub.loralib_backend.conversion import PeftAdapter, loralib_to_peft, peft_to_loralib
 from phi3_lora_hub.loralib_backend.dependency import loralib_version
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec
 
 LORALIB_WEIGHTS_NAME = "loralib_state_dict.safetensors"
 LORALIB_TORCH_WEIGHTS_NAMES = ("loralib_state_dict.pt", "lora.pt", "ckpt_lora.pt")
-LORALIB_CONFIG_NAME = "loralib_config.json"
 PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_TORCH_WEIGHTS_NAME = "adapter_model.bin"
 PEFT_CONFIG_NAME = "adapter_config.json"
@@ -95,7 +95,7 @@ def save_loralib_checkpoint(state_dict: dict[str, Any], record: LoralibRecord, d
     directory.mkdir(parents=True, exist_ok=True)
     record_json = json.dumps(record.to_dict(), indent=2)
     save_file(state_dict, str(directory / LORALIB_WEIGHTS_NAME), metadata={"format": "pt", "loralib": record_json})
-    (directory / LORALIB_CONFIG_NAME).write_text(record_json + "\n", encoding="utf-8")
+    (directory / LORALIB_CONFIG).write_text(record_json + "\n", encoding="utf-8")
     return directory
 
 
@@ -104,7 +104,7 @@ def read_loralib_record(directory: str | Path) -> LoralibRecord | None:
 
     A Hub push callback or model card uses this to say "trained with loralib" and name the q/k/v slices.
     """
-    path = Path(directory) / LORALIB_CONFIG_NAME
+    path = Path(directory) / LORALIB_CONFIG
     if not path.is_file():
         return None
     try:
@@ -129,7 +129,7 @@ def read_loralib_checkpoint(
         record = LoralibRecord(spec, *(() if record is None else (record.base_model_name_or_path, record.revision)))
     if record is None:
         raise ConfigError(
-            f"{directory} has no {LORALIB_CONFIG_NAME}: pass spec=LoralibSpec(r=..., lora_alpha=..., "
+            f"{directory} has no {LORALIB_CONFIG}: pass spec=LoralibSpec(r=..., lora_alpha=..., "
             "qkv_slices=[...], target_modules=[...]) as used in training (a loralib state dict does not record them)."
         )
     path = Path(weights) if weights is not None else _find_weights(directory)
@@ -231,7 +231,7 @@ def convert_loralib_dir(
     )
     destination = Path(destination) if destination is not None else Path(source)
     write_peft_adapter(_converted(state, record), destination)
-    (destination / LORALIB_CONFIG_NAME).write_text(json.dumps(record.to_dict(), indent=2) + "\n", encoding="utf-8")
+    (destination / LORALIB_CONFIG).write_text(json.dumps(record.to_dict(), indent=2) + "\n", encoding="utf-8")
     return destination
 
 

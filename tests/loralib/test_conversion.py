@@ -13,8 +13,8 @@ pytest.importorskip("loralib")
 from loralib_helpers import fill_lora, input_ids, logits, random_phi3
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 
+from phi3_lora_hub.hub.files import LORALIB_CONFIG
 from phi3_lora_hub.loralib_backend.checkpoint import (
-    LORALIB_CONFIG_NAME,
     LoralibRecord,
     convert_loralib_dir,
     convert_peft_dir,
@@ -88,7 +88,7 @@ def test_recorded_slices_are_used_when_converting_back(tmp_path):
     fill_lora(model)
     save_loralib_checkpoint(lora_state_dict(model), LoralibRecord(spec, "base/model"), tmp_path / "ckpt")
     convert_loralib_dir(tmp_path / "ckpt", tmp_path / "peft")
-    assert json.loads((tmp_path / "peft" / LORALIB_CONFIG_NAME).read_text())["qkv_slices"] == ["k"]
+    assert json.loads((tmp_path / "peft" / LORALIB_CONFIG).read_text())["qkv_slices"] == ["k"]
     with safe_open(str(tmp_path / "peft" / "adapter_model.safetensors"), "pt") as weights:
         recorded = json.loads(weights.metadata()["loralib"])  # travels with the weights file too
     assert recorded["trained_with"] == "loralib" and recorded["qkv_slices"] == ["k"] and recorded["lora_alpha"] == 4
