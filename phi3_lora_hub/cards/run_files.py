@@ -59,9 +59,8 @@ def _evaluation_files(directory: Path) -> tuple[Any, Any]:
 
     found: list[Any] = []
     for name, read in ((REPORT_FILE, EvaluationReport.read), (SAMPLES_FILE, SampleGenerations.read)):
-        path = directory / name
         try:
-            found.append(read(path if name == REPORT_FILE else directory) if path.is_file() else None)
+            found.append(read(directory) if (directory / name).is_file() else None)
         except (OSError, ValueError, KeyError, TypeError) as error:
             logger.warning("model card: ignoring %s, which cannot be read: %s", name, error)
             found.append(None)
