@@ -33,13 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, free_port
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, **extra}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    return env
+from common import child_env, free_port, interleaved, run_worker, table
 
 
 def start_hub(root: Path, delay: float) -> tuple[subprocess.Popen, str]:
@@ -49,7 +43,7 @@ def start_hub(root: Path, delay: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "phi3_lora_hub", "hub", "serve", "--root", str(root), "--port", str(port)],
-        env=_env(),
+        env=child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -110,20 +104,10 @@ def worker(args: argparse.Namespace) -> None:
 
 def run_one(push: bool, model: str, data: str, args: argparse.Namespace, hub_env: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-push-") as output:
-        command = [sys.executable, __file__, "--worker", "--model", model, "--data", data, "--output", output]
-        command += [
-            "--steps",
-            str(args.steps),
-            "--save-steps",
-            str(args.save_steps),
-            "--batch-size",
-            str(args.batch_size),
-        ]
-        command += ["--push"] if push else []
-        done = subprocess.run(command, env=_env(**hub_env), capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        sys.exit(f"a benchmark run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        argv = [__file__, "--worker", "--model", model, "--data", data, "--output", output]
+        argv += ["--steps", str(args.steps), "--save-steps", str(args.save_steps), "--batch-size", str(args.batch_size)]
+        argv += ["--push"] if push else []
+        return run_worker(argv, timeout=3600, env=child_env(**hub_env))
 
 
 def main() -> int:
@@ -166,11 +150,9 @@ def main() -> int:
     runs: list[dict[str, Any]] = []
     try:
         run_one(False, model, data, args, hub_env)  # warm-up: prepares and caches the data, not counted
-        for repeat in range(args.repeats):
-            order = (True, False) if repeat % 2 == 0 else (False, True)
-            for push in order:
-                runs.append(run_one(push, model, data, args, hub_env))
-                print(f"  {'push ' if push else 'plain'} {runs[-1]['seconds']:.1f} s (load {runs[-1]['load']:.2f})")
+        for _, contender in interleaved(["push", "plain"], args.repeats):
+            runs.append(run_one(contender == "push", model, data, args, hub_env))
+            print(f"  {contender:5} {runs[-1]['seconds']:.1f} s (load {runs[-1]['load']:.2f})")
     finally:
         server.terminate()
         server.wait(30)
@@ -181,14 +163,18 @@ def main() -> int:
     pairs = [a / b for a, b in zip(pushed, plain, strict=True)]
     load = statistics.mean(run["load"] for run in runs)
     checkpoints = args.steps // args.save_steps
+    headers = ["runs", "steps", "pushes", "delay per request", "train() without pushes", "with pushes", "ratio"]
+    row = [
+        f"{args.repeats} pairs",
+        args.steps,
+        f"{checkpoints} checkpoints + final",
+        f"{args.delay * 1000:.0f} ms",
+        f"{statistics.median(plain):.1f} s",
+        f"{statistics.median(pushed):.1f} s",
+        f"**{ratio:.3f}** (pairs {min(pairs):.3f}-{max(pairs):.3f})",
+    ]
     print()
-    print("| runs | steps | pushes | delay per request | train() without pushes | with pushes | ratio | load avg |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(
-        f"| {args.repeats} pairs | {args.steps} | {checkpoints} checkpoints + final | {args.delay * 1000:.0f} ms | "
-        f"{statistics.median(plain):.1f} s | {statistics.median(pushed):.1f} s | **{ratio:.3f}** "
-        f"(pairs {min(pairs):.3f}-{max(pairs):.3f}) | {load:.2f} |"
-    )
+    print(table([*headers, "load avg"], [[*row, f"{load:.2f}"]]))
     failed = sum(run["failed"] for run in runs if run["push"])
     print(f"\npushed per run: {[run['pushed'] for run in runs if run['push']]}, failed: {failed}")
     if args.json:

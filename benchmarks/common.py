@@ -202,12 +202,21 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_worker(argv: Sequence[str], timeout: float | None = None) -> dict[str, Any]:
-    """Run ``python <argv>`` in a fresh process and return the JSON object its last output line holds."""
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment plus ``extra``, with the repository on ``PYTHONPATH``: for a child process."""
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def run_worker(argv: Sequence[str], timeout: float | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``python <argv>`` in a fresh process (``env``, default this one's) and return the JSON object its last
+    output line holds."""
     import subprocess
 
+    environment = env or dict(os.environ)
     completed = subprocess.run(
-        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, env=dict(os.environ), check=False
+        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, env=environment, check=False
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if completed.returncode != 0 or not lines:
