@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from phi3_testing import subprocess_env
 
 
 def write_checkpoint(folder: Path, *, step: int = 1) -> dict[str, bytes]:
@@ -24,7 +23,5 @@ def write_checkpoint(folder: Path, *, step: int = 1) -> dict[str, bytes]:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a child process that may reach the local hub: this session's, online, this repo."""
-    env = dict(os.environ, HF_HUB_OFFLINE="0", **extra)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
-    return env
+    """The environment of a child process that may reach the local hub: this session's, online, this checkout."""
+    return subprocess_env(**{"HF_HUB_OFFLINE": "0", **extra})

@@ -80,10 +80,3 @@ def when_settled(callback, action):
         action()
 
     return run
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment of a child process that may reach the local hub: this session's, online, this checkout."""
-    from phi3_testing import subprocess_env
-
-    return subprocess_env(**{"HF_HUB_OFFLINE": "0", **extra})

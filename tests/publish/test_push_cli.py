@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi
 
-from tests.publish.helpers import REPO_ROOT, assert_hub_holds, child_env
+from tests.hub.helpers import child_env
+from tests.publish.helpers import REPO_ROOT, assert_hub_holds
 
 
 def cli(*args: str, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from phi3_lora_hub.hub.marker import CompletionMarker
 from phi3_lora_hub.hub.resume import newest_complete_checkpoint, resume_checkpoint_from_hub
-from tests.publish.helpers import assert_hub_holds, child_env
+from tests.hub.helpers import child_env
+from tests.publish.helpers import assert_hub_holds
 
 
 def test_c11_a_full_disk_during_a_save_never_pushes_the_partial_checkpoint(
