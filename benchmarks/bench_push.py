@@ -38,7 +38,7 @@ from common import child_env, free_port, interleaved, run_worker, table
 
 def start_hub(root: Path, delay: float) -> tuple[subprocess.Popen, str]:
     """``phi3-lora-hub hub serve`` in its own process, every request delayed by ``delay`` seconds."""
-    from phi3_lora_hub.hub.server import DEFAULT_ADMIN_TOKEN, RemoteHub
+    from phi3_lora_hub.hub.server import RemoteHub, root_credentials
 
     port = free_port()
     server = subprocess.Popen(
@@ -48,7 +48,7 @@ def start_hub(root: Path, delay: float) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    remote = RemoteHub(url, admin_token=DEFAULT_ADMIN_TOKEN, timeout=2)
+    remote = RemoteHub(url, admin_token=root_credentials(root).admin_token, timeout=2)
     for _ in range(300):
         try:
             remote.faults.clear()
@@ -132,7 +132,7 @@ def main() -> int:
         return 0
 
     from phi3_lora_hub.data.sample import write_sample_dataset
-    from phi3_lora_hub.hub.server import DEFAULT_WRITE_TOKEN
+    from phi3_lora_hub.hub.server import root_credentials
     from phi3_lora_hub.model.tiny import TinyPhi3Config, tiny_phi3_cache_dir
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-push-"))
@@ -141,7 +141,7 @@ def main() -> int:
     server, url = start_hub(workdir / "hub", args.delay)
     hub_env = {
         "HF_ENDPOINT": url,
-        "HF_TOKEN": DEFAULT_WRITE_TOKEN,
+        "HF_TOKEN": root_credentials(workdir / "hub").write_token,
         "HF_HUB_OFFLINE": "0",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",

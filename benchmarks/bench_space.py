@@ -246,9 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     port = free_port()
     env = _environment(port, args.threads)
     os.environ.update(env)  # before huggingface_hub is imported
-    from phi3_lora_hub.hub.server import LocalHub, User, default_tokens
+    from phi3_lora_hub.hub.server import LocalHub
 
-    with LocalHub(WORK / "hub", port=port, tokens={**default_tokens(), TOKEN: User("bench", "write")}):
+    with LocalHub(WORK / "hub", port=port) as hub:
+        hub.add_token(TOKEN, "bench")
         base = build_base(args)
         pushed = push_adapters(build_adapters(base, args.adapters, args.rank))
         files = [

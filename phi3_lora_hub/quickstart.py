@@ -87,11 +87,11 @@ def start_local_hub(root: Path):
     variables are set only if it has not been imported yet; the push callback is given the address and token
     explicitly either way, so the pushes reach this Hub in any case.
     """
-    from phi3_lora_hub.hub.server import DEFAULT_WRITE_TOKEN, LocalHub
+    from phi3_lora_hub.hub.server import LocalHub
 
     hub = LocalHub(root, port=0).start()
     if "huggingface_hub" not in sys.modules:
-        os.environ.update(hub.env(DEFAULT_WRITE_TOKEN))  # HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE=0
+        os.environ.update(hub.env())  # HF_ENDPOINT, HF_TOKEN (the root's write token), HF_HUB_OFFLINE=0
     return hub
 
 
@@ -127,9 +127,8 @@ def _run(output_dir: Path, max_steps: int | None, hub, started: float) -> Quicks
     callbacks = []
     if hub is not None:
         from phi3_lora_hub.hub import HubPushCallback
-        from phi3_lora_hub.hub.server import DEFAULT_WRITE_TOKEN
 
-        callbacks.append(HubPushCallback(QUICKSTART_REPO, token=DEFAULT_WRITE_TOKEN, endpoint=hub.url))
+        callbacks.append(HubPushCallback(QUICKSTART_REPO, token=hub.write_token, endpoint=hub.url))
     recipe = Phi3LoraRecipe(
         str(base_dir),
         str(dataset_path),
@@ -161,9 +160,7 @@ def _run(output_dir: Path, max_steps: int | None, hub, started: float) -> Quicks
     if hub is not None and result.hub is not None:
         from huggingface_hub import HfApi
 
-        from phi3_lora_hub.hub.server import DEFAULT_WRITE_TOKEN
-
-        refs = HfApi(endpoint=hub.url, token=DEFAULT_WRITE_TOKEN).list_repo_refs(QUICKSTART_REPO)
+        refs = HfApi(endpoint=hub.url, token=hub.write_token).list_repo_refs(QUICKSTART_REPO)
         step = {ref.name: int(ref.name.split("-")[-1]) if ref.name.startswith("step-") else -1 for ref in refs.branches}
         report.hub_root, report.hub_repo_url = hub.root, result.hub.repo_url
         report.hub_branches = sorted(step, key=lambda name: step[name])

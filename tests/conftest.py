@@ -64,13 +64,13 @@ def real_tokenizer():
 def local_hub():
     """The session's local Hub server (``LocalHub``) on ``HUB_PORT``, storing into a temporary root.
 
-    Tokens: ``FAKE_TOKEN`` (the ``HF_TOKEN`` of every test) and ``DEFAULT_WRITE_TOKEN`` are user ``tester``
-    with the write role, ``DEFAULT_READ_TOKEN`` is ``tester`` read-only. Prefer the ``hub`` fixture in tests.
+    Tokens: ``FAKE_TOKEN`` (the ``HF_TOKEN`` of every test) and the root's random ``write_token`` are user
+    ``tester`` with the write role, its ``read_token`` is ``tester`` read-only. Prefer the ``hub`` fixture.
     """
-    from phi3_lora_hub.hub.server import LocalHub, User, default_tokens
+    from phi3_lora_hub.hub.server import LocalHub
 
-    tokens = {**default_tokens(), FAKE_TOKEN: User("tester", "write")}
-    with LocalHub(SESSION_DIR / "local-hub", port=HUB_PORT, tokens=tokens) as server:
+    with LocalHub(SESSION_DIR / "local-hub", port=HUB_PORT) as server:
+        server.add_token(FAKE_TOKEN, "tester")
         yield server
 
 

@@ -14,7 +14,7 @@ from phi3_lora_hub.hub.server import RemoteHub
 from tests.hub.helpers import child_env
 
 
-def test_serve_prints_the_environment_serves_and_stops_on_sigterm(tmp_path, hub_online):
+def test_serve_prints_the_environment_without_the_given_tokens_serves_and_stops_on_sigterm(tmp_path, hub_online):
     command = [
         sys.executable,
         "-m",
@@ -34,7 +34,11 @@ def test_serve_prints_the_environment_serves_and_stops_on_sigterm(tmp_path, hub_
         assert first.startswith("Local Hub serving"), first + server.stderr.read()
         url = first.split(" at ")[-1].strip()
         exports = [server.stdout.readline().strip() for _ in range(4)][1:]
-        assert exports == [f"export HF_ENDPOINT={url}", "export HF_HUB_OFFLINE=0", "export HF_TOKEN=hf_cli_token"]
+        assert exports == [
+            f"export HF_ENDPOINT={url}",
+            "export HF_HUB_OFFLINE=0",
+            "export HF_TOKEN=<a write token you gave with --token>",
+        ]
         api = HfApi(endpoint=url, token="hf_cli_token")
         assert api.whoami()["name"] == "carol"
         assert api.create_repo("lab/shared").repo_id == "lab/shared"
@@ -47,6 +51,7 @@ def test_serve_prints_the_environment_serves_and_stops_on_sigterm(tmp_path, hub_
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=20) == 0
+    assert "hf_cli_token" not in server.stdout.read() and "hf_cli_admin" not in server.stdout.read()
     assert (tmp_path / "hub" / "repos" / "models" / "lab" / "shared" / "repo.json").is_file()
 
 

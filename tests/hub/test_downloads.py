@@ -15,7 +15,6 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from phi3_lora_hub.hub.server import DEFAULT_READ_TOKEN
 from tests.hub.helpers import write_checkpoint
 
 
@@ -110,11 +109,11 @@ def test_missing_file_is_an_entry_not_found_for_transformers_too(filled_repo, tm
         hf_hub_download(repo, "tokenizer.model", cache_dir=tmp_path)
 
 
-def test_bad_token_on_download_is_not_repository_not_found(filled_repo, tmp_path):
+def test_bad_token_on_download_is_not_repository_not_found(hub, filled_repo, tmp_path):
     repo, _ = filled_repo
     with pytest.raises(HfHubHTTPError) as error:
         hf_hub_download(repo, "adapter_config.json", token="hf_wrong", cache_dir=tmp_path)
     assert not isinstance(error.value, RepositoryNotFoundError)
     assert "401" in str(error.value)
-    path = hf_hub_download(repo, "adapter_config.json", token=DEFAULT_READ_TOKEN, cache_dir=tmp_path)
+    path = hf_hub_download(repo, "adapter_config.json", token=hub.read_token, cache_dir=tmp_path)
     assert Path(path).is_file()

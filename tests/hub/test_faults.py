@@ -10,7 +10,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils._http import default_client_factory, hf_request_event_hook
 
-from phi3_lora_hub.hub.server import DEFAULT_ADMIN_TOKEN, DEFAULT_WRITE_TOKEN, FaultRule, RemoteHub
+from phi3_lora_hub.hub.server import FaultRule, RemoteHub
 from tests.hub.helpers import write_checkpoint
 
 
@@ -136,7 +136,7 @@ def test_fault_rules_are_validated():
 
 
 def test_faults_and_settings_over_http(hub, api, repo):
-    remote = RemoteHub(hub.url, admin_token=DEFAULT_ADMIN_TOKEN)
+    remote = RemoteHub(hub.url, admin_token=hub.admin_token)
     rule = remote.faults.fail("repo_info", status=503, count=1)
     assert [r.id for r in remote.faults.rules] == [rule.id]
     with pytest.raises(HfHubHTTPError) as error:
@@ -155,7 +155,7 @@ def test_faults_and_settings_over_http(hub, api, repo):
 
 
 def test_every_error_response_carries_an_error_code(hub, api, repo, raw):
-    tok = DEFAULT_WRITE_TOKEN
+    tok = hub.write_token
     calls = [
         lambda: raw.get("/api/whoami-v2"),
         lambda: raw.get("/api/models/tester/does-not-exist"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from phi3_lora_hub.hub.server import DEFAULT_WRITE_TOKEN, LocalHub, LocalHubError
+from phi3_lora_hub.hub.server import LocalHub, LocalHubError, root_credentials
 from phi3_lora_hub.hub.server.blobs import BlobStore
 from phi3_lora_hub.hub.server.objects import FileEntry
 from phi3_lora_hub.hub.server.repos import AddFile, RepoMeta, RepoStore
@@ -36,12 +36,12 @@ def test_content_survives_stop_and_start_on_the_same_port(hub, hub_mode, api, re
 def test_a_new_server_on_the_same_root_serves_the_same_repos(tmp_path, hub_online):
     root = tmp_path / "hub"
     with LocalHub(root) as first:
-        api = HfApi(endpoint=first.url, token=DEFAULT_WRITE_TOKEN)
+        api = HfApi(endpoint=first.url, token=first.write_token)
         api.create_repo("tester/kept")
         api.upload_file(path_or_fileobj=b"data", path_in_repo="d.txt", repo_id="tester/kept")
         sha = api.model_info("tester/kept").sha
     with LocalHub(root) as second:
-        api = HfApi(endpoint=second.url, token=DEFAULT_WRITE_TOKEN)
+        api = HfApi(endpoint=second.url, token=second.write_token)
         assert api.model_info("tester/kept").sha == sha
 
 
@@ -99,7 +99,7 @@ threading.Event().wait()
     server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=child_env())
     try:
         url = server.stdout.readline().strip()
-        api = HfApi(endpoint=url, token=DEFAULT_WRITE_TOKEN)
+        api = HfApi(endpoint=url, token=root_credentials(root).write_token)
         api.create_repo("tester/killed")
         for step in range(3):
             api.create_commit("tester/killed", [CommitOperationAdd("s.txt", str(step).encode())], commit_message="s")
@@ -111,7 +111,7 @@ threading.Event().wait()
         server.kill()
         server.wait()
     with LocalHub(root) as restarted:
-        api = HfApi(endpoint=restarted.url, token=DEFAULT_WRITE_TOKEN)
+        api = HfApi(endpoint=restarted.url, token=restarted.write_token)
         assert api.model_info("tester/killed").sha == sha
         assert len(api.list_repo_commits("tester/killed")) == 4
     assert not list(root.rglob("*.tmp-*")) and not (root / "tmp" / "blob-partial").exists()

@@ -6,12 +6,10 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-from phi3_lora_hub.hub.server import DEFAULT_READ_TOKEN, DEFAULT_WRITE_TOKEN
-
 
 def test_whoami_reports_the_user_and_role_of_each_token(hub):
     assert HfApi().whoami()["name"] == "tester"
-    assert HfApi(token=DEFAULT_READ_TOKEN).whoami()["auth"]["accessToken"]["role"] == "read"
+    assert HfApi(token=hub.read_token).whoami()["auth"]["accessToken"]["role"] == "read"
     token = hub.create_user("alice", orgs=("lab",))
     me = HfApi(token=token).whoami()
     assert (me["name"], me["auth"]["accessToken"]["role"], [org["name"] for org in me["orgs"]]) == (
@@ -34,7 +32,7 @@ def test_bad_token_is_401_and_never_mistaken_for_a_missing_repo(hub, repo):
 
 
 def test_read_only_token_can_read_but_every_write_is_403(hub, repo):
-    reader = HfApi(token=DEFAULT_READ_TOKEN)
+    reader = HfApi(token=hub.read_token)
     assert reader.model_info(repo).id == repo
     writes = [
         lambda: reader.create_repo(hub.new_repo_id()),
@@ -106,7 +104,7 @@ def test_space_without_sdk_is_refused(raw, hub):
     response = raw.post(
         "/api/repos/create",
         json={"name": "s", "type": "space"},
-        headers={"Authorization": f"Bearer {DEFAULT_WRITE_TOKEN}"},
+        headers={"Authorization": f"Bearer {hub.write_token}"},
     )
     assert (response.status_code, response.headers["X-Error-Code"]) == (400, "BadRequest")
 
@@ -114,7 +112,7 @@ def test_space_without_sdk_is_refused(raw, hub):
 def test_private_repo_is_invisible_outside_its_namespace(hub, api, hub_repo_id):
     api.create_repo(hub_repo_id, private=True)
     assert api.model_info(hub_repo_id).private is True
-    assert HfApi(token=DEFAULT_READ_TOKEN).model_info(hub_repo_id).private is True  # same user, read role
+    assert HfApi(token=hub.read_token).model_info(hub_repo_id).private is True  # same user, read role
     outsider = HfApi(token=hub.create_user("eve"))
     with pytest.raises(RepositoryNotFoundError):
         outsider.model_info(hub_repo_id)
@@ -243,7 +241,7 @@ def test_list_models_by_author(hub, api, repo):
     assert all(model_id.startswith("tester/") for model_id in listed)
 
 
-def test_client_quirk_exist_ok_after_403_misses_branch_names_with_a_slash(api, repo):
+def test_client_quirk_exist_ok_after_403_misses_branch_names_with_a_slash(hub, api, repo):
     """huggingface_hub 2.4 compares the *quoted* name with the refs after a 403 (hf_api.py create_branch).
 
     So with a read-only token, ``create_branch(exist_ok=True)`` accepts an existing "plain" branch but raises
@@ -251,7 +249,7 @@ def test_client_quirk_exist_ok_after_403_misses_branch_names_with_a_slash(api, r
     """
     api.create_branch(repo, branch="plain")
     api.create_branch(repo, branch="ckpt/step-1")
-    reader = HfApi(token=DEFAULT_READ_TOKEN)
+    reader = HfApi(token=hub.read_token)
     reader.create_branch(repo, branch="plain", exist_ok=True)
     with pytest.raises(HfHubHTTPError) as error:
         reader.create_branch(repo, branch="ckpt/step-1", exist_ok=True)

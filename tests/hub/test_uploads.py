@@ -120,9 +120,7 @@ def test_copy_move_and_pull_request(hub_mode, api, repo):
 
 
 def test_invalid_paths_and_payloads_are_400(hub, api, repo, raw):
-    from phi3_lora_hub.hub.server import DEFAULT_WRITE_TOKEN
-
-    auth = {"Authorization": f"Bearer {DEFAULT_WRITE_TOKEN}", "Content-Type": "application/x-ndjson"}
+    auth = {"Authorization": f"Bearer {hub.write_token}", "Content-Type": "application/x-ndjson"}
     header = b'{"key": "header", "value": {"summary": "x"}}\n'
     cases = [
         header + b'{"key": "file", "value": {"path": "../escape", "content": "eA==", "encoding": "base64"}}\n',
@@ -142,8 +140,6 @@ def test_invalid_paths_and_payloads_are_400(hub, api, repo, raw):
 
 
 def test_lfs_file_must_have_been_uploaded_to_this_repo(hub, raw, repo):
-    from phi3_lora_hub.hub.server import DEFAULT_WRITE_TOKEN
-
     oid = hashlib.sha256(b"never uploaded").hexdigest()
     body = (
         b'{"key": "header", "value": {"summary": "x"}}\n'
@@ -152,20 +148,18 @@ def test_lfs_file_must_have_been_uploaded_to_this_repo(hub, raw, repo):
     response = raw.post(
         f"/api/models/{repo}/commit/main",
         content=body,
-        headers={"Authorization": f"Bearer {DEFAULT_WRITE_TOKEN}", "Content-Type": "application/x-ndjson"},
+        headers={"Authorization": f"Bearer {hub.write_token}", "Content-Type": "application/x-ndjson"},
     )
     assert (response.status_code, response.headers["X-Error-Code"]) == (422, "LfsObjectNotFound")
 
 
 def test_lfs_upload_urls_are_signed(hub, raw, repo):
-    from phi3_lora_hub.hub.server import DEFAULT_WRITE_TOKEN
-
     oid = hashlib.sha256(b"payload").hexdigest()
     hub.settings.regular_only = False
     batch = raw.post(
         f"/{repo}.git/info/lfs/objects/batch",
         json={"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": 7}]},
-        headers={"Authorization": f"Bearer {DEFAULT_WRITE_TOKEN}"},
+        headers={"Authorization": f"Bearer {hub.write_token}"},
     ).json()
     href = batch["objects"][0]["actions"]["upload"]["href"]
     forged = raw.put(href.replace("sig=", "sig=0"), content=b"payload")
@@ -178,7 +172,7 @@ def test_lfs_upload_urls_are_signed(hub, raw, repo):
     again = raw.post(
         f"/{repo}.git/info/lfs/objects/batch",
         json={"operation": "upload", "objects": [{"oid": oid, "size": 7}]},
-        headers={"Authorization": f"Bearer {DEFAULT_WRITE_TOKEN}"},
+        headers={"Authorization": f"Bearer {hub.write_token}"},
     ).json()
     assert "actions" not in again["objects"][0]  # already stored: the client skips the upload
 

@@ -11,7 +11,6 @@ import pytest
 from phi3_testing import FAKE_TOKEN  # the implicit token (HF_TOKEN) of every test
 
 from phi3_lora_hub.hub import HubAuthError, HubPushCallback
-from phi3_lora_hub.hub.server import DEFAULT_READ_TOKEN
 from phi3_lora_hub.hub.tokens import resolve_token
 from tests.publish.helpers import FAST_RETRY, AtStep, when_settled
 
@@ -52,12 +51,13 @@ def test_no_token_fails_before_any_data_or_model_is_loaded(hub, make_recipe, hub
     ("token", "message"),
     [
         ("hf_not_a_token_anyone_issued_0000", r"rejected the token \(401 Unauthorized\).*write access"),
-        (DEFAULT_READ_TOKEN, r"read-only.*write access"),
+        ("the hub's read token", r"read-only.*write access"),
     ],
 )
 def test_invalid_and_read_only_tokens_fail_fast_without_showing_the_token(
     hub, make_recipe, push_callback, token, message
 ):
+    token = hub.read_token if token == "the hub's read token" else token
     recipe = make_recipe(push_callback(token=token))
     with pytest.raises(HubAuthError, match=message) as error:
         recipe.train()

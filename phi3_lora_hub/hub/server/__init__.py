@@ -5,7 +5,8 @@ It speaks the part of the Hub HTTP API that the unmodified ``huggingface_hub`` c
 (regular or LFS upload mode), the LFS batch API and transfers (single and multipart), NDJSON commits with
 40-hex ids and parent checks, branches, tags and pull-request refs, commit and tree listings (paginated),
 paths-info, file resolve/download, README metadata validation. Every error carries ``X-Error-Code``.
-Content persists under a root directory and survives restarts; writes are atomic.
+Content persists under a root directory and survives restarts; writes are atomic. Each root has its own random
+tokens (``root_credentials``); only loopback ``Host`` names are answered; hostile input gets a 4xx.
 
 ::
 
@@ -13,6 +14,7 @@ Content persists under a root directory and survives restarts; writes are atomic
 
     with LocalHub(root="hub-data", port=0) as hub:
         print(hub.url)                             # export HF_ENDPOINT=<this> before importing huggingface_hub
+        print(hub.write_token)                     # export HF_TOKEN=<this> (random, kept in the root, mode 0600)
         hub.faults.fail("commit", status=500)      # the next commit answers 500
         hub.settings.regular_only = False          # LFS upload mode (clients need HF_HUB_DISABLE_XET=1)
 
@@ -23,22 +25,12 @@ from phi3_lora_hub.hub.server.auth import Role, User
 from phi3_lora_hub.hub.server.control import RemoteFaults, RemoteHub
 from phi3_lora_hub.hub.server.faults import ENDPOINTS, FaultInjector, FaultRule
 from phi3_lora_hub.hub.server.requestlog import RequestRecord
-from phi3_lora_hub.hub.server.server import (
-    DEFAULT_ADMIN_TOKEN,
-    DEFAULT_READ_TOKEN,
-    DEFAULT_USER,
-    DEFAULT_WRITE_TOKEN,
-    LocalHub,
-    LocalHubError,
-    default_tokens,
-)
+from phi3_lora_hub.hub.server.rootdir import DEFAULT_USER, LocalHubError, RootCredentials, root_credentials
+from phi3_lora_hub.hub.server.server import LocalHub
 from phi3_lora_hub.hub.server.settings import HubSettings
 
 __all__ = [
-    "DEFAULT_ADMIN_TOKEN",
-    "DEFAULT_READ_TOKEN",
     "DEFAULT_USER",
-    "DEFAULT_WRITE_TOKEN",
     "ENDPOINTS",
     "FaultInjector",
     "FaultRule",
@@ -49,6 +41,7 @@ __all__ = [
     "RemoteHub",
     "RequestRecord",
     "Role",
+    "RootCredentials",
     "User",
-    "default_tokens",
+    "root_credentials",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -133,7 +134,10 @@ def whoami(app: HubApp, request: Request, params: Params) -> Response:
 
 
 def _repo_target(request: Request) -> tuple[str, str, dict[str, Any]]:
-    """``(repo_type, repo_id, body)`` of a create/delete request; the namespace defaults to the caller."""
+    """``(repo_type, repo_id, body)`` of a create/delete request; the namespace defaults to the caller.
+
+    400 when the name or namespace is not a valid repo name part (a ``/`` or ``..`` never reaches storage).
+    """
     body = request.json_object()
     name, organization = body.get("name"), body.get("organization")
     if not isinstance(name, str) or not name:
@@ -146,14 +150,14 @@ def _repo_target(request: Request) -> tuple[str, str, dict[str, Any]]:
     if organization is None and request.user is None:
         raise errors.unauthorized("Authentication required: pass a token with the write role.")
     namespace = organization or request.user.name  # type: ignore[union-attr]
+    validate_repo_name(namespace, name)
     return repo_type, f"{namespace}/{name}", body
 
 
 def create_repo(app: HubApp, request: Request, params: Params) -> Response:
     """``POST /api/repos/create``: create a repo (namespace defaults to the caller); 409 with ``url`` if taken."""
     repo_type, repo_id, body = _repo_target(request)
-    namespace, name = repo_id.split("/")
-    validate_repo_name(namespace, name)
+    namespace = repo_id.split("/")[0]
     user = require_write(request.user, namespace)
     visibility = body.get("visibility")
     private = body.get("private") is True or visibility == "private"
@@ -161,16 +165,32 @@ def create_repo(app: HubApp, request: Request, params: Params) -> Response:
     if repo_type == "space" and sdk not in SPACE_SDKS:
         raise errors.bad_request(f'A Space needs "sdk", one of {", ".join(SPACE_SDKS)}; got {sdk!r}.')
     meta = RepoMeta(repo_type, repo_id, private=private, sdk=sdk if repo_type == "space" else None)
-    url = repo_url(request.base_url, meta)
-    if app.repos.exists(repo_type, repo_id):
-        raise errors.conflict(f"You already created this {repo_type} repo: {repo_id}.", url=url)
     try:
         app.repos.create(meta, author=user.name)
     except errors.HubError as error:
-        if error.status == 409:  # created concurrently by another request
-            raise errors.conflict(error.message, url=url) from None
+        if error.status == 409:  # `create_repo(exist_ok=True)` reads the existing repo's url (any letter case)
+            existing = replace(meta, repo_id=app.repos.find(repo_type, repo_id) or repo_id)
+            raise errors.conflict(error.message, url=repo_url(request.base_url, existing)) from None
         raise
-    return json_response({"url": url, "name": repo_id, "id": repo_id})
+    return json_response({"url": repo_url(request.base_url, meta), "name": repo_id, "id": repo_id})
+
+
+def move_repo(app: HubApp, request: Request, params: Params) -> Response:
+    """``POST /api/repos/move`` (``fromRepo``, ``toRepo``, ``type``): rename or transfer a repo; 409 if taken."""
+    body = request.json_object()
+    source, target, repo_type = body.get("fromRepo"), body.get("toRepo"), body.get("type") or "model"
+    if repo_type not in REPO_TYPES:
+        raise errors.bad_request(f'"type" must be one of {", ".join(REPO_TYPES)}, got {repo_type!r}.')
+    for label, value in (("fromRepo", source), ("toRepo", target)):
+        if not isinstance(value, str) or value.count("/") != 1:
+            raise errors.bad_request(f'"{label}" must be a repo id "namespace/name", got {value!r}.')
+        validate_repo_name(*value.split("/"))
+    repo = app.repos.open(repo_type, source)
+    require_read(request.user, repo.meta)
+    require_write(request.user, repo.meta.namespace)
+    require_write(request.user, target.split("/")[0])
+    meta = app.repos.move(repo_type, repo.meta.repo_id, target)
+    return json_response({"url": repo_url(request.base_url, meta)})
 
 
 def delete_repo(app: HubApp, request: Request, params: Params) -> Response:

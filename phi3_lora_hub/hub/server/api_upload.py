@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.api_repos import open_repo, repo_type_of, repo_url
 from phi3_lora_hub.hub.server.blobs import SHA256_RE, BlobMismatchError
-from phi3_lora_hub.hub.server.fsutil import atomic_write_bytes
+from phi3_lora_hub.hub.server.fsutil import atomic_writer
 from phi3_lora_hub.hub.server.lfs import part_etag
-from phi3_lora_hub.hub.server.messages import Request, Response, json_response
+from phi3_lora_hub.hub.server.messages import Request, Response, json_response, parse_json
 from phi3_lora_hub.hub.server.objects import Commit, FileEntry
 from phi3_lora_hub.hub.server.patterns import choose_upload_mode, is_ignored
 from phi3_lora_hub.hub.server.repos import AddFile, CommitOperation, DeleteFile, DeleteFolder, Repo
@@ -84,24 +84,35 @@ def _regular_oid(app: HubApp, entry: FileEntry) -> str:
 # --- commit --------------------------------------------------------------------------------------------------
 
 
-def _parse_ndjson(body: bytes) -> list[dict[str, Any]]:
-    lines = []
-    for number, line in enumerate(body.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except ValueError as error:
-            raise errors.bad_request(f"Line {number} of the commit payload is not JSON: {error}") from None
-        well_formed = (
-            isinstance(item, dict) and isinstance(item.get("key"), str) and isinstance(item.get("value"), dict)
-        )
-        if not well_formed:
-            raise errors.bad_request(f'Line {number} of the commit payload must be {{"key": ..., "value": {{...}}}}.')
-        lines.append(item)
-    if not lines or lines[0]["key"] != "header":
-        raise errors.bad_request('The commit payload must start with a {"key": "header", ...} line.')
-    return lines
+def _commit_lines(app: HubApp, request: Request) -> Iterator[dict[str, Any]]:
+    """The NDJSON commit payload, line by line, starting with its header line; 400 for a malformed line.
+
+    The payload carries regular files inline, so it is spooled to a file under the root's ``tmp`` (never
+    held whole in memory); only one line, at most one file, is in memory at a time.
+    """
+    app.blobs.staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=app.blobs.staging) as spool:
+        for piece in request.body_reader.chunks():
+            spool.write(piece)
+        spool.seek(0)
+        count = 0
+        for number, line in enumerate(spool, start=1):
+            if not line.strip():
+                continue
+            item = parse_json(line, f"Line {number} of the commit payload")
+            well_formed = (
+                isinstance(item, dict) and isinstance(item.get("key"), str) and isinstance(item.get("value"), dict)
+            )
+            if not well_formed:
+                raise errors.bad_request(
+                    f'Line {number} of the commit payload must be {{"key": ..., "value": {{...}}}}.'
+                )
+            if count == 0 and item["key"] != "header":
+                break
+            count += 1
+            yield item
+        if count == 0:
+            raise errors.bad_request('The commit payload must start with a {"key": "header", ...} line.')
 
 
 def _operation(app: HubApp, repo: Repo, key: str, value: dict[str, Any]) -> CommitOperation:
@@ -143,14 +154,14 @@ def _operation(app: HubApp, repo: Repo, key: str, value: dict[str, Any]) -> Comm
 def commit(app: HubApp, request: Request, params: Params) -> Response:
     """``POST /api/{type}s/{repo}/commit/{rev}`` (NDJSON): one atomic commit; 412 on a stale ``parentCommit``."""
     repo = open_repo(app, request, params, write=True)
-    lines = _parse_ndjson(request.body)
-    header = lines[0]["value"]
+    lines = _commit_lines(app, request)
+    header = next(lines)["value"]
     summary, description, parent = header.get("summary"), header.get("description") or "", header.get("parentCommit")
     if not isinstance(summary, str) or not summary.strip():
         raise errors.bad_request('The commit header needs a non-empty "summary" (the commit title).')
     if parent is not None and not (isinstance(parent, str) and 5 <= len(parent) <= 40):
         raise errors.bad_request('"parentCommit" must be a commit id (5 to 40 hex characters).')
-    operations = [_operation(app, repo, line["key"], line["value"]) for line in lines[1:]]
+    operations = [_operation(app, repo, line["key"], line["value"]) for line in lines]
     new_commit, pr_number = repo.create_commit(
         segment(params, "rev"),
         operations,
@@ -280,6 +291,7 @@ def lfs_put_object(app: HubApp, request: Request, params: Params) -> Response:
     """``PUT /_lfs/.../objects/{oid}`` (pre-signed): store the object if its sha256 and size match."""
     oid, size = params["oid"], _size_param(request)
     repo = _signed_repo(app, request, params, "upload", repo_type_of(params), _repo_id(params), oid, str(size))
+    request.body_reader.limit = size
     try:
         app.blobs.put_stream(request.body_reader.chunks(), expected_sha256=oid, expected_size=size)
     except BlobMismatchError as error:
@@ -315,12 +327,14 @@ def lfs_put_part(app: HubApp, request: Request, params: Params) -> Response:
     upload_id, number = params["upload"], int(params["part"])
     app.signer.check(("part", upload_id, str(number)), request.param("expires"), request.param("sig"))
     upload = app.multipart.get(upload_id)
-    data = request.body
+    path = app.multipart.part_path(upload, number)
     expected = min(upload.chunk_size, upload.size - (number - 1) * upload.chunk_size)
-    if len(data) != expected:
-        raise errors.bad_request(f"Part {number} must be {expected} bytes, got {len(data)}.")
-    atomic_write_bytes(app.multipart.part_path(upload, number), data)
-    return Response(200, {"ETag": f'"{part_etag(data)}"'})
+    request.body_reader.limit = expected
+    with atomic_writer(path) as handle:  # streamed: a part never sits in memory whole
+        size = sum(handle.write(piece) for piece in request.body_reader.chunks())
+        if size != expected:
+            raise errors.bad_request(f"Part {number} must be {expected} bytes, got {size}.")
+    return Response(200, {"ETag": f'"{part_etag(path)}"'})
 
 
 def lfs_complete_multipart(app: HubApp, request: Request, params: Params) -> Response:
@@ -337,7 +351,7 @@ def lfs_complete_multipart(app: HubApp, request: Request, params: Params) -> Res
     for number, part in enumerate(parts, start=1):
         path = app.multipart.part_path(upload, number)
         etag = str(part.get("etag", "")).strip('"') if isinstance(part, dict) else ""
-        if part.get("partNumber") != number or not path.is_file() or etag != part_etag(path.read_bytes()):
+        if part.get("partNumber") != number or not path.is_file() or etag != part_etag(path):
             raise errors.bad_request(f"Part {number} is missing or its ETag does not match; upload it again.")
         paths.append(path)
     try:

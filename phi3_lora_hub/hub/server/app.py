@@ -44,16 +44,17 @@ def build_router() -> Router:
 
     lfs = f"/_lfs/{REPO}"
     lfs_object = rf"{lfs}/objects/(?P<oid>[0-9a-f]{{64}})"
-    add("PUT", lfs_object, api_upload.lfs_put_object, signed=True)
+    add("PUT", lfs_object, api_upload.lfs_put_object, signed=True, body_limit=None)
     add("GET", lfs_object, api_upload.lfs_get_object, signed=True)
     add("POST", f"{lfs_object}/verify", api_upload.lfs_verify, signed=True)
     multipart = rf"{lfs}/multipart/(?P<upload>[0-9a-f]{{32}})"
-    add("PUT", f"{multipart}/(?P<part>[1-9][0-9]{{0,5}})", api_upload.lfs_put_part, signed=True)
+    add("PUT", f"{multipart}/(?P<part>[1-9][0-9]{{0,5}})", api_upload.lfs_put_part, signed=True, body_limit=None)
     add("POST", multipart, api_upload.lfs_complete_multipart, signed=True)
 
     add("GET", "/api/whoami-v2", api_repos.whoami)
     add("POST", "/api/repos/create", api_repos.create_repo)
     add("DELETE", "/api/repos/delete", api_repos.delete_repo)
+    add("POST", "/api/repos/move", api_repos.move_repo)
     add("POST", "/api/validate-yaml", api_repos.validate_yaml)
     add("GET", "/api/(?P<type>models|datasets|spaces)", api_repos.list_repos)
 
@@ -72,7 +73,7 @@ def build_router() -> Router:
     add("POST", f"{api}/tag/{ref}", api_repos.create_tag)
     add("DELETE", f"{api}/tag/{ref}", api_repos.delete_tag)
     add("POST", f"{api}/preupload/{rev}", api_upload.preupload)
-    add("POST", f"{api}/commit/{rev}", api_upload.commit)
+    add("POST", f"{api}/commit/{rev}", api_upload.commit, body_limit="max_commit_bytes")
     add("GET", f"{api}/xet-(?:read|write)-token(?:/[^/]*)?", api_upload.xet_token)
     add("GET POST", f"{api}/discussions(?:/.*)?", api_upload.discussions)
 
@@ -91,7 +92,8 @@ class HubApp:
         tokens: TokenRegistry,
         settings: HubSettings,
         faults: FaultInjector,
-        admin_token: str | None,
+        admin_token: str,
+        url_key: bytes,
     ) -> None:
         self.root = root
         self.blobs = BlobStore(root)
@@ -100,8 +102,8 @@ class HubApp:
         self.settings = settings
         self.admin_token = admin_token
         self.faults = faults
-        self.signer = UrlSigner()
-        self.multipart = MultipartSessions(self.blobs.staging)
+        self.signer = UrlSigner(url_key)
+        self.multipart = MultipartSessions(root)
         self.log = RequestLog()
         self.router = build_router()
 
@@ -156,6 +158,8 @@ class HubApp:
     def _dispatch(self, request: Request) -> Response:
         try:
             route, params = self.router.resolve(request.method, request.raw_path)
+            if route.body_limit is not None:
+                request.body_reader.limit = getattr(self.settings, route.body_limit)
             if route.admin:
                 self._check_admin(request)
             elif not route.signed:
@@ -177,8 +181,6 @@ class HubApp:
             )
 
     def _check_admin(self, request: Request) -> None:
-        if self.admin_token is None:
-            raise errors.forbidden("Server control is disabled on this hub (it was started without an admin token)")
         token = parse_authorization(request.headers.get("Authorization"))
         if token is None or not hmac.compare_digest(token.encode(), self.admin_token.encode()):
             raise errors.unauthorized("Server control needs the admin token: Authorization: Bearer <admin token>")

@@ -9,7 +9,6 @@ everyone outside their namespace.
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Literal
 
 from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.repos import RepoMeta
+from phi3_lora_hub.hub.server.rootdir import random_token
 
 Role = Literal["read", "write"]
 ROLES: tuple[Role, ...] = ("read", "write")
@@ -101,7 +101,7 @@ class TokenRegistry:
 
     def new_token(self, user: User) -> str:
         """Create, register and return a fresh random token for ``user``."""
-        token = f"hf_local_{secrets.token_hex(16)}"
+        token = random_token()
         self.add(token, user)
         return token
 

@@ -2,7 +2,7 @@
 
 ::
 
-    hub = RemoteHub("http://127.0.0.1:8123", admin_token=DEFAULT_ADMIN_TOKEN)
+    hub = RemoteHub("http://127.0.0.1:8123", admin_token=root_credentials("hub-data").admin_token)
     hub.faults.fail("commit", status=500, count=2)
     hub.update_settings(regular_only=False)
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from phi3_lora_hub.hub.server.faults import FaultInjector, FaultRule
 from phi3_lora_hub.hub.server.requestlog import RequestRecord
-from phi3_lora_hub.hub.server.server import DEFAULT_ADMIN_TOKEN, LocalHubError
+from phi3_lora_hub.hub.server.rootdir import LocalHubError
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -26,7 +26,7 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class RemoteHub:
     """A client of the ``/_local_hub/`` control endpoints of the hub at ``url``."""
 
-    def __init__(self, url: str, admin_token: str = DEFAULT_ADMIN_TOKEN, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, admin_token: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self._admin_token = admin_token
         self._timeout = timeout

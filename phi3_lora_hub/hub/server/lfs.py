@@ -2,7 +2,9 @@
 
 The LFS batch API hands out upload URLs that the client calls **without** its token (on the Hub they point
 at S3). Here they point back at this server under ``/_lfs/``, and carry an HMAC signature over what they allow
-(operation, repository, object, size) and an expiry, so only URLs this server issued are honoured.
+(operation, repository, object, size) and an expiry, so only URLs this server issued are honoured. The key
+is the root's (``credentials.json``) and multipart sessions are kept under the root, so an upload in progress
+continues after a restart.
 """
 
 from __future__ import annotations
@@ -10,25 +12,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import secrets
 import shutil
-import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
 from phi3_lora_hub.hub.server import errors
+from phi3_lora_hub.hub.server.fsutil import atomic_write_json, read_json
 
 URL_LIFETIME_S = 3600
 
 
 class UrlSigner:
-    """Signs and checks the query string of ``/_lfs/`` URLs with a secret made when the server starts."""
+    """Signs and checks the query string of ``/_lfs/`` URLs with the root's key (so they outlive a restart)."""
 
-    def __init__(self, secret: bytes | None = None) -> None:
-        self._secret = secret or secrets.token_bytes(32)
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
 
     def _signature(self, parts: tuple[str, ...], expires: int) -> str:
         message = "\0".join((*parts, str(expires))).encode()
@@ -69,28 +70,30 @@ class MultipartUpload:
 
 
 class MultipartSessions:
-    """Open multipart uploads (in memory) and their parts (staged on disk under ``<root>/tmp/multipart``)."""
+    """Open multipart uploads and their parts, on disk under ``<root>/uploads/<id>/`` so they survive a restart.
 
-    def __init__(self, staging: Path) -> None:
-        self.directory = staging / "multipart"
-        self._sessions: dict[str, MultipartUpload] = {}
-        self._guard = threading.Lock()
+    Sessions older than the URLs they were given (``URL_LIFETIME_S``) are removed when the hub starts.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.directory = root / "uploads"
+        if self.directory.is_dir():
+            for session in self.directory.iterdir():
+                if session.stat().st_mtime < time.time() - URL_LIFETIME_S:
+                    shutil.rmtree(session, ignore_errors=True)
 
     def start(self, repo_type: str, repo_id: str, oid: str, size: int, chunk_size: int) -> MultipartUpload:
         upload = MultipartUpload(uuid.uuid4().hex, repo_type, repo_id, oid, size, chunk_size)
-        (self.directory / upload.upload_id).mkdir(parents=True, exist_ok=True)
-        with self._guard:
-            self._sessions[upload.upload_id] = upload
+        atomic_write_json(self.directory / upload.upload_id / "session.json", asdict(upload))
         return upload
 
     def get(self, upload_id: str) -> MultipartUpload:
-        with self._guard:
-            upload = self._sessions.get(upload_id)
-        if upload is None:
+        try:
+            return MultipartUpload(**read_json(self.directory / upload_id / "session.json"))
+        except FileNotFoundError:
             raise errors.HubError(
                 404, "UploadNotFound", "Unknown or finished multipart upload: request new URLs from the LFS batch API."
-            )
-        return upload
+            ) from None
 
     def part_path(self, upload: MultipartUpload, number: int) -> Path:
         if not 1 <= number <= upload.parts:
@@ -99,11 +102,13 @@ class MultipartSessions:
 
     def finish(self, upload: MultipartUpload) -> None:
         """Forget the session and delete its staged parts."""
-        with self._guard:
-            self._sessions.pop(upload.upload_id, None)
         shutil.rmtree(self.directory / upload.upload_id, ignore_errors=True)
 
 
-def part_etag(data: bytes) -> str:
-    """The ETag returned for an uploaded part (the client echoes it back at completion)."""
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+def part_etag(path: Path) -> str:
+    """The ETag of the uploaded part stored at ``path`` (the client echoes it back at completion)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while piece := handle.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()

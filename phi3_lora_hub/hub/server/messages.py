@@ -8,6 +8,7 @@ The body is read lazily, so an upload can be streamed to disk instead of being h
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
@@ -19,46 +20,106 @@ from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.auth import User
 
 _CHUNK = 1 << 16
+_DISCARD_LIMIT = 1 << 16
+"""An unread body up to this size is read and dropped to keep a keep-alive connection; beyond, it is closed."""
+_LENGTH_RE = re.compile(r"[0-9]{1,18}")
+_CHUNK_SIZE_RE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+
+
+def payload_too_large(size: int, limit: int) -> errors.HubError:
+    return errors.HubError(
+        413,
+        "PayloadTooLarge",
+        f"The request body has {size} bytes or more; this endpoint accepts at most {limit} bytes. File content "
+        "goes through the commit and LFS upload endpoints (create_commit, upload_file and upload_folder do it).",
+        {"Connection": "close"},
+    )
 
 
 class BodyReader:
-    """Reads a request body framed by ``Content-Length`` or ``Transfer-Encoding: chunked``."""
+    """Reads a request body framed by ``Content-Length`` or ``Transfer-Encoding: chunked`` (RFC 9112 §6).
+
+    The framing is checked when the reader is made: a malformed ``Content-Length``, two different ones, both
+    headers at once, or a transfer coding other than ``chunked`` raise a 400 ``HubError`` (the body length
+    cannot be known, so the connection must be closed). ``limit`` caps the body: a declared length above it is
+    refused with 413 before any byte is read, a chunked body as soon as it goes past it.
+    """
 
     def __init__(self, stream: Any, headers: Message) -> None:
         self._stream = stream
-        self._chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
-        length = headers.get("Content-Length")
-        self._remaining = int(length) if length and not self._chunked else 0
+        self._limit: int | None = None
+        self._received = 0
+        self._broken = False
+        encodings = ",".join(headers.get_all("Transfer-Encoding") or [])
+        lengths = {value.strip() for value in headers.get_all("Content-Length") or []}
+        if encodings.strip():
+            if [coding.strip().lower() for coding in encodings.split(",")] != ["chunked"]:
+                raise _framing_error(f"unsupported Transfer-Encoding {encodings!r} (only 'chunked' is accepted)")
+            if lengths:
+                raise _framing_error("both Transfer-Encoding and Content-Length are set; send only one")
+        if len(lengths) > 1 or not all(_LENGTH_RE.fullmatch(value) for value in lengths):
+            raise _framing_error(f"invalid Content-Length {', '.join(sorted(lengths))!r}: send one decimal byte count")
+        self._chunked = bool(encodings.strip())
+        self._remaining = int(lengths.pop()) if lengths else 0
+        self.declared_length: int | None = None if self._chunked else self._remaining
+        """The ``Content-Length`` (``None`` for a chunked body)."""
         self._done = not self._chunked and self._remaining == 0
 
     @property
     def consumed(self) -> bool:
         return self._done
 
+    @property
+    def limit(self) -> int | None:
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        """Accept at most ``value`` body bytes; 413 at once when the declared length is larger."""
+        self._limit = value
+        if self.declared_length is not None and self.declared_length > value:
+            raise payload_too_large(self.declared_length, value)
+
     def chunks(self) -> Iterator[bytes]:
         """Yield the body in pieces; each byte is yielded once over all calls."""
-        if self._chunked:
-            yield from self._chunked_pieces()
-        else:
-            while self._remaining > 0:
-                piece = self._stream.read(min(_CHUNK, self._remaining))
-                if not piece:
-                    raise ConnectionError("client closed the connection in the middle of the request body")
-                self._remaining -= len(piece)
-                yield piece
+        try:
+            if self._chunked:
+                yield from self._chunked_pieces()
+            else:
+                while self._remaining > 0:
+                    piece = self._stream.read(min(_CHUNK, self._remaining))
+                    if not piece:
+                        raise ConnectionError("client closed the connection in the middle of the request body")
+                    self._remaining -= len(piece)
+                    yield piece
+        except BaseException:
+            self._broken = True
+            raise
         self._done = True
+
+    def _count(self, size: int) -> None:
+        self._received += size
+        if self._limit is not None and self._received > self._limit:
+            raise payload_too_large(self._received, self._limit)
+
+    def _line(self) -> bytes:
+        line = self._stream.readline(1024)
+        if not line:
+            raise ConnectionError("client closed the connection in the middle of a chunked body")
+        return line
 
     def _chunked_pieces(self) -> Iterator[bytes]:
         while not self._done:
-            size_line = self._stream.readline(1024)
-            if not size_line:
-                raise ConnectionError("client closed the connection in the middle of a chunked body")
-            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            size_text = self._line().split(b";")[0].strip()
+            if not _CHUNK_SIZE_RE.fullmatch(size_text):
+                raise _framing_error(f"invalid chunk size {size_text[:40]!r}: chunks start with a hex length")
+            size = int(size_text, 16)
             if size == 0:
-                while self._stream.readline(1024) not in (b"\r\n", b"\n", b""):
+                while self._line() not in (b"\r\n", b"\n"):
                     pass  # trailers
                 self._done = True
                 return
+            self._count(size)
             remaining = size
             while remaining > 0:
                 piece = self._stream.read(min(_CHUNK, remaining))
@@ -66,14 +127,43 @@ class BodyReader:
                     raise ConnectionError("client closed the connection in the middle of a chunked body")
                 remaining -= len(piece)
                 yield piece
-            self._stream.readline(1024)  # CRLF after each chunk
+            if self._line() not in (b"\r\n", b"\n"):
+                raise _framing_error("a chunk is longer than its declared size")
 
     def read_all(self) -> bytes:
         return b"".join(self.chunks())
 
-    def discard(self) -> None:
-        for _ in self.chunks():
-            pass
+    def finish(self) -> bool:
+        """Make the connection ready for the next request: ``False`` when it must be closed instead.
+
+        A small unread body is read and dropped; a large or broken one is left, and the connection closed.
+        """
+        if self._done:
+            return True
+        if self._broken or self._chunked or self._remaining > _DISCARD_LIMIT:
+            return False
+        try:
+            for _ in self.chunks():
+                pass
+        except (errors.HubError, OSError):
+            return False
+        return True
+
+
+def parse_json(data: bytes, what: str) -> Any:
+    """``data`` parsed as JSON; a 400 naming ``what`` when it is not JSON or is nested too deeply to parse."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise errors.bad_request(f"{what} is JSON nested too deeply; send at most a few hundred levels.") from None
+    except ValueError as error:
+        raise errors.bad_request(f"{what} is not valid JSON: {error}") from None
+
+
+def _framing_error(problem: str) -> errors.HubError:
+    return errors.HubError(
+        400, "ProtocolError", f"Malformed HTTP request: {problem} (RFC 9112 §6).", {"Connection": "close"}
+    )
 
 
 @dataclass
@@ -117,10 +207,7 @@ class Request:
 
     def json(self) -> Any:
         """The body parsed as JSON; 400 when it is not."""
-        try:
-            return json.loads(self.body or b"null")
-        except ValueError as error:
-            raise errors.bad_request(f"The request body is not valid JSON: {error}") from None
+        return parse_json(self.body or b"null", "The request body")
 
     def json_object(self) -> dict[str, Any]:
         """The body as a JSON object (an empty body counts as ``{}``); 400 otherwise."""

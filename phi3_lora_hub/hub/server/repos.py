@@ -386,7 +386,11 @@ def _apply(tree: dict[str, FileEntry], operations: Sequence[CommitOperation], ba
 
 
 class RepoStore:
-    """All repositories under one hub root, with their per-repository locks and a commit cache."""
+    """All repositories under one hub root, with their per-repository locks and a commit cache.
+
+    Repository ids are unique regardless of letter case, as on the Hub: ``User/Model`` names the repository
+    ``user/model`` when that exists (answers carry the stored spelling), and creating it then is a conflict.
+    """
 
     def __init__(self, root: Path, blobs: BlobStore) -> None:
         self.root = root / "repos"
@@ -394,6 +398,8 @@ class RepoStore:
         self.blobs = blobs
         self._locks: dict[tuple[str, str], threading.RLock] = {}
         self._locks_guard = threading.Lock()
+        self._naming = threading.Lock()
+        """Serialises creations and moves, which must see every id (in any case) that exists."""
         self._cache: OrderedDict[tuple[Path, str], Commit] = OrderedDict()
         self._cache_guard = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -414,20 +420,35 @@ class RepoStore:
 
     def lock(self, repo_type: str, repo_id: str) -> threading.RLock:
         with self._locks_guard:
-            return self._locks.setdefault((repo_type, repo_id), threading.RLock())
+            return self._locks.setdefault((repo_type, repo_id.lower()), threading.RLock())
+
+    def find(self, repo_type: str, repo_id: str) -> str | None:
+        """The stored spelling of the repository ``repo_id`` names in any letter case; ``None`` if there is none."""
+        directory = self.directory(repo_type, repo_id)
+        if (directory / "repo.json").is_file():
+            return repo_id
+        wanted = repo_id.lower()
+        for candidate in directory.parent.parent.glob("*/*/repo.json"):
+            found = f"{candidate.parent.parent.name}/{candidate.parent.name}"
+            if found.lower() == wanted:
+                return found
+        return None
 
     def open(self, repo_type: str, repo_id: str) -> Repo:
-        """The repository, or 404 RepoNotFound."""
-        directory = self.directory(repo_type, repo_id)
+        """The repository (found in any letter case), or 404 RepoNotFound."""
+        stored = self.find(repo_type, repo_id)
+        if stored is None:
+            raise errors.repo_not_found(repo_type, repo_id)
+        directory = self.directory(repo_type, stored)
         try:
-            meta = RepoMeta(**read_json(directory / "repo.json"))
-        except (FileNotFoundError, NotADirectoryError):
+            meta = _read_meta(directory)
+        except (FileNotFoundError, NotADirectoryError):  # deleted or moved meanwhile
             raise errors.repo_not_found(repo_type, repo_id) from None
-        return Repo(self, directory, meta, self.lock(repo_type, repo_id))
+        return Repo(self, directory, meta, self.lock(repo_type, stored))
 
     def exists(self, repo_type: str, repo_id: str) -> bool:
         try:
-            return (self.directory(repo_type, repo_id) / "repo.json").is_file()
+            return self.find(repo_type, repo_id) is not None
         except HubError:
             return False
 
@@ -437,9 +458,10 @@ class RepoStore:
         validate_repo_name(namespace, name)
         directory = self.directory(meta.repo_type, meta.repo_id)
         lock = self.lock(meta.repo_type, meta.repo_id)
-        with lock:
-            if (directory / "repo.json").is_file():
-                raise errors.conflict(f"You already created this {meta.repo_type} repo: {meta.repo_id}.")
+        with self._naming, lock:
+            existing = self.find(meta.repo_type, meta.repo_id)
+            if existing is not None:
+                raise errors.conflict(f"You already created this {meta.repo_type} repo: {existing}.")
             content = DEFAULT_GITATTRIBUTES.encode()
             entry = FileEntry.regular(self.blobs.put_bytes(content), content)
             initial = self.write_commit(
@@ -460,12 +482,36 @@ class RepoStore:
             repo.directory.rename(doomed)  # one atomic step; the slow removal happens out of sight
         shutil.rmtree(doomed, ignore_errors=True)
 
+    def move(self, repo_type: str, repo_id: str, new_id: str) -> RepoMeta:
+        """Rename a repository (history, branches and files move with it); 404 if missing, 409 if taken.
+
+        A change of letter case only (``me/model`` -> ``me/Model``) is a rename too.
+        """
+        namespace, name = new_id.split("/")
+        validate_repo_name(namespace, name)
+        with self._naming:
+            repo = self.open(repo_type, repo_id)
+            existing = self.find(repo_type, new_id)
+            if existing is not None and existing.lower() != repo.meta.repo_id.lower():
+                raise errors.conflict(f"A {repo_type} repo named {existing} already exists; choose another name.")
+            target = self.directory(repo_type, new_id)
+            with repo._lock:
+                repo._ensure_exists()
+                meta = replace(repo.meta, repo_id=new_id)
+                atomic_write_json(repo.directory / "repo.json", asdict(meta))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if existing is None:
+                    repo.directory.rename(target)
+                else:  # a change of case only: through a temporary name, for case-insensitive filesystems
+                    passage = repo.directory.with_name(f".moving-{uuid.uuid4().hex}")
+                    repo.directory.rename(passage)
+                    passage.rename(target)
+            return meta
+
     def list(self, repo_type: str) -> list[RepoMeta]:
         """Every repository of this type, sorted by id."""
-        metas = []
-        for path in sorted((self.root / f"{repo_type}s").glob("*/*/repo.json")):
-            metas.append(RepoMeta(**read_json(path)))
-        return metas
+        paths = sorted((self.root / f"{repo_type}s").glob("*/*/repo.json"))
+        return [_read_meta(path.parent) for path in paths if not path.parent.name.startswith(".")]
 
     def write_commit(
         self,
@@ -507,3 +553,9 @@ class RepoStore:
             self._cache[(directory, commit.oid)] = commit
             while len(self._cache) > 2048:
                 self._cache.popitem(last=False)
+
+
+def _read_meta(directory: Path) -> RepoMeta:
+    """A repository's metadata; its id is where it is stored (a move renames the directory last)."""
+    stored = read_json(directory / "repo.json")
+    return RepoMeta(**{**stored, "repo_id": f"{directory.parent.name}/{directory.name}"})

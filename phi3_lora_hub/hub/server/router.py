@@ -42,6 +42,8 @@ class Route:
     """Authorised by a URL signature instead of a token (LFS transfer URLs, called without credentials)."""
     admin: bool = False
     """Authorised by the admin token (server control endpoints)."""
+    body_limit: str | None = "max_json_bytes"
+    """The ``HubSettings`` field capping the request body; ``None`` when the endpoint sets its own cap."""
 
 
 class Router:
@@ -50,9 +52,18 @@ class Router:
     def __init__(self) -> None:
         self._routes: list[Route] = []
 
-    def add(self, methods: str, pattern: str, handler: Handler, *, signed: bool = False, admin: bool = False) -> None:
+    def add(
+        self,
+        methods: str,
+        pattern: str,
+        handler: Handler,
+        *,
+        signed: bool = False,
+        admin: bool = False,
+        body_limit: str | None = "max_json_bytes",
+    ) -> None:
         """Register ``handler`` for the space-separated ``methods`` on paths fully matching ``pattern``."""
-        self._routes.append(Route(frozenset(methods.split()), re.compile(pattern), handler, signed, admin))
+        self._routes.append(Route(frozenset(methods.split()), re.compile(pattern), handler, signed, admin, body_limit))
 
     def resolve(self, method: str, raw_path: str) -> tuple[Route, Params]:
         """The route for this request and its path parameters; 404 for an unknown path, 405 for a wrong method."""

@@ -17,21 +17,27 @@ import shutil
 import socket
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from phi3_lora_hub.errors import Phi3LoraHubError
 from phi3_lora_hub.hub.server.app import HubApp
 from phi3_lora_hub.hub.server.auth import Role, TokenRegistry, User
 from phi3_lora_hub.hub.server.errors import HubError
 from phi3_lora_hub.hub.server.faults import FaultInjector
 from phi3_lora_hub.hub.server.fsutil import remove_stale_temporaries
-from phi3_lora_hub.hub.server.messages import BodyReader, Request, Response, error_response
+from phi3_lora_hub.hub.server.messages import BodyReader, Request, Response, error_response, header_safe
 from phi3_lora_hub.hub.server.requestlog import RequestRecord
+from phi3_lora_hub.hub.server.rootdir import (
+    DEFAULT_USER,
+    ROOT_MARKER,
+    LocalHubError,
+    check_root,
+    root_credentials,
+)
 from phi3_lora_hub.hub.server.settings import HubSettings
 
 try:  # POSIX only; elsewhere a second server on the same root is not detected
@@ -42,24 +48,18 @@ except ImportError:  # pragma: no cover - Windows
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-ROOT_MARKER = "local-hub.json"
-DEFAULT_USER = "tester"
-DEFAULT_WRITE_TOKEN = "hf_local_write_token_0000000000000000"
-"""Write token of user ``tester`` (a default token: fine on loopback, never use it anywhere else)."""
-DEFAULT_READ_TOKEN = "hf_local_read_token_00000000000000000"
-"""Read-only token of user ``tester``: can read everything ``tester`` can, writes get 403."""
-DEFAULT_ADMIN_TOKEN = "hf_local_admin_token_0000000000000000"
-"""Token for the ``/_local_hub/`` control endpoints (faults, settings, request log)."""
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""Host header names always accepted; others only when the operator allows them (``allowed_hosts``)."""
 _STOP_GRACE_S = 10.0
 
 
-class LocalHubError(Phi3LoraHubError):
-    """The local hub cannot start or was used wrongly; the message says what to change."""
-
-
-def default_tokens() -> dict[str, User]:
-    """The tokens a hub gets when none are given: one write and one read-only token of user ``tester``."""
-    return {DEFAULT_WRITE_TOKEN: User(DEFAULT_USER, "write"), DEFAULT_READ_TOKEN: User(DEFAULT_USER, "read")}
+def _split_host(value: str) -> tuple[str, str]:
+    """``(name, port)`` of a Host header value (``"[::1]:80"`` -> ``("::1", "80")``); the name lower-cased."""
+    if value.startswith("["):
+        name, _, rest = value[1:].partition("]")
+        return name.lower(), rest.removeprefix(":") if rest.startswith(":") else rest or ""
+    name, colon, port = value.rpartition(":")
+    return (name.lower(), port) if colon else (value.lower(), "")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -79,23 +79,45 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
 
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # a two-word request line: no headers, no status line back
+            self.send_error(400, "HTTP/0.9 is not supported: send 'METHOD /path HTTP/1.1'")
+            return False
+        return True
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors found while parsing the request line or headers, in the same JSON + X-Error-Code form."""
+        """Errors found while parsing the request line or headers, in the same JSON + X-Error-Code form.
+
+        Always a 4xx with an HTTP/1.1 status line (even when the request line was too broken to name a
+        version); an HTTP version this server does not speak is a 400 that says which one it does.
+        """
         text = message or explain or HTTPStatus(code).phrase
+        if code == HTTPStatus.HTTP_VERSION_NOT_SUPPORTED:
+            code, text = 400, f"{text}; this server speaks HTTP/1.0 and HTTP/1.1"
+        elif code == HTTPStatus.NOT_IMPLEMENTED:
+            code = 405  # an unknown method: this server implements none beyond GET, HEAD, POST, PUT, DELETE, PATCH
+        self.request_version = "HTTP/1.1"
         self.close_connection = True
         self._send(error_response(HubError(code, "ProtocolError", f"Malformed HTTP request: {text}")))
 
     def _serve(self) -> None:
         server = self.server
         raw_path, _, raw_query = self.path.partition("?")
-        reader = BodyReader(self.rfile, self.headers)
-        host = self.headers.get("Host") or f"{HOST}:{server.server_port}"
-        request = Request(self.command, raw_path, raw_query, self.headers, reader, f"http://{host}")
+        try:
+            reader = BodyReader(self.rfile, self.headers)
+            base_url = f"http://{server.host_of(self.headers.get_all('Host'), self.request_version)}"
+        except HubError as error:  # the body cannot be framed, or the Host is not this server's
+            self.close_connection = True
+            self._send(error_response(error))
+            return
+        request = Request(self.command, raw_path, raw_query, self.headers, reader, base_url)
         with server.tracking_request():
             try:
                 response = server.app.handle(request, server.stopping)
-                if not reader.consumed:
-                    reader.discard()  # keep the connection in sync for the next request
+                if not reader.finish():  # a body left unread (too large, malformed) ends the connection
+                    self.close_connection = True
                 self._send(response)
             except OSError:  # the client went away (ConnectionError is an OSError)
                 self.close_connection = True
@@ -105,6 +127,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.send_response(response.status)
+        if self.close_connection:
+            response.headers["Connection"] = "close"
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(response.content_length))
@@ -142,13 +166,36 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True  # restart on the same port while old connections sit in TIME_WAIT
 
-    def __init__(self, port: int, app: HubApp, stopping: threading.Event) -> None:
+    def __init__(self, port: int, app: HubApp, stopping: threading.Event, allowed_hosts: frozenset[str]) -> None:
         self.app = app
         self.stopping = stopping
+        self.allowed_hosts = allowed_hosts
         self._connections: set[socket.socket] = set()
         self._guard = threading.Condition()
         self._active_requests = 0
         super().__init__((HOST, port), _Handler)
+
+    def host_of(self, values: list[str] | None, version: str) -> str:
+        """The request's ``Host`` (``host[:port]``) if it names this server; a 400 ``HubError`` otherwise.
+
+        Only loopback names and the operator's ``allowed_hosts`` are accepted, so a web page cannot reach the
+        hub through a name of its own (DNS rebinding), and every URL built on the Host points back here.
+        """
+        if not values:
+            if version == "HTTP/1.0":
+                return f"{HOST}:{self.server_port}"
+            raise HubError(400, "MissingHost", "An HTTP/1.1 request needs a Host header (RFC 9112 §3.2).")
+        value = values[0].strip()
+        name, port = _split_host(value)
+        if len(values) > 1 or name not in self.allowed_hosts or not (port == "" or port.isdigit()):
+            allowed = ", ".join(sorted(self.allowed_hosts))
+            raise HubError(
+                400,
+                "HostNotAllowed",
+                f"Host {header_safe(value)!r} is not served here; this hub answers to {allowed} (the operator "
+                "can add names with --allowed-host).",
+            )
+        return value
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._guard:
@@ -197,11 +244,13 @@ class LocalHub:
             ...
 
     Content persists under ``root``: after ``stop()``, ``start()`` serves the same repositories on the same
-    port, and so does a new ``LocalHub`` on the same root (on the port it is given). ``tokens`` maps token
-    strings to users (default: a write and a read-only token of user ``tester``, ``DEFAULT_WRITE_TOKEN`` and
-    ``DEFAULT_READ_TOKEN``). ``settings`` holds the switches (``regular_only``, ``bare_404``, page sizes...)
-    and may be changed at any time. ``admin_token`` protects the ``/_local_hub/`` control endpoints
-    (``None`` disables them). The server binds 127.0.0.1 only.
+    port, and so does a new ``LocalHub`` on the same root (on the port it is given). The root also keeps its
+    random secrets (``credentials``, see ``root_credentials``): without ``tokens``, the root's write and
+    read-only tokens of user ``tester`` are accepted (``write_token``, ``read_token``); ``tokens`` maps token
+    strings to users instead. ``admin_token`` (default: the root's) protects the ``/_local_hub/`` control
+    endpoints. ``settings`` holds the switches (``regular_only``, ``bare_404``, page sizes, body limits...) and
+    may be changed at any time. The server binds 127.0.0.1 only and answers requests whose ``Host`` is
+    ``127.0.0.1``, ``localhost``, ``[::1]`` or one of ``allowed_hosts``.
     """
 
     def __init__(
@@ -211,13 +260,22 @@ class LocalHub:
         port: int = 0,
         tokens: Mapping[str, User] | None = None,
         settings: HubSettings | None = None,
-        admin_token: str | None = DEFAULT_ADMIN_TOKEN,
+        admin_token: str | None = None,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.root = Path(root).expanduser().resolve()
+        self.credentials = root_credentials(self.root)
+        """The root's secrets (made at random when the root is new)."""
         self._port = port
         self.settings = settings or HubSettings()
-        self.tokens = TokenRegistry(default_tokens() if tokens is None else tokens)
-        self.admin_token = admin_token
+        if tokens is None:
+            tokens = {
+                self.credentials.write_token: User(DEFAULT_USER, "write"),
+                self.credentials.read_token: User(DEFAULT_USER, "read"),
+            }
+        self.tokens = TokenRegistry(tokens)
+        self.admin_token = admin_token or self.credentials.admin_token
+        self.allowed_hosts = LOOPBACK_HOSTS | {host.lower() for host in allowed_hosts}
         self._app: HubApp | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -225,6 +283,16 @@ class LocalHub:
         self._stopping = threading.Event()
         self.faults = FaultInjector()
         """Fault rules: ``fail``, ``delay``, ``drop``, ``clear`` (see ``phi3_lora_hub.hub.server.faults``)."""
+
+    @property
+    def write_token(self) -> str:
+        """The root's write token of user ``tester`` (accepted unless ``tokens`` were given)."""
+        return self.credentials.write_token
+
+    @property
+    def read_token(self) -> str:
+        """The root's read-only token of user ``tester`` (accepted unless ``tokens`` were given)."""
+        return self.credentials.read_token
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -257,10 +325,11 @@ class LocalHub:
                     settings=self.settings,
                     faults=self.faults,
                     admin_token=self.admin_token,
+                    url_key=bytes.fromhex(self.credentials.url_key),
                 )
             self._stopping.clear()
             try:
-                server = _Server(self._port, self._app, self._stopping)
+                server = _Server(self._port, self._app, self._stopping, self.allowed_hosts)
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:
                     raise LocalHubError(
@@ -311,13 +380,7 @@ class LocalHub:
 
     def _prepare_root(self) -> None:
         marker = self.root / ROOT_MARKER
-        if self.root.exists() and not self.root.is_dir():
-            raise LocalHubError(f"{self.root} is a file; the hub root must be a directory.")
-        if self.root.is_dir() and not marker.is_file() and any(self.root.iterdir()):
-            raise LocalHubError(
-                f"{self.root} is not empty and is not a local hub root (no {ROOT_MARKER}): pass an empty or "
-                "new directory, so that no unrelated files are mixed with the hub's storage."
-            )
+        check_root(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         if not marker.is_file():
             marker.write_text(json.dumps({"format": 1}) + "\n")
@@ -370,9 +433,9 @@ class LocalHub:
         """A repo id nobody has used yet, e.g. ``tester/repo-3f9a1c2b`` (the repo is not created)."""
         return f"{namespace}/{prefix}-{uuid.uuid4().hex[:8]}"
 
-    def env(self, token: str | None = DEFAULT_WRITE_TOKEN) -> dict[str, str]:
-        """Environment variables that point a client at this hub (set them before importing huggingface_hub)."""
-        variables = {"HF_ENDPOINT": self.url, "HF_HUB_OFFLINE": "0"}
-        if token is not None:
-            variables["HF_TOKEN"] = token
-        return variables
+    def env(self, token: str | None = None) -> dict[str, str]:
+        """Environment variables that point a client at this hub (set them before importing huggingface_hub).
+
+        ``HF_TOKEN`` is ``token``, or the root's write token when ``token`` is ``None``.
+        """
+        return {"HF_ENDPOINT": self.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": token or self.write_token}

@@ -30,6 +30,11 @@ class HubSettings:
     """When set, LFS objects larger than this are uploaded in parts of this size (multipart transfer)."""
     lfs_verify: bool = True
     """Ask the client to call the LFS verify action after each upload."""
+    max_json_bytes: int = 4 << 20
+    """Largest request body of the JSON and form endpoints (all but commits and LFS transfers); 413 beyond."""
+    max_commit_bytes: int = 2 << 30
+    """Largest NDJSON commit payload (it carries regular files inline); spooled to disk under the root, 413 beyond.
+    An LFS transfer may carry exactly the size the LFS batch endpoint signed for it."""
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply ``changes`` (field name -> value), checking names and types; nothing changes if one is wrong."""
