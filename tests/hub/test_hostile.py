@@ -328,3 +328,69 @@ def test_an_lfs_upload_in_progress_continues_after_a_restart(tmp_path, hub_onlin
         else:
             done = httpx2.put(upload["href"], content=data, trust_env=False)
         assert done.status_code == 200, done.text
+
+
+# --- 1: YAML alias bombs in card metadata -----------------------------------------------------------------------
+
+
+def alias_bomb(levels: int) -> str:
+    """A README.md whose few hundred bytes of YAML expand to 10**levels scalars through nested aliases."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, levels):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]")
+    return "---\n" + "\n".join(lines) + "\n---\n# bomb\n"
+
+
+@pytest.mark.parametrize(
+    "card",
+    [alias_bomb(8), "---\nself: &s [*s]\n---\n", "---\nx: " + "[" * 5000 + "]" * 5000 + "\n---\n"],
+    ids=["alias-bomb", "recursive-alias", "deep"],
+)
+def test_card_metadata_that_blows_up_is_refused_at_validation_and_commit(hub, api, repo, card):
+
+    answer = exchange(
+        hub.port,
+        request_bytes(hub.port, "POST", "/api/validate-yaml", json.dumps({"content": card}).encode()),
+    )
+    assert answer.status == 400 and answer.seconds < 1
+    assert "Refused card metadata" in answer.json()["errors"][0]["message"]
+    commit = json.dumps({"key": "header", "value": {"summary": "bomb"}}) + "\n"
+    commit += json.dumps({"key": "file", "value": {"path": "README.md", "content": card, "encoding": "utf-8"}})
+    path = f"/api/models/{repo}/commit/main"
+    answer = exchange(hub.port, request_bytes(hub.port, "POST", path, commit.encode(), auth(hub)))
+    assert (answer.status, answer.headers["x-error-code"]) == (400, "InvalidMetadata")
+    assert "README.md" not in api.list_repo_files(repo)
+
+
+def test_a_bomb_already_stored_is_never_expanded_on_read(tmp_path, hub_online):
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from phi3_lora_hub.hub.server.blobs import BlobStore
+    from phi3_lora_hub.hub.server.objects import FileEntry
+    from phi3_lora_hub.hub.server.repos import AddFile, RepoStore
+
+    root = tmp_path / "hub"
+    hub = LocalHub(root)
+    with hub:
+        api = HfApi(endpoint=hub.url, token=hub.write_token)
+        api.create_repo("tester/old")
+    card = alias_bomb(8).encode()  # stored as if committed before such cards were refused
+    blobs = BlobStore(root)
+    entry = FileEntry.regular(blobs.put_bytes(card), card)
+    old = RepoStore(root, blobs).open("model", "tester/old")
+    old.create_commit("main", [AddFile("README.md", entry)], title="old", message="", author="tester")
+    with hub:
+        answer = exchange(hub.port, request_bytes(hub.port, "GET", "/api/models/tester/old"))
+        assert answer.status == 200 and answer.seconds < 1 and len(answer.body) < 10_000
+        assert "cardData" not in answer.json()
+        fixed = b"---\nlicense: mit\n---\nfixed\n"
+        api.create_commit("tester/old", [CommitOperationAdd("README.md", fixed)], commit_message="fix")
+        assert api.model_info("tester/old").card_data["license"] == "mit"
+
+
+def test_anchors_and_aliases_that_stay_small_are_accepted(api, repo):
+    from huggingface_hub import CommitOperationAdd
+
+    card = b"---\ntags: &shared [phi3, lora]\nextra_tags: *shared\n---\nok\n"
+    api.create_commit(repo, [CommitOperationAdd("README.md", card)], commit_message="aliases")
+    assert api.model_info(repo).card_data["extra_tags"] == ["phi3", "lora"]

@@ -8,12 +8,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from phi3_lora_hub.hub.files import CARD_NAME
 from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.auth import can_read, require_read, require_write
 from phi3_lora_hub.hub.server.cards import card_data, validate_card
 from phi3_lora_hub.hub.server.messages import Request, Response, error_response, json_response
 from phi3_lora_hub.hub.server.objects import (
     Commit,
+    FileEntry,
     directory_oid,
     is_directory,
     list_directory,
@@ -77,12 +79,17 @@ def _page(
     return items[start:end], {"Link": f'<{request.base_url}{path}?{urlencode(query)}>; rel="next"'}
 
 
-def read_card(app: HubApp, commit: Commit) -> dict[str, Any] | None:
-    """The README.md metadata of a commit (``None`` when absent, too large or unparsable)."""
-    entry = commit.tree.get("README.md")
+def card_text(app: HubApp, entry: FileEntry | None) -> str | None:
+    """The text of a ``README.md`` entry; ``None`` when there is none or it is too large to be a card."""
     if entry is None or entry.size > _MAX_CARD_BYTES:
         return None
-    return card_data(app.blobs.read(entry.sha256).decode("utf-8", "replace"))
+    return app.blobs.read(entry.sha256).decode("utf-8", "replace")
+
+
+def read_card(app: HubApp, commit: Commit) -> dict[str, Any] | None:
+    """The README.md metadata of a commit (``None`` when absent, too large, unparsable or refused)."""
+    text = card_text(app, commit.tree.get(CARD_NAME))
+    return None if text is None else card_data(text)
 
 
 def last_commits(repo: Repo, head: Commit, items: list[tuple[str, str]]) -> dict[str, Commit]:

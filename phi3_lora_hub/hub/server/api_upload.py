@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from phi3_lora_hub.hub.files import CARD_NAME
 from phi3_lora_hub.hub.server import errors
-from phi3_lora_hub.hub.server.api_repos import open_repo, repo_type_of, repo_url
+from phi3_lora_hub.hub.server.api_repos import card_text, open_repo, repo_type_of, repo_url
 from phi3_lora_hub.hub.server.blobs import SHA256_RE, BlobMismatchError
+from phi3_lora_hub.hub.server.cards import metadata_refusal
 from phi3_lora_hub.hub.server.fsutil import atomic_writer
 from phi3_lora_hub.hub.server.lfs import part_etag
 from phi3_lora_hub.hub.server.messages import Request, Response, json_response, parse_json
@@ -162,6 +164,9 @@ def commit(app: HubApp, request: Request, params: Params) -> Response:
     if parent is not None and not (isinstance(parent, str) and 5 <= len(parent) <= 40):
         raise errors.bad_request('"parentCommit" must be a commit id (5 to 40 hex characters).')
     operations = [_operation(app, repo, line["key"], line["value"]) for line in lines]
+    for operation in operations:
+        if isinstance(operation, AddFile) and operation.path == CARD_NAME:
+            _refuse_unsafe_card(app, operation.entry)
     new_commit, pr_number = repo.create_commit(
         segment(params, "rev"),
         operations,
@@ -182,6 +187,14 @@ def commit(app: HubApp, request: Request, params: Params) -> Response:
             "pullRequestUrl": f"{url}/discussions/{pr_number}" if pr_number else None,
         }
     )
+
+
+def _refuse_unsafe_card(app: HubApp, entry: FileEntry) -> None:
+    """400 when a committed README.md has metadata that would blow up when read (see ``cards.load_metadata``)."""
+    text = card_text(app, entry)
+    refusal = None if text is None else metadata_refusal(text)
+    if refusal:
+        raise errors.HubError(400, "InvalidMetadata", f"Invalid metadata in README.md: {refusal}.")
 
 
 def xet_token(app: HubApp, request: Request, params: Params) -> Response:

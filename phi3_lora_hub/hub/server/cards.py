@@ -3,6 +3,10 @@
 The checks are the structural ones the Hub applies to the fields this project writes: the front matter must
 be a YAML mapping, list-like fields must be a string or a list of strings, text fields must be strings, a
 Space must name a known SDK. Unknown license ids and a missing front matter are warnings, not errors.
+
+The YAML is read by a loader that bounds what a small text can turn into: anchors and aliases are allowed, but
+the metadata they expand to is capped (``MAX_EXPANDED_SIZE``), as is nesting (``MAX_DEPTH``). A "billion laughs"
+card is refused at upload (validate-yaml and commit) and never expanded when the repo is read.
 """
 
 from __future__ import annotations
@@ -32,6 +36,89 @@ KNOWN_LICENSES = frozenset(
     llama3.3 llama4 gemma unknown other
     """.split()  # noqa: SIM905
 )
+
+
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and sequences accepted in card metadata."""
+MAX_EXPANDED_SIZE = 2_000_000
+"""Largest size of card metadata with every alias expanded: characters of its scalars plus one per node."""
+
+
+class UnsafeMetadataError(yaml.YAMLError):
+    """Card metadata that would expand beyond ``MAX_EXPANDED_SIZE`` or nest deeper than ``MAX_DEPTH``."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses nesting beyond ``MAX_DEPTH`` while composing (before any recursion)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise UnsafeMetadataError(f"card metadata is nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise ``UnsafeMetadataError`` if ``root``, aliases expanded, is too large, too deep or recursive.
+
+    Each distinct node is measured once (aliases share nodes), without recursion: linear in the YAML text.
+    """
+    measured: dict[int, tuple[int, int]] = {}  # node -> (expanded size, expanded depth)
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in measured:
+            continue
+        children = _children(node)
+        if not children_done:
+            if any(id(child) in on_path for child in children) or id(node) in on_path:
+                raise UnsafeMetadataError("card metadata contains a YAML alias to itself")
+            on_path.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in measured)
+            continue
+        on_path.discard(id(node))
+        size = 1 + (len(node.value) if isinstance(node, yaml.ScalarNode) else 0)
+        size += sum(measured[id(child)][0] for child in children)
+        depth = 1 + max((measured[id(child)][1] for child in children), default=0)
+        if size > MAX_EXPANDED_SIZE:
+            raise UnsafeMetadataError(
+                f"card metadata expands to more than {MAX_EXPANDED_SIZE} characters through its YAML aliases; "
+                "write the values out instead of repeating anchors"
+            )
+        if depth > MAX_DEPTH:
+            raise UnsafeMetadataError(f"card metadata is nested more than {MAX_DEPTH} levels deep")
+        measured[id(node)] = (size, depth)
+
+
+def load_metadata(text: str) -> Any:
+    """``text`` parsed like ``yaml.safe_load``, refused with ``UnsafeMetadataError`` when it would blow up.
+
+    Raises ``yaml.YAMLError`` (of which ``UnsafeMetadataError`` is one) for text that is not valid YAML.
+    """
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 @dataclass
@@ -65,10 +152,26 @@ def card_data(content: str) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        value = yaml.safe_load(text)
+        value = load_metadata(text)
     except yaml.YAMLError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def metadata_refusal(content: str) -> str | None:
+    """Why the metadata of card ``content`` is refused outright (blows up once expanded, too deep), or ``None``.
+
+    Checked on every commit of ``README.md``; other problems are only reported by validation.
+    """
+    text = split_front_matter(content)
+    try:
+        if text is not None:
+            load_metadata(text)
+    except UnsafeMetadataError as error:
+        return str(error)
+    except yaml.YAMLError:
+        return None
+    return None
 
 
 def _is_text_list(value: Any) -> bool:
@@ -83,7 +186,10 @@ def validate_card(content: str, repo_type: str) -> CardCheck:
         check.warnings.append("empty or missing yaml metadata in repo card")
         return check
     try:
-        metadata = yaml.safe_load(text)
+        metadata = load_metadata(text)
+    except UnsafeMetadataError as error:
+        check.errors.append(f"Refused card metadata: {error}")
+        return check
     except yaml.YAMLError as error:
         check.errors.append(f"Invalid YAML in the card metadata: {error}")
         return check
