@@ -37,6 +37,8 @@ except ImportError:
         return function
 
 
+SCRIPT_HEADER, SCRIPTS = "x-gradio-user", ("api", "mcp")
+"""The header ``gradio_client`` (``api``) and Gradio's MCP server (``mcp``) send with every call."""
 VOTES = [  # (vote record value, button text, API name)
     ("leftvote", "A is better", "vote_a"),
     ("rightvote", "B is better", "vote_b"),
@@ -54,13 +56,15 @@ BATTLE_NOTE = (
     "vote; **New round** draws a fresh pair."
 )
 CSS = """
-#prompt-row { position: sticky; bottom: 0; z-index: 20; background: var(--body-background-fill);
-              padding: 6px 0; }
-#stats-a, #stats-b, #status, #pick-status-1, #pick-status-2 { min-height: 0; }
+.gradio-container { overflow: clip !important; }  /* "hidden" would keep the prompt row from sticking */
+#prompt-row { position: sticky; bottom: 0; z-index: 20; background: var(--body-background-fill); padding: 6px 0; }
+#chat-a [data-testid="block-label"], #chat-b [data-testid="block-label"] { font-size: 0.9rem; font-weight: 600; }
 #stats-a p, #stats-b p, #status p, #pick-status-1 p, #pick-status-2 p { margin: 0; }
 @media (max-width: 760px) {
   #chat-a, #chat-b { height: 240px !important; max-height: 240px; }
-  h1 { font-size: 1.3rem; }
+  .vote-button { font-size: 0.85rem !important; padding: 6px 2px !important; }
+  #intro h1 { font-size: 1.3rem; }
+  #intro p { display: none; }
 }
 """
 SAFETY = """### What this Space loads
@@ -132,46 +136,46 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         """Every output of the arena, in the order of ``arena_outputs`` (below)."""
         return (match, *chats(match), *stats(match, streaming), status, *buttons(match, streaming))
 
-    def refuse(match: Match, refusal: Refusal, *rest: Any) -> Any:
-        """Show ``refusal`` in the status line under the prompt (where the visitor acted), then fail the event for
-        API callers, without Gradio's error popup in the page."""
+    def refuse(match: Match, refusal: Refusal, request: gr.Request, *rest: Any) -> Any:
+        """Show ``refusal`` in the status line under the prompt, where the visitor acted. A script calling the API
+        (``gradio_client`` says so in a header) gets it as an error too; a page does not: Gradio would mark every
+        output of the event, both panes included, with a red "Error"."""
         yield *view(match, f"⚠ {refusal}"), *rest
-        raise gr.Error(str(refusal), visible=False, print_exception=False)
+        if request.headers.get(SCRIPT_HEADER) in SCRIPTS:
+            raise gr.Error(str(refusal), print_exception=False)
 
     def leaderboard_table() -> pd.DataFrame:
         return pd.DataFrame([row.cells() for row in runtime.leaderboard()], columns=HEADERS)
 
-    def picked(repo: str, revision: str | None, other: Contender | None) -> tuple[list[str], Contender]:
-        """The revisions of ``repo`` and the model the picker values name (``other``'s pick is kept as it is)."""
-        revisions = runtime.revision_choices(repo)
-        if not is_base(repo):
-            revision = revision or (revisions[0] if revisions else None)
-        return revisions, runtime.contender(repo, revision, pinned=other)
+    def picked(repo: str, revision: str | None) -> tuple[gr.Dropdown, Contender | None, str]:
+        """A picker's choice: its revision picker (the repo's revisions; none, and locked, for the base), the model
+        it names (``None`` when refused) and the note shown under it (ready, or why it was refused)."""
+        try:
+            revisions = runtime.revision_choices(repo)
+            if not is_base(repo):
+                revision = revision or (revisions[0] if revisions else None)
+            chosen = runtime.contender(repo, revision)
+        except Refusal as refusal:
+            return gr.Dropdown(choices=[], value=None, interactive=False), None, f"⚠ {refusal}"
+        note = "" if chosen.adapter is None else f"✓ {chosen.label} is ready."
+        return gr.Dropdown(choices=revisions, value=chosen.pick[1], interactive=bool(revisions)), chosen, note
 
-    def named_match(repos: tuple[str, str], revisions: tuple[str | None, str | None], match: Match) -> Match:
-        """A new named match between the pickers' models (reusing those ``match`` already holds)."""
-        pinned = match.picks or (None, None)
-        picks = tuple(runtime.contender(r, v, pinned=p) for r, v, p in zip(repos, revisions, pinned, strict=True))
-        return Match.between(picks, blind=False)  # type: ignore[arg-type]
+    def kept(repo: str, revision: str | None, pinned: Contender | None) -> Contender | None:
+        """The model a picker that did not change names (``pinned`` when it still matches); ``None`` when refused:
+        that picker shows why."""
+        try:
+            return runtime.contender(repo, revision, pinned=pinned)
+        except Refusal:
+            return None
 
     # --- handlers -----------------------------------------------------------------------------------------
 
     def pick(side: int, repo: str, revision: str | None, other_repo: str, other_revision: str | None, match: Match):
         """A picker changed: list the repo's revisions, fetch and load the chosen one, start a new named match."""
-        other_side = 1 - side
-        try:
-            revisions, chosen = picked(repo, revision, None)
-        except Refusal as refusal:
-            return gr.Dropdown(), *view(Match(), ""), f"⚠ {refusal}"
-        note = "Base model selected." if chosen.adapter is None else f"✓ {chosen.label} is ready."
-        revision_picker = gr.Dropdown(choices=revisions, value=chosen.pick[1], interactive=not is_base(repo))
-        pinned = match.picks[other_side] if match.picks else None
-        try:
-            other = runtime.contender(other_repo, other_revision, pinned=pinned)
-        except Refusal:  # the other picker shows its own problem
-            return revision_picker, *view(Match(), ""), note
-        picks = (chosen, other) if side == 0 else (other, chosen)
-        return revision_picker, *view(Match.between(picks, blind=False), ""), note
+        revision_picker, chosen, note = picked(repo, revision)
+        other = kept(other_repo, other_revision, match.picks[1 - side] if match.picks else None)
+        picks = [chosen, other] if side == 0 else [other, chosen]
+        return revision_picker, *view(Match.named(picks), ""), note
 
     # The picker handlers take the other picker's values last, with defaults, so API callers may leave them out.
 
@@ -216,6 +220,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         seed: float | None,
         blind: bool,
         match: Match,
+        request: gr.Request,
     ):
         """Add the prompt to both panes and stream both answers. In a blind battle (``blind``, after New round)
         the battle's hidden pair answers and the model pickers are ignored."""
@@ -237,18 +242,20 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             runtime.check_fits(match.with_prompt(prompt), params)
             match.add_user_turn(prompt, max_turns=settings.max_turns)
         except Refusal as refusal:
-            yield from refuse(match, refusal, gr.Textbox())
+            yield from refuse(match, refusal, request, gr.Textbox())
             return
         yield from answer(match, params, clear_prompt=True)
 
-    def regenerate(temperature: float, top_p: float, max_new_tokens: float, seed: float | None, match: Match):
+    def regenerate(
+        temperature: float, top_p: float, max_new_tokens: float, seed: float | None, match: Match, request: gr.Request
+    ):
         """Answer the last prompt again, with the settings as they are now (change the seed for a new sample)."""
         try:
             params = gen_params(temperature, top_p, max_new_tokens, seed, cap=settings.max_new_tokens)
             runtime.check_fits(match.prompt_transcripts(), params)
             match.drop_answers()
         except Refusal as refusal:
-            yield from refuse(match, refusal, gr.Textbox())
+            yield from refuse(match, refusal, request, gr.Textbox())
             return
         yield from answer(match, params, clear_prompt=False)
 
@@ -275,7 +282,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             try:
                 record = match.cast_vote(kind, request.session_hash or "")
             except Refusal as refusal:
-                yield from refuse(match, refusal, gr.Dataframe())
+                yield from refuse(match, refusal, request, gr.Dataframe())
                 return
             runtime.record_vote(record)
             reveal = " · ".join(f"**{match.label(side)}**" for side in range(2))
@@ -298,11 +305,8 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         layout.append(gr.Button(visible=not blind))
         if blind:
             return *layout, *new_round()
-        try:
-            match = named_match((first_model, second_model), (first_revision, second_revision), Match())
-        except Refusal as refusal:
-            return *layout, *view(Match(), f"⚠ {refusal}")
-        return *layout, *view(match, "")
+        picks = [kept(first_model, first_revision, None), kept(second_model, second_revision, None)]
+        return *layout, *view(Match.named(picks), "")
 
     def export_votes():
         return gr.File(value=str(runtime.export_votes()), visible=True)
@@ -313,20 +317,9 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
 
     def on_load(first_model: str, first_revision: str | None, second_model: str, second_revision: str | None):
         """On page load: fill the revision pickers of the default models, start a match, show the leaderboard."""
-        updates, notes, picks = [], [], []
-        for repo, revision in ((first_model, first_revision), (second_model, second_revision)):
-            try:
-                revisions, contender = picked(repo, revision, None)
-            except Refusal as refusal:
-                updates.append(gr.Dropdown(choices=[], value=None, interactive=False))
-                notes.append(f"⚠ {refusal}")
-                continue
-            picks.append(contender)
-            value = contender.pick[1]
-            updates.append(gr.Dropdown(choices=revisions, value=value, interactive=not is_base(repo)))
-            notes.append("")
-        match = Match.between((picks[0], picks[1]), blind=False) if len(picks) == 2 else Match()
-        return *updates, *notes, *view(match, ""), leaderboard_table()
+        first, second = picked(first_model, first_revision), picked(second_model, second_revision)
+        match = Match.named([first[1], second[1]])
+        return first[0], second[0], first[2], second[2], *view(match, ""), leaderboard_table()
 
     # --- layout -------------------------------------------------------------------------------------------
 
@@ -341,7 +334,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                     elem_id="blind",
                     scale=4,
                 )
-                new_round_button = gr.Button("New round", visible=False, elem_id="new-round", scale=1, size="sm")
+                new_round_button = gr.Button("New round", visible=False, elem_id="new-round", scale=1)
             battle_note = gr.Markdown(BATTLE_NOTE, visible=False, elem_id="battle-note")
             with gr.Row(elem_id="pickers") as pickers:
                 with gr.Column(min_width=320):
@@ -386,7 +379,13 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                     stats_b = gr.Markdown(label="Model B answer", elem_id="stats-b")
             with gr.Row():
                 vote_buttons_row = [
-                    gr.Button(text, interactive=False, elem_id=name.replace("_", "-"), min_width=80)
+                    gr.Button(
+                        text,
+                        interactive=False,
+                        elem_id=name.replace("_", "-"),
+                        elem_classes="vote-button",
+                        min_width=60,
+                    )
                     for _, text, name in VOTES
                 ]
             with gr.Row(elem_id="prompt-row", equal_height=True):
@@ -441,9 +440,10 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         # --- events ---------------------------------------------------------------------------------------
         arena_outputs = [match, chat_a, chat_b, stats_a, stats_b, status, *vote_buttons_row]
         arena_outputs += [regenerate_button, stop_button, send_button]
-        quiet: dict[str, Any] = {"show_progress": "hidden"}  # handlers say what happens in the page themselves
-        generating = {"concurrency_limit": 1, "concurrency_id": GENERATION_CONCURRENCY_ID}
-        generating |= {"show_progress": "minimal", "show_progress_on": [status]}  # queue position under the prompt
+        # Handlers that may refuse say what happens in the page themselves (status line, panes): Gradio's progress
+        # and error markers would cover every output of the event with a red "Error".
+        quiet: dict[str, Any] = {"show_progress": "hidden"}
+        generating = {"concurrency_limit": 1, "concurrency_id": GENERATION_CONCURRENCY_ID, **quiet}
 
         pickers_of = ((repo_1, rev_1, pick_note_1, chat_a), (repo_2, rev_2, pick_note_2, chat_b))
         handlers = ((pick_first_model, pick_first_revision), (pick_second_model, pick_second_revision))

@@ -53,6 +53,8 @@ class Pane:
     contender: Contender
     turns: list[dict[str, str]] = field(default_factory=list)
     progress: SideProgress | None = None
+    chosen: bool = True
+    """False while no model was chosen for the pane (its picker was refused): ``contender`` is a stand-in."""
 
     def chat(self) -> list[dict[str, str]]:
         """The turns as ``gr.Chatbot`` messages."""
@@ -63,7 +65,7 @@ class Pane:
 class Match:
     """The state of one visitor's comparison (see the module docstring)."""
 
-    panes: list[Pane] = field(default_factory=lambda: [Pane(Contender()), Pane(Contender())])
+    panes: list[Pane] = field(default_factory=lambda: [Pane(Contender(), chosen=False) for _ in SIDES])
     picks: tuple[Contender, Contender] | None = None
     """The contenders in the order they were picked (first, second); ``None`` until two were chosen."""
     blind: bool = False
@@ -102,6 +104,15 @@ class Match:
         match = cls()
         match.start(picks, blind=blind, rng=rng)
         return match
+
+    @classmethod
+    def named(cls, picks: Sequence[Contender | None]) -> Match:
+        """A new, empty named conversation between ``picks``, where ``None`` marks a pane without a model (its
+        picker was refused): the panes show what they have, and the first prompt needs both."""
+        first, second = picks
+        if first is not None and second is not None:
+            return cls.between((first, second), blind=False)
+        return cls(panes=[Pane(pick or Contender(), chosen=pick is not None) for pick in picks])
 
     def start(self, picks: tuple[Contender, Contender], *, blind: bool, rng: random.Random | None = None) -> None:
         """Begin a new conversation between ``picks`` (blind: sides decided by a coin)."""
@@ -169,7 +180,7 @@ class Match:
         name = f"Model {SIDES[side]}"
         if self.hidden:
             return f"{name} · hidden"
-        if self.picks is None:
+        if not self.panes[side].chosen:
             return f"{name} · no model"
         return f"{name} · {self.panes[side].contender.label}"
 
