@@ -109,15 +109,14 @@ class RunningSpace:
 
 @contextlib.contextmanager
 def running_space(settings) -> Iterator[RunningSpace]:
-    """The app for ``settings``, served on 127.0.0.1 with the Space's own queue and launch settings."""
-    from phi3_lora_hub.space.launch import launch_kwargs, queue_kwargs
+    """The app for ``settings``, served on 127.0.0.1 as the Space serves it (``app.serve``: its queue, launch
+    settings and CSS)."""
     from phi3_lora_hub.space.runtime import SpaceRuntime
 
     runtime = SpaceRuntime.start(settings)
-    demo = load_app_module().build_demo(runtime)
-    demo.queue(**queue_kwargs(settings)).launch(
-        prevent_thread_lock=True, quiet=True, **launch_kwargs(server_name="127.0.0.1")
-    )
+    app = load_app_module()
+    demo = app.build_demo(runtime)
+    app.serve(demo, settings, prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
     try:
         yield RunningSpace(runtime, demo, demo.local_url)
     finally:

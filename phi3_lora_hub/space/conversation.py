@@ -3,8 +3,9 @@
 A :class:`Match` lives in the visitor's ``gr.State``. Its two panes are kept *as displayed*: pane 0 is "A" on
 the left, pane 1 is "B" on the right. The visitor picks two contenders; in named mode the first picked is A, in
 blind mode a coin decides (``swapped`` = the first picked is on the right) and the names stay hidden until the
-vote. Each pane keeps its own turns (the user turns are the same, the answers differ); the shared system prompt
-is put in front when the conversation is sent to a model.
+first vote. That vote ends the blind battle: the names are shown from then on, so later votes in the conversation
+are recorded as named ones. Each pane keeps its own turns (the user turns are the same, the answers differ); the
+shared system prompt is put in front when the conversation is sent to a model.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Pane:
     contender: Contender
     turns: list[dict[str, str]] = field(default_factory=list)
     progress: SideProgress | None = None
+    chosen: bool = True
+    """False while no model was chosen for the pane (its picker was refused): ``contender`` is a stand-in."""
 
     def chat(self) -> list[dict[str, str]]:
         """The turns as ``gr.Chatbot`` messages."""
@@ -62,14 +65,17 @@ class Pane:
 class Match:
     """The state of one visitor's comparison (see the module docstring)."""
 
-    panes: list[Pane] = field(default_factory=lambda: [Pane(Contender()), Pane(Contender())])
+    panes: list[Pane] = field(default_factory=lambda: [Pane(Contender(), chosen=False) for _ in SIDES])
     picks: tuple[Contender, Contender] | None = None
-    """The contenders in the order they were picked (first, second); ``None`` before the first turn."""
+    """The contenders in the order they were picked (first, second); ``None`` until two were chosen."""
     blind: bool = False
     swapped: bool = False
     system_prompt: str = ""
     params: GenParams | None = None
     voted: bool = False
+    """A vote was cast on the last answers."""
+    revealed: bool = False
+    """A blind battle's names were shown (by a vote); they stay shown for the rest of the conversation."""
     conv_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -87,17 +93,45 @@ class Match:
     def can_vote(self) -> bool:
         return self.answered and not self.voted
 
+    @property
+    def hidden(self) -> bool:
+        """True while the names are kept from the visitor: a blind battle before its first vote."""
+        return self.blind and not (self.revealed or self.voted)
+
+    @classmethod
+    def between(cls, picks: tuple[Contender, Contender], *, blind: bool, rng: random.Random | None = None) -> Match:
+        """A new, empty conversation between ``picks`` (see :meth:`start`)."""
+        match = cls()
+        match.start(picks, blind=blind, rng=rng)
+        return match
+
+    @classmethod
+    def named(cls, picks: Sequence[Contender | None]) -> Match:
+        """A new, empty named conversation between ``picks``, where ``None`` marks a pane without a model (its
+        picker was refused): the panes show what they have, and the first prompt needs both."""
+        first, second = picks
+        if first is not None and second is not None:
+            return cls.between((first, second), blind=False)
+        return cls(panes=[Pane(pick or Contender(), chosen=pick is not None) for pick in picks])
+
     def start(self, picks: tuple[Contender, Contender], *, blind: bool, rng: random.Random | None = None) -> None:
         """Begin a new conversation between ``picks`` (blind: sides decided by a coin)."""
         swapped = blind and (rng or random).random() < 0.5
         first, second = picks
         self.panes = [Pane(second), Pane(first)] if swapped else [Pane(first), Pane(second)]
         self.picks, self.blind, self.swapped = picks, blind, swapped
-        self.params, self.voted, self.conv_id = None, False, uuid.uuid4().hex
+        self.params, self.voted, self.revealed, self.conv_id = None, False, False, uuid.uuid4().hex
+
+    def cleared(self) -> Match:
+        """A new, empty conversation between the same contenders on the same sides (names stay as shown)."""
+        fresh = Match(panes=[Pane(pane.contender) for pane in self.panes], picks=self.picks)
+        fresh.blind, fresh.swapped, fresh.revealed = self.blind, self.swapped, self.blind and not self.hidden
+        fresh.system_prompt = self.system_prompt
+        return fresh
 
     def needs_restart(self, picks: tuple[Contender, Contender], blind: bool) -> bool:
         """A new conversation is needed when the contenders or the mode changed (answers would mix models)."""
-        return self.picks is None or self.picks != picks or self.blind != blind or self.user_turns == 0
+        return self.picks is None or self.picks != picks or self.blind != blind
 
     def add_user_turn(self, prompt: str, *, max_turns: int) -> None:
         if self.user_turns >= max_turns:
@@ -141,16 +175,21 @@ class Match:
             pane.progress = side
 
     def label(self, side: int) -> str:
-        """The pane's title: the model's name, or only ``Model A`` in blind mode until the vote."""
+        """The pane's title: the model and revision the pane answers with (``Model A · repo @ main (1a2b3c4)``),
+        ``Model A · hidden`` in a blind battle until the vote, ``Model A · no model`` before any was chosen."""
         name = f"Model {SIDES[side]}"
-        if self.blind and not self.voted:
-            return name
+        if self.hidden:
+            return f"{name} · hidden"
+        if not self.panes[side].chosen:
+            return f"{name} · no model"
         return f"{name} · {self.panes[side].contender.label}"
 
     def cast_vote(self, vote: Vote, session_hash: str) -> VoteRecord:
-        """The vote on the last answers (see :meth:`to_vote`); no second vote is taken on these answers."""
+        """The vote on the last answers (see :meth:`to_vote`); no second vote is taken on these answers. A vote
+        in a blind battle reveals the names for the rest of the conversation."""
         record = self.to_vote(vote, session_hash)
         self.voted = True
+        self.revealed = self.blind
         return record
 
     def to_vote(self, vote: Vote, session_hash: str) -> VoteRecord:
@@ -176,7 +215,7 @@ class Match:
             gen_params=self.params or GenParams(),
             system_prompt=self.system_prompt or None,
             source="human",
-            mode="blind" if self.blind else "named",
+            mode="blind" if self.hidden else "named",
             swapped=self.swapped,
             session_hash=session_hash,
             conv_id=self.conv_id,

@@ -5,6 +5,7 @@ up the adapter source (allowlist, size cap, token) and the vote store. The app's
 
 - :meth:`~SpaceRuntime.model_choices` / :meth:`~SpaceRuntime.revision_choices` for the pickers;
 - :meth:`~SpaceRuntime.contender` to turn picker values into a checked, loaded model (or a :class:`Refusal`);
+- :meth:`~SpaceRuntime.draw_pair` for a blind battle between two models drawn at random;
 - :meth:`~SpaceRuntime.stream` to answer both panes at once;
 - :meth:`~SpaceRuntime.record_vote`, :meth:`~SpaceRuntime.leaderboard`, :meth:`~SpaceRuntime.export_votes`.
 """
@@ -12,6 +13,7 @@ up the adapter source (allowlist, size cap, token) and the vote store. The app's
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -136,6 +138,34 @@ class SpaceRuntime:
         with self._cache_lock:
             self._labels[adapter.key.ref.key] = adapter.label
         return Contender(adapter)
+
+    def draw_pair(self, rng: random.Random | None = None) -> tuple[Contender, Contender]:
+        """Two different models drawn at random for a blind battle, among the base and every revision of the
+        offered adapters (two names of one commit count once); a model that cannot be loaded is left out.
+        :class:`Refusal` when fewer than two can."""
+        rng = rng or random.Random()
+        pool: list[tuple[str, str | None]] = [(BASE_CHOICE, None)]
+        for repo in self.settings.adapters:
+            try:
+                pool.extend((repo, revision) for revision in self.revision_choices(repo))
+            except Refusal as refusal:
+                logger.warning("left out of blind battles: %s", refusal)
+        rng.shuffle(pool)
+        drawn: list[Contender] = []
+        for repo, revision in pool:
+            try:
+                contender = self.contender(repo, revision)
+            except Refusal as refusal:
+                logger.warning("left out of blind battles: %s", refusal)
+                continue
+            if all(contender.ref != other.ref for other in drawn):
+                drawn.append(contender)
+            if len(drawn) == 2:
+                return drawn[0], drawn[1]
+        raise Refusal(
+            "A blind battle needs two models and fewer than two can be loaded here: offer more adapters "
+            "(PHI3_SPACE_ADAPTERS), or compare them by name with blind mode off."
+        )
 
     def stream(
         self,

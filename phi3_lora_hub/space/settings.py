@@ -63,8 +63,9 @@ class SpaceSettings:
     preload: bool = True
     """Load the offered adapters (``main``, up to ``max_loaded_adapters``) in the background at start, so the
     first visitors do not wait for them."""
-    queue_size: int = 32
-    """Requests waiting in the queue beyond this are turned away."""
+    queue_size: int | None = None
+    """Requests waiting in the queue beyond this are turned away; ``None``: sized from the hardware
+    (:func:`phi3_lora_hub.space.launch.default_queue_size`)."""
     dtype: str = "auto"
     """``auto`` (bfloat16 where supported, float16 on older GPUs, bfloat16 on CPU), or a torch dtype name."""
     title: str = "Phi-3 LoRA side by side"
@@ -79,6 +80,8 @@ class SpaceSettings:
         for name in ("max_adapter_mb", "max_prompt_chars", "max_new_tokens", "max_turns", "max_context_tokens"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_ENV_OF[name]} must be positive, got {getattr(self, name)!r}.")
+        if self.queue_size is not None and self.queue_size <= 0:
+            raise ConfigError(f"PHI3_SPACE_QUEUE_SIZE must be positive, got {self.queue_size!r}.")
         if self.votes_every_minutes <= 0:
             raise ConfigError(f"PHI3_SPACE_VOTES_EVERY must be positive, got {self.votes_every_minutes!r}.")
 

@@ -128,7 +128,7 @@ def test_a_vote_lands_in_the_log_and_on_the_leaderboard(client, space, hub_adapt
 
 def test_blind_mode_hides_names_until_the_vote(client, space):
     chat_a, chat_b, *_ = send(client, blind=True)
-    assert (chat_a["label"], chat_b["label"]) == ("Model A", "Model B")
+    assert (chat_a["label"], chat_b["label"]) == ("Model A · hidden", "Model B · hidden")
     outputs = client.predict(api_name="/vote_tie")
     revealed = {outputs[0]["label"], outputs[1]["label"]}
     assert any("base model" in label for label in revealed) and any(COMPASS in label for label in revealed)

@@ -73,7 +73,7 @@ def test_blind_mode_hides_the_sides_until_the_vote():
     swapped.start((ADAPTER, BASE), blind=True, rng=_Coin(0.1))
     assert swapped.swapped and [p.contender for p in swapped.panes] == [BASE, ADAPTER]
     played(swapped)
-    assert (swapped.label(0), swapped.label(1)) == ("Model A", "Model B")
+    assert (swapped.label(0), swapped.label(1)) == ("Model A · hidden", "Model B · hidden")
     record = swapped.to_vote("rightvote", "s")
     swapped.voted = True
     assert swapped.label(1) == "Model B · tester/compass @ step-4 (aaaaaaa)"
