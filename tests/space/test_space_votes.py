@@ -14,7 +14,7 @@ from phi3_lora_hub.arena.ratings import leaderboard, model_records, wilson_inter
 from phi3_lora_hub.arena.votes import GenParams, ModelRef, SideRecord, VoteRecord, read_votes, to_battles
 from phi3_lora_hub.space.conversation import Contender, Match
 from phi3_lora_hub.space.hub_adapters import AdapterKey, LocalAdapter
-from phi3_lora_hub.space.leaderboard import CachedLeaderboard, display_name, rows
+from phi3_lora_hub.space.leaderboard import PRIOR_L2, CachedLeaderboard, display_name, rows
 from phi3_lora_hub.space.refusal import Refusal
 from phi3_lora_hub.space.streaming import SideProgress
 from phi3_lora_hub.space.vote_store import VoteStore
@@ -143,7 +143,7 @@ def test_the_leaderboard_is_the_arena_maths_on_human_votes():
     labels = {f"tester/compass@{SHA_A}": "tester/compass @ main (aaaaaaa)"}
     table = rows(VOTES, labels, rounds=20)
     battles = to_battles(VOTES[:-1])
-    ratings = {r.model: r for r in leaderboard(battles, rounds=20)}
+    ratings = {r.model: r for r in leaderboard(battles, rounds=20, l2=PRIOR_L2)}
     records = model_records(battles)
     assert [row.key for row in table] == sorted(ratings, key=lambda m: -ratings[m].rating)
     for row in table:
