@@ -149,6 +149,41 @@ def build_space(
     return sorted(str(path.relative_to(target)) for path in target.rglob("*") if path.is_file())
 
 
+def check_adapters(settings: SpaceSettings, *, token: str | None = None) -> dict[str, str]:
+    """Check each offered adapter at ``main`` on the Hub as the Space will when it loads it: safetensors weights
+    (no pickle-only repo), within the size cap, a plain LoRA config whose ``base_model_name_or_path`` is the
+    Space's base (or one of its aliases). Only ``adapter_config.json`` is downloaded, into a temporary folder.
+
+    Returns repo -> commit; ``ConfigError`` listing every adapter the Space would refuse, and why.
+    """
+    from phi3_lora_hub.space.compat import BaseSignature
+    from phi3_lora_hub.space.hub_adapters import MB, AdapterSource
+    from phi3_lora_hub.space.refusal import Refusal
+
+    base = BaseSignature.of_names([settings.base_model, *settings.base_aliases])
+    commits, problems = {}, []
+    with tempfile.TemporaryDirectory(prefix="phi3-space-check-") as cache:
+        source = AdapterSource(
+            base,
+            AllowList.of([*settings.adapters, *settings.allowlist]),
+            token=token,
+            max_bytes=int(settings.max_adapter_mb * MB),
+            cache_dir=cache,
+        )
+        for repo_id in settings.adapters:
+            try:
+                commits[repo_id] = source.check_remote(repo_id)
+            except Refusal as refusal:
+                problems.append(f"- {refusal}")
+    if problems:
+        raise ConfigError(
+            "The Space would refuse these adapters, so nothing was created or uploaded:\n"
+            + "\n".join(problems)
+            + "\nFix them (or leave them out of --adapters), then deploy again."
+        )
+    return commits
+
+
 def deploy(
     space_id: str,
     settings: SpaceSettings,
@@ -165,7 +200,7 @@ def deploy(
     ``token`` defaults to the usual ``huggingface_hub`` token (``HF_TOKEN`` or the login). Files of an earlier
     vendored package that no longer exist are removed from the Space.
     """
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, get_token
 
     problem = repo_id_problem(space_id)
     if problem:
@@ -173,6 +208,7 @@ def deploy(
     if settings.token:
         raise ConfigError("Deploy never writes a token into the Space: leave it out of the settings.")
     api = HfApi(token=token)
+    check_adapters(settings, token=api.token or get_token())
     api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="phi3-space-") as folder:
         files = build_space(folder, settings, look, app_dir=app_dir, template=template)

@@ -178,6 +178,18 @@ class AdapterSource:
         logger.info("fetched %s@%s (%s, %.1f MB)", repo_id, revision, commit[:7], (size or 0) / MB)
         return self._checked(repo_id, revision, commit, config_path, weights_path)
 
+    def check_remote(self, repo: str, revision: str | None = None) -> str:
+        """Check ``repo`` at ``revision`` (default ``main``) on the Hub without downloading its weights: safetensors
+        weights within the size cap, and a LoRA config for this base (its layers are not checked when the
+        signature has none). Returns the commit; :class:`Refusal` says what is wrong."""
+        repo_id = check_repo_id(repo, self.allowlist)
+        revision = check_revision(revision)
+        with hub_errors(repo_id, revision):
+            commit, _ = self._inspect(repo_id, revision)
+            config_path = self._download(repo_id, ADAPTER_CONFIG, commit)
+        self._check_config_file(repo_id, revision, commit, config_path)
+        return commit
+
     def _cached(self, repo_id: str, commit: str) -> tuple[Path, Path] | None:
         from huggingface_hub import try_to_load_from_cache
 
@@ -228,7 +240,7 @@ class AdapterSource:
     def _check_config_file(self, repo_id: str, revision: str, commit: str, path: Path) -> dict[str, Any]:
         source = _source(repo_id, revision, commit)
         config = read_config(path, source)
-        check_config(config, self.base, source)
+        check_config(config, self.base, source, layers=bool(self.base.linear))
         return config
 
     def _checked(self, repo_id: str, revision: str, commit: str, config_path: Path, weights_path: Path) -> LocalAdapter:

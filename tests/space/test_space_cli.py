@@ -40,10 +40,11 @@ def test_space_deploy_can_write_the_files_without_uploading(tmp_path, capsys):
     assert (tmp_path / "out" / "phi3_lora_hub" / "space" / "runtime.py").is_file()
 
 
-def test_space_deploy_uploads_to_the_hub(hub, trained_adapters, capsys):
-    from space_testing import push_adapter
+def test_space_deploy_uploads_to_the_hub(hub, trained_adapters, capsys, tmp_path):
+    from space_testing import for_base, push_adapter
 
-    push_adapter("tester/space-cli-compass", {"main": trained_adapters.compass})  # its card gets a link
+    adapter = for_base(trained_adapters.compass, "microsoft/Phi-3-mini-4k-instruct", tmp_path / "compass")
+    push_adapter("tester/space-cli-compass", {"main": adapter})  # its card gets a link
     code = main(["space", "deploy", "--space-id", "tester/space-cli", "--adapters", "tester/space-cli-compass"])
     out = capsys.readouterr().out
     assert code == 0 and "/spaces/tester/space-cli" in out and "model card of tester/space-cli-compass links" in out
