@@ -22,6 +22,7 @@ from phi3_lora_hub.space.deploy import (
     deploy,
     render_readme,
     settings_for_deploy,
+    space_modules,
     with_card_section,
 )
 from phi3_lora_hub.space.settings import SpaceSettings
@@ -97,7 +98,9 @@ def deployed(hub, trained_adapters, tmp_path):
     return api, space_id, result
 
 
-def test_deploy_creates_the_space_with_the_app_and_its_package(deployed):
+def test_deploy_creates_the_space_with_the_app_and_only_the_modules_it_runs(deployed):
+    from huggingface_hub import hf_hub_download
+
     api, space_id, result = deployed
     info = api.repo_info(space_id, repo_type="space")
     assert info.sdk == "gradio"
@@ -109,12 +112,12 @@ def test_deploy_creates_the_space_with_the_app_and_its_package(deployed):
     assert "phi3_lora_hub/removed_module.py" not in files  # an earlier deploy's leftovers are removed
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
     assert files - {".gitattributes"} == set(result.files) and result.url.endswith(f"/spaces/{space_id}")
-    local = Path(ROOT / "phi3_lora_hub")
-    assert {f"phi3_lora_hub/{p.relative_to(local)}" for p in local.rglob("*.py") if "__pycache__" not in p.parts} <= (
-        package
-    )
-    from huggingface_hub import hf_hub_download
-
+    assert package == set(space_modules(ROOT / "space_app" / "app.py"))
+    for left_out in ("hub/server/server.py", "training/trainer.py", "recipe.py", "space/deploy.py", "cli/main.py"):
+        assert (ROOT / "phi3_lora_hub" / left_out).is_file() and f"phi3_lora_hub/{left_out}" not in files
+    assert not any(name.startswith(("phi3_lora_hub/hub/server", "phi3_lora_hub/space_app")) for name in files)
+    total = sum(Path(hf_hub_download(space_id, name, repo_type="space")).stat().st_size for name in result.files)
+    assert result.bundle_bytes == total < 400_000
     meta = front_matter(Path(hf_hub_download(space_id, "README.md", repo_type="space")).read_text())
     assert meta["models"] == [BASE, COMPASS, TERSE, "alice/public-lora"]
     assert meta["datasets"] == ["tester/space-votes"] and meta["sdk"] == "gradio"
@@ -213,7 +216,8 @@ def test_the_built_space_runs_on_its_vendored_package(tiny_model_dir, tmp_path):
     from gradio_client import Client
 
     folder = tmp_path / "space"
-    build_space(folder, settings_for_deploy(BASE, ["tester/space-compass"]))
+    files = build_space(folder, settings_for_deploy(BASE, ["tester/space-compass"]))
+    assert not any(name.startswith("phi3_lora_hub/hub/server") for name in files)  # no local Hub server shipped
     port = free_port()
     env = subprocess_env(
         HF_HUB_OFFLINE="0",
