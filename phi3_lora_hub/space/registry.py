@@ -5,10 +5,15 @@ The base is wrapped once in a ``PeftModel`` with ``capacity`` adapter *slots* (P
 when every slot is taken, the least recently used adapter makes room:
 
 - if the newcomer has exactly the same tensors (same layers, kinds and ranks: every checkpoint of one training
-  run does), its weights are copied into that slot in place with PEFT's
-  ``hotswap_adapter_from_state_dict``, which also sets the slot's scaling from the newcomer's config; this is
-  several times faster than ``load_adapter``, which walks and rebuilds the model's modules;
+  run does), its weights are copied into that slot in place. With the same scaling too (``lora_alpha``,
+  ``use_rslora``, rank and alpha patterns: again every checkpoint of a run) that is one ``copy_`` per tensor
+  into the slot's parameters, found once per slot; otherwise PEFT's ``hotswap_adapter_from_state_dict`` copies
+  them and sets the slot's scaling from the newcomer's config. Either is many times faster than
+  ``load_adapter``, which walks and rebuilds the model's modules;
 - otherwise the old adapter is deleted (``delete_adapter``) and the newcomer loaded into the freed slot.
+
+Adapters are kept in the base model's precision (``autocast_adapter_dtype=False``): PEFT would otherwise hold
+them in float32 next to a bfloat16 base, twice their share of memory (bench_space.py).
 
 Everything that reads or changes what the slots hold, and every generation, happens while holding
 :attr:`AdapterRegistry.lock` (:meth:`AdapterRegistry.use`), so a slot can never change under a running generation
@@ -43,6 +48,8 @@ PLACEHOLDER = "__placeholder__"
 BASE_NAME = "__base__"
 """PEFT's name for "no adapter" in a mixed batch (``generate(adapter_names=[...])``)."""
 _LORA_MATRICES = (".lora_A", ".lora_B")
+_SCALING_KEYS = ("r", "lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern", "fan_in_fan_out")
+"""adapter_config.json entries that set how a slot scales (or lays out) its weights."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,8 @@ class AdapterRegistry:
         self.stats = RegistryStats()
         self._slots = [f"slot{index:03d}" for index in range(capacity)]
         self._loaded: OrderedDict[AdapterKey, Loaded] = OrderedDict()  # least recently used first
+        self._parameters: dict[str, dict[str, Any]] = {}
+        """Slot -> its LoRA parameters by name, found on the first copy into the slot (until it is reloaded)."""
 
     def loaded(self) -> list[AdapterKey]:
         """Keys of the loaded adapters, least recently used first."""
@@ -130,9 +139,14 @@ class AdapterRegistry:
     def _load(self, adapter: LocalAdapter) -> Loaded:
         used = {entry.name for entry in self._loaded.values()}
         name = next(slot for slot in self._slots if slot not in used)
+        self._parameters.pop(name, None)
         try:
             self.model.load_adapter(
-                str(adapter.directory), adapter_name=name, is_trainable=False, low_cpu_mem_usage=True
+                str(adapter.directory),
+                adapter_name=name,
+                is_trainable=False,
+                low_cpu_mem_usage=True,
+                autocast_adapter_dtype=False,
             )
         except Exception as error:
             if name in self.model.peft_config:
@@ -156,9 +170,13 @@ class AdapterRegistry:
             config.inference_mode = True
             weights = load_file(str(adapter.directory / ADAPTER_WEIGHTS))
             state = {_slot_key(key, victim.name): tensor for key, tensor in weights.items()}
-            hotswap_adapter_from_state_dict(self.model, state, victim.name, config)
+            if _same_scaling(victim.adapter, adapter):
+                self._copy_into(victim.name, state)
+            else:
+                hotswap_adapter_from_state_dict(self.model, state, victim.name, config)
             self.model.peft_config[victim.name] = config
         except Exception as error:
+            self._parameters.pop(victim.name, None)
             self.model.delete_adapter(victim.name)  # the slot may hold a mix of both: never use it
             self.model.requires_grad_(False)
             self.stats.evictions += 1
@@ -168,7 +186,22 @@ class AdapterRegistry:
         self.stats.evictions += 1
         return Loaded(victim.name, adapter)
 
+    def _copy_into(self, slot: str, state: dict[str, Any]) -> None:
+        """Copy ``state`` (parameter name -> tensor, every LoRA tensor of the slot) into ``slot``'s parameters,
+        converting to their precision."""
+        import torch
+
+        parameters = self._parameters.get(slot)
+        if parameters is None:
+            marker = f".{slot}."
+            parameters = {name: value for name, value in self.model.named_parameters() if marker in name}
+            self._parameters[slot] = parameters
+        with torch.no_grad():
+            for name, tensor in state.items():
+                parameters[name].copy_(tensor)
+
     def _unload(self, entry: Loaded) -> None:
+        self._parameters.pop(entry.name, None)
         del self._loaded[entry.adapter.key]
         self.model.delete_adapter(entry.name)
         self.model.requires_grad_(False)
@@ -194,6 +227,11 @@ def _one_torch_thread() -> Iterator[None]:
 def _same_tensors(old: LocalAdapter, new: LocalAdapter) -> bool:
     """True when ``new`` can be copied into ``old``'s slot: the same tensor names and shapes, neither DoRA."""
     return not old.uses_dora and not new.uses_dora and bool(old.shapes) and dict(old.shapes) == dict(new.shapes)
+
+
+def _same_scaling(old: LocalAdapter, new: LocalAdapter) -> bool:
+    """True when ``new``'s weights can go into ``old``'s slot without changing how the slot scales them."""
+    return all(old.config.get(key) == new.config.get(key) for key in _SCALING_KEYS)
 
 
 def _slot_key(key: str, slot: str) -> str:
