@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phi3_lora_hub.hub.files import ADAPTER_WEIGHTS
-from phi3_lora_hub.space.hub_adapters import AdapterKey, LocalAdapter
+from phi3_lora_hub.space.hub_adapters import SCALING_KEYS, AdapterKey, LocalAdapter
 from phi3_lora_hub.space.refusal import Refusal
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ PLACEHOLDER = "__placeholder__"
 BASE_NAME = "__base__"
 """PEFT's name for "no adapter" in a mixed batch (``generate(adapter_names=[...])``)."""
 _LORA_MATRICES = (".lora_A", ".lora_B")
-_SCALING_KEYS = ("r", "lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern", "fan_in_fan_out")
-"""adapter_config.json entries that set how a slot scales (or lays out) its weights."""
+Identity = tuple[str, str, str]
+""":attr:`LocalAdapter.identity`: repo, weights sha256, scaling."""
 
 
 @dataclass(frozen=True)
@@ -88,19 +88,21 @@ class AdapterRegistry:
         self.model = _wrap(base_model)
         self.stats = RegistryStats()
         self._slots = [f"slot{index:03d}" for index in range(capacity)]
-        self._loaded: OrderedDict[AdapterKey, Loaded] = OrderedDict()  # least recently used first
+        # Keyed by LocalAdapter.identity: two commits with the same weights and scaling share one slot.
+        self._loaded: OrderedDict[Identity, Loaded] = OrderedDict()  # least recently used first
         self._parameters: dict[str, dict[str, Any]] = {}
         """Slot -> its LoRA parameters by name, found on the first copy into the slot (until it is reloaded)."""
 
     def loaded(self) -> list[AdapterKey]:
-        """Keys of the loaded adapters, least recently used first."""
+        """Keys of the loaded adapters (the revision each was loaded as), least recently used first. A revision with
+        the same weights and scaling as a loaded one uses that one's slot: it is not loaded again."""
         with self.lock:
-            return list(self._loaded)
+            return [entry.adapter.key for entry in self._loaded.values()]
 
     def load(self, adapter: LocalAdapter) -> Loaded:
         """Make sure ``adapter`` is loaded; it becomes the most recently used."""
         with self.lock:
-            return self._ensure(adapter, keep={adapter.key})
+            return self._ensure(adapter, keep={adapter.identity})
 
     @contextlib.contextmanager
     def use(self, adapters: Sequence[LocalAdapter | None]) -> Iterator[list[Loaded | None]]:
@@ -109,16 +111,16 @@ class AdapterRegistry:
         While the block runs nothing else can load, replace or generate, so the slots yielded hold the adapters
         asked for.
         """
-        wanted = {adapter.key for adapter in adapters if adapter is not None}
+        wanted = {adapter.identity for adapter in adapters if adapter is not None}
         if len(wanted) > self.capacity:
             raise ValueError(f"{len(wanted)} adapters asked for at once, capacity is {self.capacity}")
         with self.lock:
             yield [None if adapter is None else self._ensure(adapter, keep=wanted) for adapter in adapters]
 
-    def _ensure(self, adapter: LocalAdapter, keep: set[AdapterKey]) -> Loaded:
-        entry = self._loaded.get(adapter.key)
+    def _ensure(self, adapter: LocalAdapter, keep: set[Identity]) -> Loaded:
+        entry = self._loaded.get(adapter.identity)
         if entry is not None:
-            self._loaded.move_to_end(adapter.key)
+            self._loaded.move_to_end(adapter.identity)
             return entry
         started = time.perf_counter()
         with _one_torch_thread():
@@ -131,7 +133,7 @@ class AdapterRegistry:
                     entry = self._load(adapter)
             else:
                 entry = self._load(adapter)
-        self._loaded[adapter.key] = entry
+        self._loaded[adapter.identity] = entry
         self.stats.load_seconds += time.perf_counter() - started
         logger.info("%s is in %s (%.3f s)", adapter.label, entry.name, time.perf_counter() - started)
         return entry
@@ -164,7 +166,7 @@ class AdapterRegistry:
         from peft.utils.hotswap import hotswap_adapter_from_state_dict
         from safetensors.torch import load_file
 
-        del self._loaded[victim.adapter.key]
+        del self._loaded[victim.adapter.identity]
         try:
             config = LoraConfig.from_pretrained(str(adapter.directory))
             config.inference_mode = True
@@ -202,7 +204,7 @@ class AdapterRegistry:
 
     def _unload(self, entry: Loaded) -> None:
         self._parameters.pop(entry.name, None)
-        del self._loaded[entry.adapter.key]
+        del self._loaded[entry.adapter.identity]
         self.model.delete_adapter(entry.name)
         self.model.requires_grad_(False)
         self.stats.evictions += 1
@@ -231,7 +233,7 @@ def _same_tensors(old: LocalAdapter, new: LocalAdapter) -> bool:
 
 def _same_scaling(old: LocalAdapter, new: LocalAdapter) -> bool:
     """True when ``new``'s weights can go into ``old``'s slot without changing how the slot scales them."""
-    return all(old.config.get(key) == new.config.get(key) for key in _SCALING_KEYS)
+    return all(old.config.get(key) == new.config.get(key) for key in SCALING_KEYS)
 
 
 def _slot_key(key: str, slot: str) -> str:

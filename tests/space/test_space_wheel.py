@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -21,8 +22,11 @@ BASE = "microsoft/Phi-3-mini-4k-instruct"
 def installed_wheel(tmp_path_factory) -> Path:
     """A folder holding the package installed from a freshly built wheel (dependencies come from this venv)."""
     folder = tmp_path_factory.mktemp("wheel")
+    source = folder / "source"  # a copy, so the build leaves nothing in the checkout and reuses nothing stale
+    leave_out = shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__", "runs", "tests", "docs")
+    shutil.copytree(ROOT, source, symlinks=True, ignore=leave_out)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(folder), str(ROOT)], check=True)
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(folder), str(source)], check=True)
     (wheel,) = folder.glob("phi3_lora_hub-*.whl")
     site = folder / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
