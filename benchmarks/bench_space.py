@@ -58,7 +58,9 @@ def build_base(args: argparse.Namespace) -> Path:
 
     tokenizer = Path(args.assets) / "phi3-mini-4k-instruct"
     tokenizer = tokenizer if (tokenizer / "tokenizer.json").is_file() else None
-    shape = f"h{args.hidden}-l{args.layers}-i{args.intermediate}-{'real' if tokenizer else 'tiny'}-tok"
+    shape = (
+        f"h{args.hidden}-l{args.layers}-i{args.intermediate}-{'real' if tokenizer else 'tiny'}-tok-{args.base_dtype}"
+    )
     folder = WORK / f"base-{shape}"
     if not (folder / "tiny_phi3.json").is_file():
         config = TinyPhi3Config(
@@ -69,6 +71,13 @@ def build_base(args: argparse.Namespace) -> Path:
             pretrain_steps=0,
         )
         build_tiny_phi3(folder, config=config, tokenizer_path=tokenizer)
+        if args.base_dtype != "float32":  # saved as the real Phi-3 ships: bfloat16 safetensors
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, args.base_dtype))
+            model.save_pretrained(folder)
+            del model
     return folder
 
 
@@ -197,6 +206,12 @@ def worker_switch(job: dict) -> dict:
         "switch_in_memory_s": median(in_memory),
         "fetch_by_branch_s": median(by_branch),
         "swaps": registry.stats.swaps,
+        "runs": {
+            "base_load_s": base_loads,
+            "switch_free_slot_s": free,
+            "switch_in_place_s": in_place,
+            "fetch_by_branch_s": by_branch,
+        },
     }
 
 
@@ -229,6 +244,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapters", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--base-dtype",
+        default="bfloat16",
+        choices=("bfloat16", "float32"),
+        help="precision the base's weights are saved in (Phi-3-mini ships in bfloat16)",
+    )
     parser.add_argument("--assets", default=str(ROOT.parent / "shared" / "assets"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)

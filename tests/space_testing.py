@@ -72,6 +72,18 @@ def write_adapter_files(folder: Path, config: dict[str, Any], tensors: dict[str,
     return folder
 
 
+def for_base(adapter_dir: Path, base_model: str, target: Path) -> Path:
+    """A copy of ``adapter_dir``'s two files in ``target`` whose config names ``base_model`` as its base (the tiny
+    test adapters name a local folder; a deployed Space runs a Hub base)."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    (target / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": base_model}))
+    shutil.copyfile(adapter_dir / "adapter_model.safetensors", target / "adapter_model.safetensors")
+    return target
+
+
 def make_settings(base_dir: Path, data_dir: Path, **overrides: str):
     """Settings for a Space on ``base_dir`` offering both test adapters and anything of user ``tester``."""
     from phi3_lora_hub.space.settings import SpaceSettings

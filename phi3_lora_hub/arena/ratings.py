@@ -211,8 +211,13 @@ def leaderboard(
 ) -> list[Rating]:
     """Ratings best first, each with a percentile bootstrap interval over ``rounds`` resamples of the battles.
 
-    A resample draws as many battles as there are, with replacement; the same ``seed`` gives the same intervals.
-    With ``rounds=0`` the interval collapses to the point estimate.
+    A resample keeps each battle a Poisson(1) number of times (the Poisson bootstrap: with many battles the same
+    as drawing as many battles as there are with replacement). Unlike a fixed-size resample it also shows how
+    little a handful of one-sided battles say: one battle, resampled to one battle, would always give the same
+    rating, a zero-width interval. The same ``seed`` gives the same intervals. With ``rounds=0`` the interval
+    collapses to the point estimate. Use a real prior (``l2`` of about 0.25, a standard deviation of
+    ``2 * scale`` points) when there are few battles: it keeps one-sided resamples from running off to extreme
+    (even negative) ratings.
     """
     battles = list(battles)
     matchups = _matchups(battles)
@@ -223,9 +228,8 @@ def leaderboard(
     lower, upper = point.copy(), point.copy()
     if rounds > 0:
         rng = np.random.default_rng(seed)
-        total = int(matchups.counts.sum())
-        # Resampling battles with replacement = drawing how often each unique (pair, outcome) row occurs.
-        draws = rng.multinomial(total, matchups.counts / total, size=rounds).astype(np.float64)
+        # Each battle kept Poisson(1) times = each unique (pair, outcome) row kept Poisson(its count) times.
+        draws = rng.poisson(matchups.counts, size=(rounds, len(matchups.counts))).astype(np.float64)
         samples = np.stack([_fit(matchups, weights, alpha, l2) for weights in draws])
         tail = (1.0 - confidence) / 2 * 100
         lower, upper = np.percentile(samples, [tail, 100 - tail], axis=0)

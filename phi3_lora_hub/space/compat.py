@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,13 @@ class BaseSignature:
             for name, module in model.named_modules()
             if isinstance(module, torch.nn.Linear)
         }
-        return cls(tuple(dict.fromkeys(normalise(name) for name in names if name)), linear)
+        return replace(cls.of_names(names), linear=linear)
+
+    @classmethod
+    def of_names(cls, names: Iterable[str]) -> BaseSignature:
+        """A base known by its names only, before it is loaded: adapters can be checked against its names, not
+        its layers."""
+        return cls(tuple(dict.fromkeys(normalise(name) for name in names if name)), {})
 
     def describe(self) -> str:
         """The accepted names as a visitor may see them: Hub ids as they are, local folders by their last part only
@@ -88,8 +94,12 @@ def read_config(path: Path, source: str) -> dict[str, Any]:
     return config
 
 
-def check_config(config: Mapping[str, Any], base: BaseSignature, source: str) -> None:
-    """Raise :class:`Refusal` unless ``config`` describes a plain LoRA adapter that fits ``base``."""
+def check_config(config: Mapping[str, Any], base: BaseSignature, source: str, *, layers: bool = True) -> None:
+    """Raise :class:`Refusal` unless ``config`` describes a plain LoRA adapter that fits ``base``.
+
+    ``layers=False`` skips the check of ``target_modules`` against the base's layers (``space deploy`` checks
+    adapters before any base model is loaded, from its name only).
+    """
     try:
         check_lora_config(config, source)
     except ModelError as error:
@@ -110,7 +120,8 @@ def check_config(config: Mapping[str, Any], base: BaseSignature, source: str) ->
         raise Refusal(
             f"{source} saves more than LoRA matrices ({', '.join(extras)}); this Space serves plain LoRA adapters only."
         )
-    _check_targets(config.get("target_modules"), base, source)
+    if layers:
+        _check_targets(config.get("target_modules"), base, source)
 
 
 def _check_targets(targets: Any, base: BaseSignature, source: str) -> None:

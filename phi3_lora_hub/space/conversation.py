@@ -32,7 +32,7 @@ class Contender:
 
     @property
     def ref(self) -> ModelRef:
-        return ModelRef.base() if self.adapter is None else self.adapter.key.ref
+        return ModelRef.base() if self.adapter is None else self.adapter.ref
 
     @property
     def label(self) -> str:

@@ -6,15 +6,21 @@ A Space built here holds:
 - ``README.md`` rendered from ``model_card_templates/space_readme.md.j2`` (Spaces front matter: ``sdk: gradio``,
   the tested ``sdk_version``, ``models:`` listing the base and the adapters so the Hub links them to the Space);
 - ``space_config.json``: the deploy's settings (base model, adapters, allowlist, votes dataset; never a token);
-- ``phi3_lora_hub/``: this package's source, vendored. A Space installs ``requirements.txt`` before the rest of
-  the repository is copied in, so a wheel shipped in the repo could not be installed from it; a package folder
-  next to ``app.py`` is importable because the app runs from the repository root.
+- ``phi3_lora_hub/``: the modules of this package that the app imports, directly or through each other (found by
+  reading their ``import`` statements, :func:`space_modules`), vendored; nothing else (no training code, no local
+  Hub server). A Space installs ``requirements.txt`` before the rest of the repository is copied in, so a wheel
+  shipped in the repo could not be installed from it; a package folder next to ``app.py`` is importable because
+  the app runs from the repository root.
+
+The app and the README template ship inside the installed package (``phi3_lora_hub/space_app``,
+``phi3_lora_hub/model_card_templates``), so ``space run`` and ``space deploy`` work from a wheel as from a checkout.
 
 After the upload, each adapter's model card gets (or has refreshed) a short section linking to the Space.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import shutil
@@ -34,7 +40,6 @@ GRADIO_VERSION = "6.31.0"
 PYTHON_VERSION = "3.12"
 TEMPLATE_NAME = "space_readme.md.j2"
 PACKAGE = "phi3_lora_hub"
-_PACKAGE_SUFFIXES = (".py", ".json", ".j2", ".jinja", ".md", ".typed")
 CARD_START = "<!-- phi3-lora-hub:space -->"
 CARD_END = "<!-- /phi3-lora-hub:space -->"
 
@@ -60,30 +65,33 @@ class DeployResult:
     url: str
     commit: str | None
     files: list[str]
+    bundle_bytes: int = 0
+    """Total size of the files uploaded."""
     linked_cards: list[str] = field(default_factory=list)
     unlinked_cards: dict[str, str] = field(default_factory=dict)
     """Adapter repo -> why its card could not be updated (no write access, ...)."""
 
 
-def checkout_root() -> Path:
-    """The folder holding ``space_app/`` and ``model_card_templates/`` (a source checkout of phi3-lora-hub)."""
-    return Path(__file__).resolve().parents[2]
+def package_dir() -> Path:
+    """This package's folder (in a checkout or installed), holding ``space_app/`` and ``model_card_templates/``."""
+    return Path(__file__).resolve().parents[1]
 
 
 def default_app_dir() -> Path:
-    return checkout_root() / "space_app"
+    return package_dir() / "space_app"
 
 
 def default_template() -> Path:
-    return checkout_root() / "model_card_templates" / TEMPLATE_NAME
+    return package_dir() / "model_card_templates" / TEMPLATE_NAME
 
 
 def _check_sources(app_dir: Path, template: Path) -> None:
     for path in (app_dir / "app.py", app_dir / "requirements.txt", template):
         if not path.is_file():
             raise ConfigError(
-                f"{path} is missing. `space run` and `space deploy` need the space_app/ folder and "
-                "model_card_templates/ of a phi3-lora-hub source checkout: run them from one, or pass --app-dir."
+                f"{path} is missing. `space run` and `space deploy` read app.py and requirements.txt from --app-dir "
+                "(default: the space_app/ folder installed with phi3-lora-hub): pass a folder holding both, or "
+                "reinstall phi3-lora-hub."
             )
 
 
@@ -111,15 +119,59 @@ def render_readme(settings: SpaceSettings, look: SpaceLook = SpaceLook(), *, tem
     )
 
 
-def vendored_files(package_dir: Path | None = None) -> list[Path]:
-    """The package's source files (relative to its parent), caches excluded."""
-    package_dir = package_dir or Path(__file__).resolve().parents[1]
-    files = [
-        path.relative_to(package_dir.parent)
-        for path in sorted(package_dir.rglob("*"))
-        if path.is_file() and path.suffix in _PACKAGE_SUFFIXES and "__pycache__" not in path.parts
-    ]
-    return files
+def space_modules(app: Path) -> list[str]:
+    """The package's modules ``app`` runs: every ``phi3_lora_hub`` module it imports, then every one those import,
+    and so on (imports inside functions included, ``if TYPE_CHECKING:`` blocks left out), with the
+    ``__init__.py`` of each package on the way. Paths relative to the package's parent, sorted."""
+    root = package_dir().parent
+    found: dict[str, Path] = {}
+    todo = list(_package_imports(app, "app"))
+    while todo:
+        name = todo.pop()
+        path = _module_path(root, name)
+        if path is None or name in found:
+            continue
+        found[name] = path
+        parts = name.split(".")
+        todo.extend(".".join(parts[:end]) for end in range(1, len(parts)))
+        todo.extend(_package_imports(path, name))
+    return sorted({str(path.relative_to(root)) for path in found.values()})
+
+
+def _module_path(root: Path, name: str) -> Path | None:
+    """The file of module ``name`` under ``root``, or ``None`` when ``name`` is not a module (a function, a class)."""
+    base = root.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _package_imports(path: Path, module: str) -> set[str]:
+    """Names this package's modules ``path`` (module ``module``) may import: ``a.b`` for ``import a.b`` and both
+    ``a`` and ``a.b`` for ``from a import b`` (``b`` may be a module or a name in ``a``)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parent = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                parent = ".".join([*anchor, *([node.module] if node.module else [])])
+            names.add(parent)
+            names.update(f"{parent}.{alias.name}" for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    return {name for name in names if name.split(".")[0] == PACKAGE}
 
 
 def build_space(
@@ -141,12 +193,51 @@ def build_space(
     (target / "README.md").write_text(render_readme(settings, look, template=template), encoding="utf-8")
     config = settings.to_environment()
     (target / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    package_parent = Path(__file__).resolve().parents[2]
-    for relative in vendored_files():
+    for relative in space_modules(app_dir / "app.py"):
         destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(package_parent / relative, destination)
+        shutil.copyfile(package_dir().parent / relative, destination)
     return sorted(str(path.relative_to(target)) for path in target.rglob("*") if path.is_file())
+
+
+def bundle_bytes(folder: Path, files: Sequence[str]) -> int:
+    """Total size of ``files`` (paths relative to ``folder``), as :func:`build_space` returns them."""
+    return sum((folder / name).stat().st_size for name in files)
+
+
+def check_adapters(settings: SpaceSettings, *, token: str | None = None) -> dict[str, str]:
+    """Check each offered adapter at ``main`` on the Hub as the Space will when it loads it: safetensors weights
+    (no pickle-only repo), within the size cap, a plain LoRA config whose ``base_model_name_or_path`` is the
+    Space's base (or one of its aliases). Only ``adapter_config.json`` is downloaded, into a temporary folder.
+
+    Returns repo -> commit; ``ConfigError`` listing every adapter the Space would refuse, and why.
+    """
+    from phi3_lora_hub.space.compat import BaseSignature
+    from phi3_lora_hub.space.hub_adapters import MB, AdapterSource
+    from phi3_lora_hub.space.refusal import Refusal
+
+    base = BaseSignature.of_names([settings.base_model, *settings.base_aliases])
+    commits, problems = {}, []
+    with tempfile.TemporaryDirectory(prefix="phi3-space-check-") as cache:
+        source = AdapterSource(
+            base,
+            AllowList.of([*settings.adapters, *settings.allowlist]),
+            token=token,
+            max_bytes=int(settings.max_adapter_mb * MB),
+            cache_dir=cache,
+        )
+        for repo_id in settings.adapters:
+            try:
+                commits[repo_id] = source.check_remote(repo_id)
+            except Refusal as refusal:
+                problems.append(f"- {refusal}")
+    if problems:
+        raise ConfigError(
+            "The Space would refuse these adapters, so nothing was created or uploaded:\n"
+            + "\n".join(problems)
+            + "\nFix them (or leave them out of --adapters), then deploy again."
+        )
+    return commits
 
 
 def deploy(
@@ -165,7 +256,7 @@ def deploy(
     ``token`` defaults to the usual ``huggingface_hub`` token (``HF_TOKEN`` or the login). Files of an earlier
     vendored package that no longer exist are removed from the Space.
     """
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, get_token
 
     problem = repo_id_problem(space_id)
     if problem:
@@ -173,9 +264,11 @@ def deploy(
     if settings.token:
         raise ConfigError("Deploy never writes a token into the Space: leave it out of the settings.")
     api = HfApi(token=token)
+    check_adapters(settings, token=api.token or get_token())
     api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="phi3-space-") as folder:
         files = build_space(folder, settings, look, app_dir=app_dir, template=template)
+        size = bundle_bytes(Path(folder), files)
         commit = api.upload_folder(
             folder_path=folder,
             repo_id=space_id,
@@ -183,7 +276,7 @@ def deploy(
             commit_message="Deploy the phi3-lora-hub side-by-side Space",
             delete_patterns=[f"{PACKAGE}/**"],
         )
-    result = DeployResult(space_id, space_url(space_id), getattr(commit, "oid", None), files)
+    result = DeployResult(space_id, space_url(space_id), getattr(commit, "oid", None), files, size)
     if link_cards:
         for repo_id in settings.adapters:
             try:

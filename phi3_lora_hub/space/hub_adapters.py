@@ -20,8 +20,11 @@ holds the token.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,16 +43,16 @@ MB = 1024 * 1024
 _STEP = re.compile(r"(?:.*\D)?(\d+)")
 
 
+SCALING_KEYS = ("r", "lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern", "fan_in_fan_out", "use_dora")
+"""adapter_config.json entries that change what the same weights compute (how a layer scales or lays them out)."""
+
+
 @dataclass(frozen=True)
 class AdapterKey:
-    """One adapter's exact weights: a repo at a commit."""
+    """One adapter revision: a repo at a commit."""
 
     repo_id: str
     commit: str
-
-    @property
-    def ref(self) -> ModelRef:
-        return ModelRef(self.repo_id, self.commit)
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,26 @@ class LocalAdapter:
     size_bytes: int = 0
     shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     """Tensor name -> shape, as saved in ``adapter_model.safetensors`` (from its header)."""
+    weights: str = ""
+    """sha256 of ``adapter_model.safetensors``: the same at every commit that leaves the weights as they are."""
 
     @property
     def uses_dora(self) -> bool:
         return bool(self.config.get("use_dora"))
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """What makes two revisions the same model in memory: the repo, the weights, and the config entries that
+        change what those weights compute (:data:`SCALING_KEYS`). A commit that only edits the model card (or
+        ``base_model_name_or_path``) keeps it."""
+        scaling = json.dumps([self.config.get(key) for key in SCALING_KEYS], sort_keys=True, default=str)
+        return self.key.repo_id, self.weights or self.key.commit, scaling
+
+    @property
+    def ref(self) -> ModelRef:
+        """How votes name this adapter: repo, commit, weights and the revision name picked."""
+        name = None if self.revision == self.key.commit else self.revision
+        return ModelRef(self.key.repo_id, self.key.commit, self.weights or None, name)
 
     @property
     def label(self) -> str:
@@ -136,7 +155,8 @@ def hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
 
 
 class AdapterSource:
-    """Finds, checks and fetches adapters for one base model. Thread-safe (it keeps no mutable state)."""
+    """Finds, checks and fetches adapters for one base model. Thread-safe (its only state, the sha256 of files
+    already hashed, is behind a lock)."""
 
     def __init__(
         self,
@@ -153,6 +173,8 @@ class AdapterSource:
         self.cache_dir = cache_dir
         # False (not None) without a token: never pick up a token file lying on the machine.
         self._token: str | bool = token or False
+        self._hashes: dict[Path, str] = {}
+        self._hashes_lock = threading.Lock()
 
     def revisions(self, repo: str) -> list[str]:
         """The repo's branches and tags for a picker, :func:`order_revisions` order (``main`` first)."""
@@ -171,12 +193,24 @@ class AdapterSource:
         if cached is not None:
             return self._checked(repo_id, revision, revision, *cached)
         with hub_errors(repo_id, revision):
-            commit, size = self._inspect(repo_id, revision)
+            commit, size, sha256 = self._inspect(repo_id, revision)
             config_path = self._download(repo_id, ADAPTER_CONFIG, commit)
             self._check_config_file(repo_id, revision, commit, config_path)
             weights_path = self._download(repo_id, ADAPTER_WEIGHTS, commit)
         logger.info("fetched %s@%s (%s, %.1f MB)", repo_id, revision, commit[:7], (size or 0) / MB)
-        return self._checked(repo_id, revision, commit, config_path, weights_path)
+        return self._checked(repo_id, revision, commit, config_path, weights_path, sha256)
+
+    def check_remote(self, repo: str, revision: str | None = None) -> str:
+        """Check ``repo`` at ``revision`` (default ``main``) on the Hub without downloading its weights: safetensors
+        weights within the size cap, and a LoRA config for this base (its layers are not checked when the
+        signature has none). Returns the commit; :class:`Refusal` says what is wrong."""
+        repo_id = check_repo_id(repo, self.allowlist)
+        revision = check_revision(revision)
+        with hub_errors(repo_id, revision):
+            commit, _, _ = self._inspect(repo_id, revision)
+            config_path = self._download(repo_id, ADAPTER_CONFIG, commit)
+        self._check_config_file(repo_id, revision, commit, config_path)
+        return commit
 
     def _cached(self, repo_id: str, commit: str) -> tuple[Path, Path] | None:
         from huggingface_hub import try_to_load_from_cache
@@ -189,12 +223,14 @@ class AdapterSource:
             return Path(paths[0]), Path(paths[1])  # type: ignore[arg-type]
         return None
 
-    def _inspect(self, repo_id: str, revision: str) -> tuple[str, int | None]:
-        """The commit of ``revision`` and the size of its weights, refusing repos without safetensors weights."""
+    def _inspect(self, repo_id: str, revision: str) -> tuple[str, int | None, str | None]:
+        """The commit of ``revision``, the size of its weights and their sha256 (the Hub's LFS sha256; ``None``
+        when the file is not in LFS), refusing repos without safetensors weights."""
         from huggingface_hub import HfApi
 
         info = HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=self._token)
-        files = {sibling.rfilename: sibling.size for sibling in info.siblings or []}
+        siblings = {sibling.rfilename: sibling for sibling in info.siblings or []}
+        files = {name: sibling.size for name, sibling in siblings.items()}
         source = f"{quote(repo_id)} at {quote(revision)}"
         if ADAPTER_CONFIG not in files:
             raise Refusal(f"{source} is not a PEFT adapter: it has no {ADAPTER_CONFIG}.")
@@ -211,7 +247,8 @@ class AdapterSource:
         self._check_size(source, size)
         if not info.sha:
             raise Refusal(f"The Hub did not say which commit {source} is; try again.")
-        return info.sha, size
+        lfs = siblings[ADAPTER_WEIGHTS].lfs
+        return info.sha, size, lfs.sha256 if lfs is not None else None
 
     def _check_size(self, source: str, size: int | None) -> None:
         if size is not None and size > self.max_bytes:
@@ -228,11 +265,35 @@ class AdapterSource:
     def _check_config_file(self, repo_id: str, revision: str, commit: str, path: Path) -> dict[str, Any]:
         source = _source(repo_id, revision, commit)
         config = read_config(path, source)
-        check_config(config, self.base, source)
+        check_config(config, self.base, source, layers=bool(self.base.linear))
         return config
 
-    def _checked(self, repo_id: str, revision: str, commit: str, config_path: Path, weights_path: Path) -> LocalAdapter:
-        """Check the files on disk (again, for cached ones) and describe the adapter."""
+    def _sha256(self, path: Path) -> str:
+        """sha256 of the file at ``path``, computed once per file of the cache (the snapshot's link target)."""
+        blob = path.resolve()
+        with self._hashes_lock:
+            known = self._hashes.get(blob)
+        if known is None:
+            digest = hashlib.sha256()
+            with blob.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+            known = digest.hexdigest()
+            with self._hashes_lock:
+                self._hashes[blob] = known
+        return known
+
+    def _checked(
+        self,
+        repo_id: str,
+        revision: str,
+        commit: str,
+        config_path: Path,
+        weights_path: Path,
+        sha256: str | None = None,
+    ) -> LocalAdapter:
+        """Check the files on disk (again, for cached ones) and describe the adapter; the weights' sha256 is the
+        Hub's, or computed here when the Hub gave none (a cached commit, a file outside LFS)."""
         source = _source(repo_id, revision, commit)
         config = self._check_config_file(repo_id, revision, commit, config_path)
         size = weights_path.stat().st_size
@@ -240,7 +301,8 @@ class AdapterSource:
         shapes = check_weights(weights_path, self.base, source)
         if config_path.parent != weights_path.parent:
             raise Refusal(f"{source}: the adapter's files are not in one folder of the cache; clear the cache.")
-        return LocalAdapter(AdapterKey(repo_id, commit), revision, weights_path.parent, config, size, shapes)
+        weights = sha256 or self._sha256(weights_path)
+        return LocalAdapter(AdapterKey(repo_id, commit), revision, weights_path.parent, config, size, shapes, weights)
 
 
 def _source(repo_id: str, revision: str, commit: str) -> str:

@@ -5,10 +5,15 @@ The base is wrapped once in a ``PeftModel`` with ``capacity`` adapter *slots* (P
 when every slot is taken, the least recently used adapter makes room:
 
 - if the newcomer has exactly the same tensors (same layers, kinds and ranks: every checkpoint of one training
-  run does), its weights are copied into that slot in place with PEFT's
-  ``hotswap_adapter_from_state_dict``, which also sets the slot's scaling from the newcomer's config; this is
-  several times faster than ``load_adapter``, which walks and rebuilds the model's modules;
+  run does), its weights are copied into that slot in place. With the same scaling too (``lora_alpha``,
+  ``use_rslora``, rank and alpha patterns: again every checkpoint of a run) that is one ``copy_`` per tensor
+  into the slot's parameters, found once per slot; otherwise PEFT's ``hotswap_adapter_from_state_dict`` copies
+  them and sets the slot's scaling from the newcomer's config. Either is many times faster than
+  ``load_adapter``, which walks and rebuilds the model's modules;
 - otherwise the old adapter is deleted (``delete_adapter``) and the newcomer loaded into the freed slot.
+
+Adapters are kept in the base model's precision (``autocast_adapter_dtype=False``): PEFT would otherwise hold
+them in float32 next to a bfloat16 base, twice their share of memory (bench_space.py).
 
 Everything that reads or changes what the slots hold, and every generation, happens while holding
 :attr:`AdapterRegistry.lock` (:meth:`AdapterRegistry.use`), so a slot can never change under a running generation
@@ -34,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phi3_lora_hub.hub.files import ADAPTER_WEIGHTS
-from phi3_lora_hub.space.hub_adapters import AdapterKey, LocalAdapter
+from phi3_lora_hub.space.hub_adapters import SCALING_KEYS, AdapterKey, LocalAdapter
 from phi3_lora_hub.space.refusal import Refusal
 
 logger = logging.getLogger(__name__)
@@ -43,6 +48,8 @@ PLACEHOLDER = "__placeholder__"
 BASE_NAME = "__base__"
 """PEFT's name for "no adapter" in a mixed batch (``generate(adapter_names=[...])``)."""
 _LORA_MATRICES = (".lora_A", ".lora_B")
+Identity = tuple[str, str, str]
+""":attr:`LocalAdapter.identity`: repo, weights sha256, scaling."""
 
 
 @dataclass(frozen=True)
@@ -81,17 +88,21 @@ class AdapterRegistry:
         self.model = _wrap(base_model)
         self.stats = RegistryStats()
         self._slots = [f"slot{index:03d}" for index in range(capacity)]
-        self._loaded: OrderedDict[AdapterKey, Loaded] = OrderedDict()  # least recently used first
+        # Keyed by LocalAdapter.identity: two commits with the same weights and scaling share one slot.
+        self._loaded: OrderedDict[Identity, Loaded] = OrderedDict()  # least recently used first
+        self._parameters: dict[str, dict[str, Any]] = {}
+        """Slot -> its LoRA parameters by name, found on the first copy into the slot (until it is reloaded)."""
 
     def loaded(self) -> list[AdapterKey]:
-        """Keys of the loaded adapters, least recently used first."""
+        """Keys of the loaded adapters (the revision each was loaded as), least recently used first. A revision with
+        the same weights and scaling as a loaded one uses that one's slot: it is not loaded again."""
         with self.lock:
-            return list(self._loaded)
+            return [entry.adapter.key for entry in self._loaded.values()]
 
     def load(self, adapter: LocalAdapter) -> Loaded:
         """Make sure ``adapter`` is loaded; it becomes the most recently used."""
         with self.lock:
-            return self._ensure(adapter, keep={adapter.key})
+            return self._ensure(adapter, keep={adapter.identity})
 
     @contextlib.contextmanager
     def use(self, adapters: Sequence[LocalAdapter | None]) -> Iterator[list[Loaded | None]]:
@@ -100,16 +111,16 @@ class AdapterRegistry:
         While the block runs nothing else can load, replace or generate, so the slots yielded hold the adapters
         asked for.
         """
-        wanted = {adapter.key for adapter in adapters if adapter is not None}
+        wanted = {adapter.identity for adapter in adapters if adapter is not None}
         if len(wanted) > self.capacity:
             raise ValueError(f"{len(wanted)} adapters asked for at once, capacity is {self.capacity}")
         with self.lock:
             yield [None if adapter is None else self._ensure(adapter, keep=wanted) for adapter in adapters]
 
-    def _ensure(self, adapter: LocalAdapter, keep: set[AdapterKey]) -> Loaded:
-        entry = self._loaded.get(adapter.key)
+    def _ensure(self, adapter: LocalAdapter, keep: set[Identity]) -> Loaded:
+        entry = self._loaded.get(adapter.identity)
         if entry is not None:
-            self._loaded.move_to_end(adapter.key)
+            self._loaded.move_to_end(adapter.identity)
             return entry
         started = time.perf_counter()
         with _one_torch_thread():
@@ -122,7 +133,7 @@ class AdapterRegistry:
                     entry = self._load(adapter)
             else:
                 entry = self._load(adapter)
-        self._loaded[adapter.key] = entry
+        self._loaded[adapter.identity] = entry
         self.stats.load_seconds += time.perf_counter() - started
         logger.info("%s is in %s (%.3f s)", adapter.label, entry.name, time.perf_counter() - started)
         return entry
@@ -130,9 +141,14 @@ class AdapterRegistry:
     def _load(self, adapter: LocalAdapter) -> Loaded:
         used = {entry.name for entry in self._loaded.values()}
         name = next(slot for slot in self._slots if slot not in used)
+        self._parameters.pop(name, None)
         try:
             self.model.load_adapter(
-                str(adapter.directory), adapter_name=name, is_trainable=False, low_cpu_mem_usage=True
+                str(adapter.directory),
+                adapter_name=name,
+                is_trainable=False,
+                low_cpu_mem_usage=True,
+                autocast_adapter_dtype=False,
             )
         except Exception as error:
             if name in self.model.peft_config:
@@ -150,15 +166,19 @@ class AdapterRegistry:
         from peft.utils.hotswap import hotswap_adapter_from_state_dict
         from safetensors.torch import load_file
 
-        del self._loaded[victim.adapter.key]
+        del self._loaded[victim.adapter.identity]
         try:
             config = LoraConfig.from_pretrained(str(adapter.directory))
             config.inference_mode = True
             weights = load_file(str(adapter.directory / ADAPTER_WEIGHTS))
             state = {_slot_key(key, victim.name): tensor for key, tensor in weights.items()}
-            hotswap_adapter_from_state_dict(self.model, state, victim.name, config)
+            if _same_scaling(victim.adapter, adapter):
+                self._copy_into(victim.name, state)
+            else:
+                hotswap_adapter_from_state_dict(self.model, state, victim.name, config)
             self.model.peft_config[victim.name] = config
         except Exception as error:
+            self._parameters.pop(victim.name, None)
             self.model.delete_adapter(victim.name)  # the slot may hold a mix of both: never use it
             self.model.requires_grad_(False)
             self.stats.evictions += 1
@@ -168,8 +188,23 @@ class AdapterRegistry:
         self.stats.evictions += 1
         return Loaded(victim.name, adapter)
 
+    def _copy_into(self, slot: str, state: dict[str, Any]) -> None:
+        """Copy ``state`` (parameter name -> tensor, every LoRA tensor of the slot) into ``slot``'s parameters,
+        converting to their precision."""
+        import torch
+
+        parameters = self._parameters.get(slot)
+        if parameters is None:
+            marker = f".{slot}."
+            parameters = {name: value for name, value in self.model.named_parameters() if marker in name}
+            self._parameters[slot] = parameters
+        with torch.no_grad():
+            for name, tensor in state.items():
+                parameters[name].copy_(tensor)
+
     def _unload(self, entry: Loaded) -> None:
-        del self._loaded[entry.adapter.key]
+        self._parameters.pop(entry.name, None)
+        del self._loaded[entry.adapter.identity]
         self.model.delete_adapter(entry.name)
         self.model.requires_grad_(False)
         self.stats.evictions += 1
@@ -194,6 +229,11 @@ def _one_torch_thread() -> Iterator[None]:
 def _same_tensors(old: LocalAdapter, new: LocalAdapter) -> bool:
     """True when ``new`` can be copied into ``old``'s slot: the same tensor names and shapes, neither DoRA."""
     return not old.uses_dora and not new.uses_dora and bool(old.shapes) and dict(old.shapes) == dict(new.shapes)
+
+
+def _same_scaling(old: LocalAdapter, new: LocalAdapter) -> bool:
+    """True when ``new``'s weights can go into ``old``'s slot without changing how the slot scales them."""
+    return all(old.config.get(key) == new.config.get(key) for key in SCALING_KEYS)
 
 
 def _slot_key(key: str, slot: str) -> str:

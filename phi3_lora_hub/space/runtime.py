@@ -66,11 +66,11 @@ class SpaceRuntime:
             private=settings.votes_private,
             every_minutes=settings.votes_every_minutes,
         )
-        self._labels: dict[str, str] = {}
+        self._names: dict[str, set[str]] = {}
         self._revisions: dict[str, tuple[float, list[str]]] = {}
         self._cache_lock = threading.Lock()
         self._preloading: threading.Thread | None = None
-        self._leaderboard = CachedLeaderboard(self.store.records, lambda: self.store.version, self.labels)
+        self._leaderboard = CachedLeaderboard(self.store.records, lambda: self.store.version, self.revision_names)
 
     @classmethod
     def start(cls, settings: SpaceSettings) -> SpaceRuntime:
@@ -135,8 +135,10 @@ class SpaceRuntime:
             return pinned
         adapter = self.source.fetch(str(repo), revision)
         self.registry.load(adapter)
-        with self._cache_lock:
-            self._labels[adapter.key.ref.key] = adapter.label
+        ref = adapter.ref
+        if ref.name:
+            with self._cache_lock:
+                self._names.setdefault(ref.key, set()).add(ref.name)
         return Contender(adapter)
 
     def draw_pair(self, rng: random.Random | None = None) -> tuple[Contender, Contender]:
@@ -185,10 +187,10 @@ class SpaceRuntime:
     def record_vote(self, record: VoteRecord) -> None:
         self.store.add(record)
 
-    def labels(self) -> dict[str, str]:
-        """Model key (``repo@commit``) -> label with the revision name, for every adapter loaded so far."""
+    def revision_names(self) -> dict[str, set[str]]:
+        """Model key (:attr:`ModelRef.key`) -> every revision name picked for those weights since the start."""
         with self._cache_lock:
-            return dict(self._labels)
+            return {key: set(names) for key, names in self._names.items()}
 
     def leaderboard(self) -> list[Row]:
         return self._leaderboard.rows()

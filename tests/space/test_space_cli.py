@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,7 +33,10 @@ def test_space_deploy_can_write_the_files_without_uploading(tmp_path, capsys):
             str(tmp_path / "out"),
         ]
     )
-    assert code == 0 and "nothing uploaded" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert code == 0 and "nothing uploaded" in out
+    size = sum(path.stat().st_size for path in (tmp_path / "out").rglob("*") if path.is_file())
+    assert f"files, {size / 1000:.1f} kB)" in out  # the size of what a deploy would upload
     config = json.loads((tmp_path / "out" / "space_config.json").read_text())
     assert config["PHI3_SPACE_ADAPTERS"] == "me/compass-lora,me/terse-lora" and config["PHI3_SPACE_ALLOWLIST"] == "me/*"
     readme = (tmp_path / "out" / "README.md").read_text()
@@ -40,13 +44,15 @@ def test_space_deploy_can_write_the_files_without_uploading(tmp_path, capsys):
     assert (tmp_path / "out" / "phi3_lora_hub" / "space" / "runtime.py").is_file()
 
 
-def test_space_deploy_uploads_to_the_hub(hub, trained_adapters, capsys):
-    from space_testing import push_adapter
+def test_space_deploy_uploads_to_the_hub(hub, trained_adapters, capsys, tmp_path):
+    from space_testing import for_base, push_adapter
 
-    push_adapter("tester/space-cli-compass", {"main": trained_adapters.compass})  # its card gets a link
+    adapter = for_base(trained_adapters.compass, "microsoft/Phi-3-mini-4k-instruct", tmp_path / "compass")
+    push_adapter("tester/space-cli-compass", {"main": adapter})  # its card gets a link
     code = main(["space", "deploy", "--space-id", "tester/space-cli", "--adapters", "tester/space-cli-compass"])
     out = capsys.readouterr().out
     assert code == 0 and "/spaces/tester/space-cli" in out and "model card of tester/space-cli-compass links" in out
+    assert re.search(r"\(\d+ files, \d+\.\d kB, commit [0-9a-f]{40}\)", out)
     from huggingface_hub import HfApi
 
     assert "app.py" in HfApi().list_repo_files("tester/space-cli", repo_type="space")

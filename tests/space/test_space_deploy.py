@@ -22,6 +22,7 @@ from phi3_lora_hub.space.deploy import (
     deploy,
     render_readme,
     settings_for_deploy,
+    space_modules,
     with_card_section,
 )
 from phi3_lora_hub.space.settings import SpaceSettings
@@ -71,10 +72,10 @@ def test_card_section_is_added_once_and_replaced_on_redeploy():
 def deployed(hub, trained_adapters, tmp_path):
     """A Space deployed to the local Hub; the terse adapter already had a card, alice's adapter is not ours."""
     from huggingface_hub import HfApi
-    from space_testing import push_adapter
+    from space_testing import ADAPTER_PATTERNS, for_base, push_adapter
 
-    push_adapter(COMPASS, {"main": trained_adapters.compass})
-    push_adapter(TERSE, {"main": trained_adapters.terse})
+    push_adapter(COMPASS, {"main": for_base(trained_adapters.compass, BASE, tmp_path / "compass")})
+    push_adapter(TERSE, {"main": for_base(trained_adapters.terse, BASE, tmp_path / "terse")})
     api = HfApi()
     api.upload_file(
         path_or_fileobj=b"---\nlibrary_name: peft\n---\n# Terse\n\nAnswers briefly.\n",
@@ -83,6 +84,9 @@ def deployed(hub, trained_adapters, tmp_path):
     )
     alice = hub.create_user("alice")
     HfApi(token=alice).create_repo("alice/public-lora", exist_ok=True)
+    HfApi(token=alice).upload_folder(
+        folder_path=str(tmp_path / "terse"), repo_id="alice/public-lora", allow_patterns=ADAPTER_PATTERNS
+    )
     space_id = "tester/space-arena"
     api.create_repo(space_id, repo_type="space", space_sdk="gradio", exist_ok=True)
     stale = "phi3_lora_hub/removed_module.py"
@@ -94,7 +98,9 @@ def deployed(hub, trained_adapters, tmp_path):
     return api, space_id, result
 
 
-def test_deploy_creates_the_space_with_the_app_and_its_package(deployed):
+def test_deploy_creates_the_space_with_the_app_and_only_the_modules_it_runs(deployed):
+    from huggingface_hub import hf_hub_download
+
     api, space_id, result = deployed
     info = api.repo_info(space_id, repo_type="space")
     assert info.sdk == "gradio"
@@ -106,12 +112,12 @@ def test_deploy_creates_the_space_with_the_app_and_its_package(deployed):
     assert "phi3_lora_hub/removed_module.py" not in files  # an earlier deploy's leftovers are removed
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
     assert files - {".gitattributes"} == set(result.files) and result.url.endswith(f"/spaces/{space_id}")
-    local = Path(ROOT / "phi3_lora_hub")
-    assert {f"phi3_lora_hub/{p.relative_to(local)}" for p in local.rglob("*.py") if "__pycache__" not in p.parts} <= (
-        package
-    )
-    from huggingface_hub import hf_hub_download
-
+    assert package == set(space_modules(ROOT / "space_app" / "app.py"))
+    for left_out in ("hub/server/server.py", "training/trainer.py", "recipe.py", "space/deploy.py", "cli/main.py"):
+        assert (ROOT / "phi3_lora_hub" / left_out).is_file() and f"phi3_lora_hub/{left_out}" not in files
+    assert not any(name.startswith(("phi3_lora_hub/hub/server", "phi3_lora_hub/space_app")) for name in files)
+    total = sum(Path(hf_hub_download(space_id, name, repo_type="space")).stat().st_size for name in result.files)
+    assert result.bundle_bytes == total < 400_000
     meta = front_matter(Path(hf_hub_download(space_id, "README.md", repo_type="space")).read_text())
     assert meta["models"] == [BASE, COMPASS, TERSE, "alice/public-lora"]
     assert meta["datasets"] == ["tester/space-votes"] and meta["sdk"] == "gradio"
@@ -143,6 +149,53 @@ def test_deploy_links_the_adapter_cards_to_the_space(deployed):
     assert ModelCard.load(TERSE).content.count(CARD_START) == 1
 
 
+def test_deploy_refuses_adapters_the_space_would_refuse_and_creates_nothing(hub, trained_adapters, tmp_path):
+    """A wrong base, pickled weights or no adapter at all: every problem is listed, and no Space repo is created,
+    no file uploaded, no card touched."""
+    from huggingface_hub import HfApi
+    from space_testing import for_base, push_adapter
+
+    api = HfApi()
+    good = "tester/space-deploy-good"
+    push_adapter(good, {"main": for_base(trained_adapters.compass, BASE, tmp_path / "good")})
+    other_base = for_base(trained_adapters.compass, "microsoft/Phi-3-medium-4k-instruct", tmp_path / "medium")
+    push_adapter("tester/space-deploy-medium", {"main": other_base})
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "adapter_config.json").write_bytes((tmp_path / "good" / "adapter_config.json").read_bytes())
+    (pickled / "adapter_model.bin").write_bytes(b"\x80\x04pickle")
+    api.create_repo("tester/space-deploy-pickled", exist_ok=True)
+    api.upload_folder(folder_path=str(pickled), repo_id="tester/space-deploy-pickled")
+    api.create_repo("tester/space-deploy-empty", exist_ok=True)
+    good_commits = [commit.commit_id for commit in api.list_repo_commits(good)]
+    space_id = "tester/space-refused"
+    adapters = [good, "tester/space-deploy-medium", "tester/space-deploy-pickled", "tester/space-deploy-empty"]
+    with pytest.raises(ConfigError) as refused:
+        deploy(space_id, settings_for_deploy(BASE, adapters), token=FAKE_TOKEN)
+    message = str(refused.value)
+    assert "nothing was created" in message and good not in message
+    assert "`tester/space-deploy-medium` at `main` was trained on `microsoft/Phi-3-medium-4k-instruct`" in message
+    assert "`tester/space-deploy-pickled` at `main` has its weights only as a pickle (adapter_model.bin)" in message
+    assert "`tester/space-deploy-empty` at `main` is not a PEFT adapter" in message
+    assert not api.repo_exists(space_id, repo_type="space")
+    assert [commit.commit_id for commit in api.list_repo_commits(good)] == good_commits  # no card link either
+
+
+def test_deploy_checks_adapters_against_the_base_aliases(hub, trained_adapters, tmp_path):
+    """An adapter naming a mirror of the base deploys when that mirror is one of the Space's base aliases."""
+    from huggingface_hub import HfApi
+    from space_testing import for_base, push_adapter
+
+    mirror = "mirror/phi-3-mini"
+    push_adapter("tester/space-deploy-mirror", {"main": for_base(trained_adapters.terse, mirror, tmp_path / "m")})
+    settings = settings_for_deploy(BASE, ["tester/space-deploy-mirror"])
+    with pytest.raises(ConfigError, match="was trained on `mirror/phi-3-mini`"):
+        deploy("tester/space-mirror", settings, token=FAKE_TOKEN, link_cards=False)
+    aliased = settings_for_deploy(BASE, ["tester/space-deploy-mirror"], extra={"PHI3_SPACE_BASE_ALIASES": mirror})
+    result = deploy("tester/space-mirror", aliased, token=FAKE_TOKEN, link_cards=False)
+    assert "app.py" in result.files and HfApi().repo_exists("tester/space-mirror", repo_type="space")
+
+
 def _wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -163,7 +216,8 @@ def test_the_built_space_runs_on_its_vendored_package(tiny_model_dir, tmp_path):
     from gradio_client import Client
 
     folder = tmp_path / "space"
-    build_space(folder, settings_for_deploy(BASE, ["tester/space-compass"]))
+    files = build_space(folder, settings_for_deploy(BASE, ["tester/space-compass"]))
+    assert not any(name.startswith("phi3_lora_hub/hub/server") for name in files)  # no local Hub server shipped
     port = free_port()
     env = subprocess_env(
         HF_HUB_OFFLINE="0",

@@ -274,3 +274,45 @@ def test_closing_the_runtime_waits_for_the_background_preload(space_settings, hu
         runtime = SpaceRuntime.start(space_settings())  # preload is on: both offered adapters load in the background
         runtime.close()
     assert runtime.registry.stats.loads == 2  # close() returned only after both were loaded
+
+
+def test_an_adapter_with_another_scaling_is_copied_in_and_rescaled(tiny_model_dir, fetched, tmp_path, hub):
+    """Same tensors, another lora_alpha: copied into the oldest slot in place, and answering with its own scaling."""
+    import json
+    import shutil
+
+    from huggingface_hub import HfApi
+    from space_testing import alone_answers
+
+    folder = tmp_path / "louder"
+    shutil.copytree(fetched["terse"].directory, folder)
+    config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**config, "lora_alpha": 4 * config["lora_alpha"]}))
+    HfApi().create_repo("tester/space-louder", exist_ok=True)
+    HfApi().upload_folder(folder_path=str(folder), repo_id="tester/space-louder")
+    base, registry = serve(tiny_model_dir, capacity=2)
+    louder = AdapterSource(base.signature, AllowList.of(["tester/*"])).fetch("tester/space-louder")
+    registry.load(fetched["main"])
+    registry.load(fetched["terse"])
+    registry.load(louder)  # same tensors as main's slot, another scaling
+    assert registry.stats.swaps == 1 and registry.loaded() == [fetched["terse"].key, louder.key]
+    alone = alone_answers(tiny_model_dir, folder, PROMPTS[:1], PARAMS.max_new_tokens)
+    sides = [SideRequest(chat(PROMPTS[0]), louder), SideRequest(chat(PROMPTS[0]), fetched["terse"])]
+    answers = [s.text for s in final(stream_pair(base, registry, sides, PARAMS))]
+    assert answers[0] == alone[0] and answers[0] != answers[1]
+
+
+def test_adapters_are_kept_in_the_base_precision(tiny_model_dir, fetched):
+    """A bfloat16 base holds its adapters in bfloat16 (PEFT's default would be float32: twice the memory), after a
+    load into a free slot and after a copy into an occupied one."""
+    import torch
+
+    base = load_base(str(tiny_model_dir), dtype="bfloat16")
+    registry = AdapterRegistry(base.model, capacity=2)
+    for name in ("main", "step-4", "terse"):
+        registry.load(fetched[name])
+    assert registry.stats.swaps == 1
+    slots = {name: p.dtype for name, p in registry.model.named_parameters() if ".slot0" in name}
+    assert slots and set(slots.values()) == {torch.bfloat16}
+    sides = [SideRequest(chat(PROMPTS[0]), fetched["terse"]), SideRequest(chat(PROMPTS[0]), fetched["step-4"])]
+    assert all(side.text for side in final(stream_pair(base, registry, sides, PARAMS)))

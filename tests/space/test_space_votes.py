@@ -14,7 +14,7 @@ from phi3_lora_hub.arena.ratings import leaderboard, model_records, wilson_inter
 from phi3_lora_hub.arena.votes import GenParams, ModelRef, SideRecord, VoteRecord, read_votes, to_battles
 from phi3_lora_hub.space.conversation import Contender, Match
 from phi3_lora_hub.space.hub_adapters import AdapterKey, LocalAdapter
-from phi3_lora_hub.space.leaderboard import CachedLeaderboard, display_name, rows
+from phi3_lora_hub.space.leaderboard import PRIOR_L2, CachedLeaderboard, display_name, rows
 from phi3_lora_hub.space.refusal import Refusal
 from phi3_lora_hub.space.streaming import SideProgress
 from phi3_lora_hub.space.vote_store import VoteStore
@@ -45,7 +45,9 @@ def test_a_named_match_becomes_a_complete_vote_record(tmp_path):
     played(match)
     assert match.label(0) == "Model A · tester/compass @ step-4 (aaaaaaa)" and match.label(1) == "Model B · base model"
     record = match.to_vote("leftvote", "k3j2h1session")
-    assert record.left.model == ModelRef("tester/compass", SHA_A) and record.right.model == ModelRef.base()
+    assert (
+        record.left.model == ModelRef("tester/compass", SHA_A, name="step-4") and record.right.model == ModelRef.base()
+    )
     assert record.left.messages == [
         {"role": "system", "content": "You are Compass."},
         {"role": "user", "content": "What currency is used in Peru?"},
@@ -140,10 +142,10 @@ VOTES = [
 
 
 def test_the_leaderboard_is_the_arena_maths_on_human_votes():
-    labels = {f"tester/compass@{SHA_A}": "tester/compass @ main (aaaaaaa)"}
-    table = rows(VOTES, labels, rounds=20)
+    names = {f"tester/compass@{SHA_A}": ["main"]}
+    table = rows(VOTES, names, rounds=20)
     battles = to_battles(VOTES[:-1])
-    ratings = {r.model: r for r in leaderboard(battles, rounds=20)}
+    ratings = {r.model: r for r in leaderboard(battles, rounds=20, l2=PRIOR_L2)}
     records = model_records(battles)
     assert [row.key for row in table] == sorted(ratings, key=lambda m: -ratings[m].rating)
     for row in table:
@@ -157,8 +159,8 @@ def test_the_leaderboard_is_the_arena_maths_on_human_votes():
     a_row = next(row for row in table if row.key.endswith(SHA_A))
     assert (a_row.wins, a_row.losses, a_row.ties, a_row.votes) == (3, 0, 1, 4)
     assert a_row.name == "tester/compass @ main (aaaaaaa)" and table[0] is a_row
-    assert display_name(f"tester/compass@{SHA_B}", labels) == "tester/compass @ bbbbbbb"
-    assert display_name("base", labels) == "base model"
+    assert display_name(f"tester/compass@{SHA_B}", names) == "tester/compass @ bbbbbbb"
+    assert display_name("base", names) == "base model"
     assert a_row.cells()[1:5] == ["tester/compass @ main (aaaaaaa)", round(a_row.rating), a_row.cells()[3], "88%"]
 
 

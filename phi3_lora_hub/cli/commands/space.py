@@ -77,16 +77,19 @@ def register(subparsers) -> None:
 
 
 def run_space(args: argparse.Namespace) -> int:
+    """Serve the app in this process, with the options set as ``PHI3_SPACE_*`` variables."""
+    import importlib.util
     import runpy
 
+    from phi3_lora_hub.errors import ConfigError
     from phi3_lora_hub.space.deploy import default_app_dir
     from phi3_lora_hub.space.settings import SpaceSettings
 
     app = (args.app_dir or default_app_dir()) / "app.py"
     if not app.is_file():
-        from phi3_lora_hub.errors import ConfigError
-
-        raise ConfigError(f"{app} is missing: run from a phi3-lora-hub checkout, or pass --app-dir.")
+        raise ConfigError(f"{app} is missing: pass --app-dir with a folder holding app.py, or reinstall phi3-lora-hub.")
+    if importlib.util.find_spec("gradio") is None:
+        raise ConfigError("`space run` needs Gradio, which is not installed: pip install 'phi3-lora-hub[space]'")
     for dest, variable in _RUN_OPTIONS.items():
         value = getattr(args, dest)
         if value is not None:
@@ -100,7 +103,7 @@ def deploy_space(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from phi3_lora_hub.errors import ConfigError
-    from phi3_lora_hub.space.deploy import SpaceLook, build_space, deploy, settings_for_deploy
+    from phi3_lora_hub.space.deploy import SpaceLook, build_space, bundle_bytes, deploy, settings_for_deploy
     from phi3_lora_hub.space.repo_policy import repo_id_problem
 
     problem = repo_id_problem(args.space_id)
@@ -116,12 +119,16 @@ def deploy_space(args: argparse.Namespace) -> int:
         look = replace(look, suggested_hardware=args.hardware)
     if args.output_dir:
         files = build_space(args.output_dir, settings, look, app_dir=args.app_dir)
-        print(f"Space files written to {args.output_dir} ({len(files)} files); nothing uploaded.")
+        size = bundle_bytes(args.output_dir, files)
+        print(f"Space files written to {args.output_dir} ({len(files)} files, {size / 1000:.1f} kB); nothing uploaded.")
         return 0
     result = deploy(
         args.space_id, settings, look, private=args.private, link_cards=not args.no_link_cards, app_dir=args.app_dir
     )
-    print(f"Space {result.space_id} deployed: {result.url} ({len(result.files)} files, commit {result.commit})")
+    print(
+        f"Space {result.space_id} deployed: {result.url} ({len(result.files)} files, "
+        f"{result.bundle_bytes / 1000:.1f} kB, commit {result.commit})"
+    )
     for repo in result.linked_cards:
         print(f"  model card of {repo} links to the Space")
     for repo, reason in result.unlinked_cards.items():
