@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from phi3_lora_hub.errors import DataError
+from phi3_lora_hub.errors import ConfigError, DataError
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 TRAIN_SPLITS = ("train", "train_sft")
@@ -172,7 +172,7 @@ def _file_fingerprint(path: Path) -> str:
 def _pick_split(dataset_dict: Any, split: str | None, name: str) -> tuple[Any, str]:
     if split is not None:
         if split not in dataset_dict:
-            raise DataError(f"{name} has no split {split!r}; it has {sorted(dataset_dict)}.")
+            raise ConfigError(f"{name} has no split {split!r}; it has {sorted(dataset_dict)}.")
         return dataset_dict[split], split
     for candidate in TRAIN_SPLITS:
         if candidate in dataset_dict:
@@ -180,14 +180,40 @@ def _pick_split(dataset_dict: Any, split: str | None, name: str) -> tuple[Any, s
     raise DataError(f"{name} has splits {sorted(dataset_dict)}; choose one with dataset_split=.")
 
 
+def check_split(source: Any, split: str | None) -> None:
+    """Raise ``ConfigError`` when ``split`` is asked of a source that has no splits (a local file, a list, a
+    ``Dataset``): the split would otherwise be ignored and, for evaluation, the training rows evaluated on."""
+    if split is None or source is None:
+        return
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        if not (path.is_file() or path.suffix in LOCAL_SUFFIXES):
+            return  # a Hub dataset id: its splits are checked when it is read
+        what = f"{path.name} is a local file"
+    else:
+        import datasets
+
+        if isinstance(source, datasets.DatasetDict):
+            return  # its splits are checked when one is picked
+        what = f"in-memory data ({type(source).__name__})"
+    raise ConfigError(
+        f"{what}: it has no splits, so split {split!r} cannot be selected from it. For evaluation data pass "
+        "eval_dataset= (another file) or eval_size= (hold out part of the training rows); for training data "
+        "leave dataset_split unset."
+    )
+
+
 def read_rows(source: Any, *, split: str | None = None, config_name: str | None = None, lazy: bool = False) -> RawRows:
     """Read every row of ``source`` as a dict.
 
     ``source`` may be a path to a ``.jsonl``/``.json``/``.csv``/``.parquet`` file, a Hub dataset id (``split`` and
     ``config_name`` select the part), a ``datasets.Dataset`` or ``DatasetDict``, or a list of dicts. With ``lazy``, a
-    local file is hashed now but parsed only when ``rows`` is first used (parse errors are raised then).
+    local file is hashed now but parsed only when ``rows`` is first used (parse errors are raised then). A ``split``
+    the source does not have is a ``ConfigError`` naming the splits it has (a local file or a list has none).
     """
     import datasets
+
+    check_split(source, split)
 
     if isinstance(source, datasets.DatasetDict):
         source, split = _pick_split(source, split, "the DatasetDict")
@@ -225,6 +251,7 @@ def _read_hub(dataset_id: str, split: str | None, config_name: str | None) -> Ra
     try:
         loaded = datasets.load_dataset(dataset_id, config_name, split=split)
     except Exception as error:  # datasets raises many types (offline, missing repo, bad config)
+        _check_hub_split(dataset_id, config_name, split)
         raise DataError(
             f"Could not load the Hub dataset {dataset_id!r}"
             f"{f' (config {config_name!r})' if config_name else ''}: {type(error).__name__}: {error}. "
@@ -233,3 +260,18 @@ def _read_hub(dataset_id: str, split: str | None, config_name: str | None) -> Ra
     if isinstance(loaded, datasets.DatasetDict):
         loaded, split = _pick_split(loaded, split, dataset_id)
     return RawRows(loaded.to_list(), f"{dataset_id} ({split})", loaded._fingerprint)
+
+
+def _check_hub_split(dataset_id: str, config_name: str | None, split: str | None) -> None:
+    """After a failed load: a ``ConfigError`` naming the splits when ``split`` is not one of them (if they can be
+    listed; otherwise the load error stands)."""
+    import datasets
+
+    if split is None:
+        return
+    try:
+        names = datasets.get_dataset_split_names(dataset_id, config_name)
+    except Exception:  # offline or no such dataset: the load error says more
+        return
+    if split not in names:
+        raise ConfigError(f"{dataset_id} has no split {split!r}; it has {sorted(names)}.")
