@@ -40,6 +40,7 @@ from phi3_lora_hub.hardware import Hardware, detect_hardware
 from phi3_lora_hub.hub.files import DATA_REPORT_FILE, RECIPE_FILE
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec, is_loralib
 from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, model_reference
+from phi3_lora_hub.model.quantization import check_quantization
 from phi3_lora_hub.model.targets import check_target_modules
 from phi3_lora_hub.result import TrainResult
 
@@ -249,6 +250,7 @@ class Phi3LoraRecipe:
         from phi3_lora_hub.training.trainer import Phi3SFTTrainer, trainer_arguments
 
         config = self.config
+        check_quantization(config.quantization, self.hardware)  # QLoRA's GPU and bitsandbytes, before anything loads
         training = dict(config.training)
         prepare_launch(config, training)  # a launch that cannot work fails here, before data and model are loaded
         tokenizer = tokenizer or self.load_tokenizer()
@@ -308,6 +310,7 @@ class Phi3LoraRecipe:
         """
         from phi3_lora_hub.hub.recipe_hub import check_resume_request, publishing, resume_point
 
+        check_quantization(self.config.quantization, self.hardware)  # before the Hub, the tokenizer and the data
         check_resume_request(self.hub_callback, resume_from_checkpoint, resume_from_hub)
         with publishing(self.hub_callback) as hub:  # checks the Hub token before anything is loaded
             trainer = self.trainer or self.build_trainer()
