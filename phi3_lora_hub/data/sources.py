@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.errors import ConfigError, DataError
+from phi3_lora_hub.local_paths import looks_local
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 TRAIN_SPLITS = ("train", "train_sft")
@@ -237,11 +238,32 @@ def read_rows(source: Any, *, split: str | None = None, config_name: str | None 
                 return RawRows(lambda: _read_file(path), path.name, fingerprint)
             rows, lines = _read_file(path)
             return RawRows(rows, path.name, fingerprint, lines)
-        if path.suffix in LOCAL_SUFFIXES or path.is_dir() or str(source).startswith((".", "/", "~")):
-            raise DataError(f"Dataset file {str(source)!r} does not exist.")
+        if path.suffix in LOCAL_SUFFIXES or looks_local(str(source)):
+            raise DataError(_missing_file_message(str(source), path))
         return _read_hub(str(source), split, config_name)
     raise DataError(
         f"Unsupported dataset type {type(source).__name__}: pass a path, a Hub id, a Dataset or a list of dicts."
+    )
+
+
+def _missing_file_message(source: str, path: Path) -> str:
+    """What is wrong with a local dataset path that is not a readable file, and what to pass instead."""
+    kinds = ", ".join(LOCAL_SUFFIXES)
+    if path.is_dir():
+        files = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix in LOCAL_SUFFIXES)
+        if not files:
+            return f"Dataset {source!r} is a directory ({path.resolve()}) with no {kinds} file in it: pass a data file."
+        return (
+            f"Dataset {source!r} is a directory ({path.resolve()}), not a file: it holds "
+            f"{', '.join(map(repr, files[:10]))}. Pass one of them, e.g. {str(path / files[0])!r}."
+        )
+    nearby = []
+    if path.parent.is_dir():
+        nearby = sorted(p.name for p in path.parent.iterdir() if p.is_file() and p.suffix in LOCAL_SUFFIXES)
+    found = f" Data files in {path.parent.resolve()}: {', '.join(map(repr, nearby[:10]))}." if nearby else ""
+    return (
+        f"Dataset file {source!r} does not exist (looked for {path.resolve()}).{found} Pass an existing {kinds} "
+        "file, or a Hub dataset id namespace/name."
     )
 
 
