@@ -23,20 +23,20 @@ TRAIN_SPLITS = ("train", "train_sft")
 class RawRows:
     """Rows as plain dicts, plus where they came from (for reports and model cards).
 
-    ``rows`` may be given as a list or as a function that reads them (and returns them with their ``lines``): a
-    file is then parsed only when its rows are first used, so a run whose prepared dataset is already cached (keyed
-    by the file hash) never parses it.
+    ``rows`` may be given as a list or as a function that reads them (and returns them with their ``locations``):
+    a file is then parsed only when its rows are first used, so a run whose prepared dataset is already cached
+    (keyed by the file hash) never parses it.
     """
 
     def __init__(
         self,
-        rows: list[dict[str, Any]] | Callable[[], tuple[list[dict[str, Any]], list[int] | None]],
+        rows: list[dict[str, Any]] | Callable[[], tuple[list[dict[str, Any]], list[str] | None]],
         source: str,
         fingerprint: str | None,
-        lines: list[int] | None = None,
+        locations: list[str] | None = None,
     ) -> None:
         self._rows = rows
-        self._lines = lines
+        self._locations = locations
         self.source = source
         """A short description: the Hub id and split, the file name, or ``in-memory``."""
         self.fingerprint = fingerprint
@@ -45,14 +45,15 @@ class RawRows:
     @property
     def rows(self) -> list[dict[str, Any]]:
         if callable(self._rows):
-            self._rows, self._lines = self._rows()
+            self._rows, self._locations = self._rows()
         return self._rows
 
     @property
-    def lines(self) -> list[int] | None:
-        """The 1-based line where each row starts in its file, when some row is not on line ``row + 1``."""
+    def locations(self) -> list[str] | None:
+        """Where each row is in its file: ``line 4`` (JSONL, CSV: the 1-based line where the row starts) or
+        ``JSON array index 3``; ``None`` for in-memory rows and Parquet files."""
         _ = self.rows
-        return self._lines
+        return self._locations
 
     def __repr__(self) -> str:
         state = "not read yet" if callable(self._rows) else f"{len(self._rows)} rows"
@@ -80,7 +81,7 @@ def _loads(text: str) -> Any:
         raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
-def _read_json(path: Path) -> tuple[list[Any], list[int] | None]:
+def _read_json(path: Path) -> tuple[list[Any], list[str]]:
     text = _read_text(path)
     stripped = text.lstrip()
     if path.suffix == ".json" and stripped.startswith("["):
@@ -88,7 +89,7 @@ def _read_json(path: Path) -> tuple[list[Any], list[int] | None]:
             data = _loads(text)
         except json.JSONDecodeError as error:
             raise DataError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
-        return data, None
+        return data, [f"JSON array index {index}" for index in range(len(data))]
     rows, lines = [], []
     # Lines end at "\n" only: str.splitlines() also breaks at U+2028, NEL and other characters JSON strings may hold.
     for line_number, line in enumerate(text.split("\n"), start=1):
@@ -98,11 +99,11 @@ def _read_json(path: Path) -> tuple[list[Any], list[int] | None]:
             rows.append(_loads(line))
         except json.JSONDecodeError as error:
             raise DataError(f"{path}: line {line_number} is not valid JSON: {error.msg}") from None
-        lines.append(line_number)
+        lines.append(f"line {line_number}")
     return rows, lines
 
 
-def _read_csv(path: Path) -> tuple[list[Any], list[int]]:
+def _read_csv(path: Path) -> tuple[list[Any], list[str]]:
     """Rows of a CSV file with a header line, and the line where each starts (a quoted field may span lines).
 
     Fields missing at the end of a line are ``None``; a field may be as long as the file (csv's own cap is 128 KiB).
@@ -122,7 +123,7 @@ def _read_csv(path: Path) -> tuple[list[Any], list[int]]:
                 )
             if record:  # a blank line is not a row
                 rows.append(dict(zip(header, record + [None] * (len(header) - len(record)), strict=True)))
-                lines.append(start)
+                lines.append(f"line {start}")
             start = reader.line_num + 1
     except csv.Error as error:
         raise DataError(f"{path}: line {reader.line_num} is not valid CSV: {error}") from None
@@ -141,8 +142,8 @@ def _read_parquet(path: Path) -> tuple[list[Any], None]:
         raise DataError(f"{path}: not a readable Parquet file: {error}") from None
 
 
-def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[int] | None]:
-    """The rows of a local file, and the line where each starts when some row is not on line ``row + 1``."""
+def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """The rows of a local file, and where each is in it (see :attr:`RawRows.locations`)."""
     if path.suffix in (".jsonl", ".json"):
         rows, lines = _read_json(path)
     elif path.suffix == ".csv":
@@ -151,12 +152,10 @@ def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[int] | None]:
         rows, lines = _read_parquet(path)
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            line = f" (line {lines[index]})" if lines else ""
+            where = f" ({lines[index]})" if lines else ""
             raise DataError(
-                f"{path}: row {index}{line} is a {type(row).__name__}, expected an object with named fields."
+                f"{path}: row {index}{where} is a {type(row).__name__}, expected an object with named fields."
             )
-    if lines == list(range(1, len(rows) + 1)):
-        lines = None  # row i is on line i + 1: nothing to add to "row i"
     return rows, lines
 
 
@@ -236,8 +235,8 @@ def read_rows(source: Any, *, split: str | None = None, config_name: str | None 
             fingerprint = _file_fingerprint(path)
             if lazy:
                 return RawRows(lambda: _read_file(path), path.name, fingerprint)
-            rows, lines = _read_file(path)
-            return RawRows(rows, path.name, fingerprint, lines)
+            rows, locations = _read_file(path)
+            return RawRows(rows, path.name, fingerprint, locations)
         if path.suffix in LOCAL_SUFFIXES or looks_local(str(source)):
             raise DataError(_missing_file_message(str(source), path))
         return _read_hub(str(source), split, config_name)
