@@ -28,13 +28,13 @@ class DataProblem:
     """Where in the row, e.g. ``messages[2].content``."""
     message: str
     """What is wrong and what was expected."""
-    line: int | None = None
-    """1-based line where the row starts in its file, when that is not ``row + 1`` (a JSONL file with blank lines,
-    a CSV file); ``None`` otherwise."""
+    location: str | None = None
+    """Where the row is in its file: ``line 2`` (JSONL, CSV: the 1-based line where the row starts) or
+    ``JSON array index 1``; ``None`` for in-memory rows and Parquet files."""
 
     def __str__(self) -> str:
-        line = f" (line {self.line})" if self.line is not None else ""
-        return f"row {self.row}{line}, {self.field}: {self.message}"
+        where = f" ({self.location})" if self.location is not None else ""
+        return f"row {self.row}{where}, {self.field}: {self.message}"
 
 
 class DataError(Phi3LoraHubError, ValueError):

@@ -103,9 +103,11 @@ def load_for_inference(base_model: str, adapter: str | Path | None = None, *, re
     from transformers import AutoModelForCausalLM
 
     from phi3_lora_hub.hardware import detect_hardware
-    from phi3_lora_hub.model.loading import load_phi3_config, load_tokenizer
+    from phi3_lora_hub.model.loading import ADAPTER_PATH_HINT, check_local_directory, load_phi3_config, load_tokenizer
 
     hardware = detect_hardware()
+    if adapter is not None:
+        check_local_directory("Adapter", str(adapter), "adapter_config.json", ADAPTER_PATH_HINT)
     load_phi3_config(base_model, revision)
     dtype = torch.bfloat16 if hardware.bf16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(

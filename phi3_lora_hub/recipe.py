@@ -26,7 +26,7 @@ from phi3_lora_hub.config.recipe_config import (
 )
 from phi3_lora_hub.config.training import resolve_training
 from phi3_lora_hub.data.prepare import DataOptions, DataReport, hold_out, prepare_dataset
-from phi3_lora_hub.data.sources import read_rows
+from phi3_lora_hub.data.sources import check_split, read_rows
 from phi3_lora_hub.distributed.launch import prepare_launch
 from phi3_lora_hub.distributed.processes import (
     global_batch_summary,
@@ -40,6 +40,7 @@ from phi3_lora_hub.hardware import Hardware, detect_hardware
 from phi3_lora_hub.hub.files import DATA_REPORT_FILE, RECIPE_FILE
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec, is_loralib
 from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, model_reference
+from phi3_lora_hub.model.quantization import check_quantization
 from phi3_lora_hub.model.targets import check_target_modules
 from phi3_lora_hub.result import TrainResult
 
@@ -102,6 +103,7 @@ class Phi3LoraRecipe:
                 **settings,
             },
         )
+        self._check_splits()
         if is_loralib(self.config.lora) and self.config.quantization:
             raise ConfigError("lora backend='loralib' wraps plain nn.Linear layers: it cannot train QLoRA; use 'peft'.")
         self.callbacks = list(callbacks or [])
@@ -129,6 +131,16 @@ class Phi3LoraRecipe:
 
     # -- data ------------------------------------------------------------------------------------------------------
 
+    def _data_source(self) -> Any:
+        return self._dataset_object if self._dataset_object is not None else self.config.dataset
+
+    def _check_splits(self) -> None:
+        """Splits asked of sources that have none (a local file, a list) fail now, before anything is loaded."""
+        config = self.config
+        check_split(self._data_source(), config.dataset_split)
+        eval_source = config.eval_dataset if config.eval_dataset is not None else self._data_source()
+        check_split(eval_source, config.eval_split)
+
     def _data_options(self) -> DataOptions:
         config = self.config
         return DataOptions(
@@ -153,7 +165,7 @@ class Phi3LoraRecipe:
         config = self.config
         tokenizer = tokenizer or self.load_tokenizer()
         options = self._data_options()
-        source = self._dataset_object if self._dataset_object is not None else config.dataset
+        source = self._data_source()
         if source is None:
             raise ConfigError("No dataset: pass dataset= (a Hub id, a file, a Dataset or a list of dicts).")
         raw = read_rows(source, split=config.dataset_split, config_name=config.dataset_config, lazy=True)
@@ -238,6 +250,7 @@ class Phi3LoraRecipe:
         from phi3_lora_hub.training.trainer import Phi3SFTTrainer, trainer_arguments
 
         config = self.config
+        check_quantization(config.quantization, self.hardware)  # QLoRA's GPU and bitsandbytes, before anything loads
         training = dict(config.training)
         prepare_launch(config, training)  # a launch that cannot work fails here, before data and model are loaded
         tokenizer = tokenizer or self.load_tokenizer()
@@ -297,6 +310,7 @@ class Phi3LoraRecipe:
         """
         from phi3_lora_hub.hub.recipe_hub import check_resume_request, publishing, resume_point
 
+        check_quantization(self.config.quantization, self.hardware)  # before the Hub, the tokenizer and the data
         check_resume_request(self.hub_callback, resume_from_checkpoint, resume_from_hub)
         with publishing(self.hub_callback) as hub:  # checks the Hub token before anything is loaded
             trainer = self.trainer or self.build_trainer()

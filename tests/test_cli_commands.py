@@ -122,7 +122,7 @@ def test_bad_data_error_names_the_row(config_file, tmp_path):
     )
     done = cli("train", str(config_file), "--set", f"dataset={bad}", "--dry-run")
     assert done.returncode == 2
-    assert "row 1, messages: empty conversation" in done.stderr and "Traceback" not in done.stderr
+    assert "row 1 (line 2), messages: empty conversation" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.slow

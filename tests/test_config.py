@@ -69,6 +69,44 @@ def test_lora_defaults_target_every_fused_phi3_linear():
     assert merged["target_modules"] == list(PHI3_TARGET_MODULES)
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("training", "max_steps", "ten", "training.max_steps must be int (see trl.SFTConfig), got 'ten' (str)."),
+        ("training", "learning_rate", "fast", "training.learning_rate must be float"),
+        ("training", "bf16", "yes", "training.bf16 must be bool or null"),
+        ("training", "max_length", 1.5, "training.max_length must be int or null"),
+        ("training", "lr_scheduler_type", "cosin", "got 'cosin' (str). Did you mean 'cosine'?"),
+        ("training", "eval_strategy", "sometimes", "training.eval_strategy must be one of 'no', 'steps', 'epoch'"),
+        ("training", "logging_steps", True, "training.logging_steps must be float"),
+        ("lora", "r", "eight", "lora.r must be int (see peft.LoraConfig), got 'eight' (str)."),
+        ("lora", "lora_dropout", "high", "lora.lora_dropout must be float"),
+        ("lora", "bias", "nne", "Did you mean 'none'?"),
+        ("lora", "target_modules", 5, "lora.target_modules must be list or str or null"),
+        ("evaluation", "max_new_tokens", "many", "evaluation.max_new_tokens must be int"),
+    ],
+)
+def test_every_value_is_type_checked_when_the_recipe_is_built(section, key, value, expected):
+    """Before any model, tokenizer or data is loaded (the model id and dataset do not exist)."""
+    with pytest.raises(ConfigError) as caught:
+        Phi3LoraRecipe("no/such-model", "missing.jsonl", **{section: {key: value}})
+    assert expected in str(caught.value)
+
+
+def test_set_with_a_wrong_type_is_a_config_error_naming_the_field(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("model: m\ndataset: d.jsonl\n")
+    with pytest.raises(ConfigError, match=r"training.max_steps must be int .*got 'ten'"):
+        Phi3LoraRecipe.from_yaml(path, ["training.max_steps=ten"])
+    recipe = Phi3LoraRecipe.from_yaml(path, ["lora.lora_dropout=5e-2", "training.warmup_steps=1e-1"])
+    assert recipe.config.lora["lora_dropout"] == 0.05 and recipe.config.training["warmup_steps"] == 0.1
+
+
+def test_peft_rejects_bad_combinations_when_the_recipe_is_built():
+    with pytest.raises(ConfigError, match="rejected by peft.LoraConfig"):
+        resolve_lora({"layers_pattern": "layers"})  # PEFT: layers_pattern needs layers_to_transform
+
+
 def test_unknown_lora_key_is_named_with_a_suggestion():
     with pytest.raises(ConfigError, match="Unknown lora key 'lora_alpah'. Did you mean 'lora_alpha'"):
         resolve_lora({"lora_alpah": 16})

@@ -105,6 +105,39 @@ def test_qlora_is_refused_clearly_without_a_gpu():
         check_quantization("8bit", CPU)
 
 
+@pytest.mark.parametrize("machine", ["cpu", "gpu without bitsandbytes"])
+def test_qlora_train_fails_fast_before_the_tokenizer_the_data_or_the_hub(machine, monkeypatch):
+    """An offline CPU user used to wait for the tokenizer download to fail; now the machine is checked first."""
+    import time
+
+    from phi3_lora_hub import recipe as recipe_module
+    from phi3_lora_hub.model import quantization
+
+    touched = []
+    monkeypatch.setattr(recipe_module, "load_tokenizer", lambda *a, **k: touched.append("tokenizer"))
+    monkeypatch.setattr(recipe_module, "read_rows", lambda *a, **k: touched.append("data"))
+    monkeypatch.setattr("phi3_lora_hub.hub.recipe_hub.publishing", lambda *a, **k: touched.append("hub"))
+    recipe = Phi3LoraRecipe(
+        "microsoft/Phi-3-mini-4k-instruct", "HuggingFaceH4/ultrachat_200k", quantization="4bit", hub_model_id="me/x"
+    )
+    expected = "needs a CUDA GPU"
+    if machine != "cpu":
+        recipe.hardware = Hardware(cuda=True, bf16=True, flash_attention=False, device_name="H100")
+        real_find_spec = quantization.importlib.util.find_spec
+        monkeypatch.setattr(
+            quantization.importlib.util,
+            "find_spec",
+            lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a),
+        )
+        expected = r"needs bitsandbytes: pip install 'phi3-lora-hub\[qlora\]'"
+    for step in (recipe.train, recipe.build_trainer):
+        start = time.monotonic()
+        with pytest.raises(ModelError, match=expected):
+            step()
+        assert time.monotonic() - start < 2
+    assert touched == []
+
+
 def test_qlora_recipe_fails_before_any_download():
     recipe = Phi3LoraRecipe("microsoft/Phi-3-mini-4k-instruct", [], quantization="4bit")
     with pytest.raises(ModelError, match="needs a CUDA GPU"):

@@ -100,3 +100,41 @@ def test_dataset_trains_with_the_real_tokenizer(name, tiny_with_real_tokenizer, 
     assert result.global_step == 3 and all(loss > 0 for loss in losses)
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
     assert recipe.load_tokenizer().convert_tokens_to_ids("<|end|>") == 32007
+
+
+# Options a file needs, as its README row says: the tool datasets need their tool roles mapped (and the reasoning
+# demo its reasoning and tool-call parts trained as text); without them the error names role_map/text_part_types.
+EVERY_FILE_OPTIONS = {
+    "llamafactory_glaive_toolcall_en_demo.json": {"role_map": TOOL_ROLES},
+    "llamafactory_reason_tool_use_demo_50.jsonl": {
+        "role_map": TOOL_ROLES,
+        "text_part_types": ["text", "reasoning", "tool_call"],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def smallest_with_real_tokenizer():
+    config = TinyPhi3Config(hidden_size=32, intermediate_size=64, num_hidden_layers=1, pretrain_steps=0)
+    return tiny_phi3_cache_dir(config, tokenizer_path=PHI3_TOKENIZER_DIR)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("max_length", [128, 256, 2048])
+@pytest.mark.parametrize("name", sorted(path.name for path in DATA_DIR.glob("*")) if DATA_DIR.is_dir() else [])
+def test_every_real_file_trains_at_every_max_length(name, max_length, smallest_with_real_tokenizer, tmp_path):
+    """Default evaluation settings and a held-out split: long answers cut by max_length never stop training."""
+    recipe = Phi3LoraRecipe(
+        str(smallest_with_real_tokenizer),
+        str(DATA_DIR / name),
+        output_dir=str(tmp_path / "out"),
+        max_train_samples=8,
+        eval_size=2,
+        training={"max_steps": 1, "max_length": max_length, "per_device_train_batch_size": 2, "save_steps": 1},
+        evaluation={"max_new_tokens": 8},
+        lora={"r": 2},
+        **EVERY_FILE_OPTIONS.get(name, {}),
+    )
+    result = recipe.train()
+    assert result.global_step == 1 and (result.adapter_dir / "adapter_model.safetensors").is_file()
+    assert (result.adapter_dir / "README.md").is_file()

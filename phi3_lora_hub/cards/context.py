@@ -44,7 +44,7 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "loss_curve": "file name of the loss curve image beside the card (empty when not drawn)",
     "evaluation_table": "the evaluation report (base vs adapter) as a Markdown table with its settings, or empty",
     "samples_markdown": "answers to the sample prompts at the last steps up to this one (Markdown), or empty",
-    "samples_step": "the newest step with sample answers, or None",
+    "samples_step": "the newest step with sample answers, or None (then samples_markdown says why there are none)",
     "versions": "list of (package, version) rows",
     "limitations": "list of sentences",
 }
@@ -202,7 +202,7 @@ def _samples_markdown(files: RunFiles, step: int | None) -> str:
     if files.samples is None or step is None:
         return ""
     samples = files.samples.up_to(step)
-    return samples.markdown(last=3) if samples.steps else ""
+    return samples.markdown(last=3) if samples.steps or samples.note else ""
 
 
 def usage_code(base_model: str, repo_id: str, revision: str, stop_tokens: list[str] | None = None) -> str:

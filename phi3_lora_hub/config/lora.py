@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from phi3_lora_hub.config.field_types import check_values, coerce_numbers
 from phi3_lora_hub.errors import ConfigError, unknown_key_error
 
 # Phi-3 fuses q/k/v into `qkv_proj` and gate/up into `gate_up_proj`. The split names used by Llama recipes match
@@ -48,7 +49,8 @@ def lora_config_fields() -> tuple[str, ...]:
 
 
 def resolve_lora(user: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Merge ``user`` over the defaults; an unknown or reserved key raises a ``ConfigError`` naming it.
+    """Merge ``user`` over the defaults; an unknown or reserved key, or a value that does not fit the field's type in
+    ``peft.LoraConfig`` (or that ``LoraConfig`` itself rejects), raises a ``ConfigError`` naming it.
 
     ``backend="loralib"`` selects Microsoft's loralib layers instead of PEFT: its settings are validated by
     :func:`phi3_lora_hub.loralib_backend.spec.resolve_loralib_settings` and keep ``backend`` in the result;
@@ -57,10 +59,12 @@ def resolve_lora(user: Mapping[str, Any] | None) -> dict[str, Any]:
     Whether ``target_modules`` exist in the model is checked when the model is loaded
     (:func:`phi3_lora_hub.model.targets.check_target_modules`).
     """
+    from peft import LoraConfig
+
     from phi3_lora_hub.loralib_backend import spec as loralib_spec
 
-    user = dict(user or {})
     valid = lora_config_fields()
+    user = coerce_numbers(dict(user or {}), LoraConfig)
     backend = user.get(loralib_spec.BACKEND_KEY, loralib_spec.PEFT_BACKEND)
     if backend not in loralib_spec.BACKENDS:
         raise ConfigError(f"lora backend must be one of {list(loralib_spec.BACKENDS)}, got {backend!r}.")
@@ -78,11 +82,16 @@ def resolve_lora(user: Mapping[str, Any] | None) -> dict[str, Any]:
         if key not in valid:
             suggestions = [k for k in valid if k not in RESERVED_KEYS] + [loralib_spec.BACKEND_KEY]
             raise unknown_key_error("lora", key, suggestions, " (see peft.LoraConfig)")
+    check_values("lora", user, LoraConfig)
     merged = {**LORA_DEFAULTS, **user}
     if not isinstance(merged["r"], int) or merged["r"] <= 0:
         raise ConfigError(f"lora r must be a positive integer, got {merged['r']!r}.")
     if isinstance(merged["target_modules"], tuple):
         merged["target_modules"] = list(merged["target_modules"])
+    try:  # PEFT's own checks of the values (combinations, ranges), now rather than when the trainer is built
+        build_lora_config(merged)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"lora settings rejected by peft.LoraConfig: {error}") from None
     return merged
 
 

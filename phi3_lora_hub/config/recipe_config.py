@@ -34,7 +34,8 @@ class RecipeConfig:
     eval_dataset: str | None = None
     """Separate evaluation data (same kinds as ``dataset``); ``None`` uses ``eval_split`` or ``eval_size``."""
     eval_split: str | None = None
-    """A split of ``dataset`` (or of ``eval_dataset``) to evaluate on, e.g. ``test_sft``."""
+    """A split of ``dataset`` (or of ``eval_dataset``) to evaluate on, e.g. ``test_sft``. A local file or a list has
+    no splits: use ``eval_dataset`` or ``eval_size`` for those (a split there is a ``ConfigError``)."""
     eval_size: float = 0.0
     """Hold out this fraction (<1) or number (>=1) of training conversations for evaluation when no eval data."""
     max_train_samples: int | None = None

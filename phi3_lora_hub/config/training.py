@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from phi3_lora_hub.config.field_types import check_values, coerce_numbers, field_types
 from phi3_lora_hub.errors import ConfigError, unknown_key_error
 from phi3_lora_hub.hardware import Hardware
 
@@ -84,31 +83,16 @@ def training_defaults(hardware: Hardware) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
-def sft_config_types() -> dict[str, str]:
-    """Every ``trl.SFTConfig`` field (TrainingArguments included) with its annotation as text."""
+def sft_config_fields() -> tuple[str, ...]:
+    """Names of every ``trl.SFTConfig`` field (TrainingArguments included)."""
     from trl import SFTConfig
 
-    return {field.name: str(field.type) for field in dataclasses.fields(SFTConfig) if field.init}
-
-
-def sft_config_fields() -> tuple[str, ...]:
-    return tuple(sft_config_types())
-
-
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def _coerce(key: str, value: Any) -> Any:
-    """YAML 1.1 reads ``2e-4`` as a string; turn such strings into numbers for numeric fields."""
-    annotation = sft_config_types().get(key, "")
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()) and ("float" in annotation or "int" in annotation):
-        number = float(value)
-        return int(number) if "float" not in annotation and number.is_integer() else number
-    return value
+    return tuple(field_types(SFTConfig))
 
 
 def resolve_training(user: Mapping[str, Any] | None, hardware: Hardware) -> dict[str, Any]:
-    """Merge ``user`` over the defaults; an unknown or reserved key raises a ``ConfigError`` naming it."""
+    """Merge ``user`` over the defaults; an unknown or reserved key, or a value that does not fit the field's type
+    in ``trl.SFTConfig``, raises a ``ConfigError`` naming it."""
     user = dict(user or {})
     valid = sft_config_fields()
     for key in user:
@@ -122,8 +106,12 @@ def resolve_training(user: Mapping[str, Any] | None, hardware: Hardware) -> dict
             raise unknown_key_error(
                 "training", key, [k for k in valid if k not in RESERVED_KEYS], " (see trl.SFTConfig)"
             )
+    from trl import SFTConfig
+
+    user = coerce_numbers(user, SFTConfig)
+    check_values("training", user, SFTConfig)
     merged = training_defaults(hardware)
-    merged.update({key: _coerce(key, value) for key, value in user.items()})
+    merged.update(user)
     if "padding_free" not in user and merged["per_device_train_batch_size"] == 1 and not merged.get("packing"):
         merged["padding_free"] = False
     if not merged["padding_free"] and not merged.get("packing") and "train_sampling_strategy" not in user:

@@ -102,13 +102,13 @@ def convert_rows(raw: RawRows, options: DataOptions) -> ConvertedRows:
     data_format = options.format or detect_format(columns)
     convert = RowConverter(data_format, role_map=options.role_map, text_part_types=options.text_part_types)
     conversations, problems, skipped = [], [], []
-    lines = raw.lines
+    locations = raw.locations
     for index, row in enumerate(raw.rows):
         messages, row_problems = convert(index, row)
         if not row_problems:
             row_problems = validate_messages(index, messages)
-        if row_problems and lines is not None:
-            row_problems = [replace(problem, line=lines[index]) for problem in row_problems]
+        if row_problems and locations is not None:
+            row_problems = [replace(problem, location=locations[index]) for problem in row_problems]
         if row_problems:
             problems.extend(row_problems)
             skipped.append(index)

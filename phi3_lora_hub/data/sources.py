@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from phi3_lora_hub.errors import DataError
+from phi3_lora_hub.errors import ConfigError, DataError
+from phi3_lora_hub.local_paths import looks_local
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 TRAIN_SPLITS = ("train", "train_sft")
@@ -22,20 +23,20 @@ TRAIN_SPLITS = ("train", "train_sft")
 class RawRows:
     """Rows as plain dicts, plus where they came from (for reports and model cards).
 
-    ``rows`` may be given as a list or as a function that reads them (and returns them with their ``lines``): a
-    file is then parsed only when its rows are first used, so a run whose prepared dataset is already cached (keyed
-    by the file hash) never parses it.
+    ``rows`` may be given as a list or as a function that reads them (and returns them with their ``locations``):
+    a file is then parsed only when its rows are first used, so a run whose prepared dataset is already cached
+    (keyed by the file hash) never parses it.
     """
 
     def __init__(
         self,
-        rows: list[dict[str, Any]] | Callable[[], tuple[list[dict[str, Any]], list[int] | None]],
+        rows: list[dict[str, Any]] | Callable[[], tuple[list[dict[str, Any]], list[str] | None]],
         source: str,
         fingerprint: str | None,
-        lines: list[int] | None = None,
+        locations: list[str] | None = None,
     ) -> None:
         self._rows = rows
-        self._lines = lines
+        self._locations = locations
         self.source = source
         """A short description: the Hub id and split, the file name, or ``in-memory``."""
         self.fingerprint = fingerprint
@@ -44,14 +45,15 @@ class RawRows:
     @property
     def rows(self) -> list[dict[str, Any]]:
         if callable(self._rows):
-            self._rows, self._lines = self._rows()
+            self._rows, self._locations = self._rows()
         return self._rows
 
     @property
-    def lines(self) -> list[int] | None:
-        """The 1-based line where each row starts in its file, when some row is not on line ``row + 1``."""
+    def locations(self) -> list[str] | None:
+        """Where each row is in its file: ``line 4`` (JSONL, CSV: the 1-based line where the row starts) or
+        ``JSON array index 3``; ``None`` for in-memory rows and Parquet files."""
         _ = self.rows
-        return self._lines
+        return self._locations
 
     def __repr__(self) -> str:
         state = "not read yet" if callable(self._rows) else f"{len(self._rows)} rows"
@@ -79,7 +81,7 @@ def _loads(text: str) -> Any:
         raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
-def _read_json(path: Path) -> tuple[list[Any], list[int] | None]:
+def _read_json(path: Path) -> tuple[list[Any], list[str]]:
     text = _read_text(path)
     stripped = text.lstrip()
     if path.suffix == ".json" and stripped.startswith("["):
@@ -87,7 +89,7 @@ def _read_json(path: Path) -> tuple[list[Any], list[int] | None]:
             data = _loads(text)
         except json.JSONDecodeError as error:
             raise DataError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
-        return data, None
+        return data, [f"JSON array index {index}" for index in range(len(data))]
     rows, lines = [], []
     # Lines end at "\n" only: str.splitlines() also breaks at U+2028, NEL and other characters JSON strings may hold.
     for line_number, line in enumerate(text.split("\n"), start=1):
@@ -97,11 +99,11 @@ def _read_json(path: Path) -> tuple[list[Any], list[int] | None]:
             rows.append(_loads(line))
         except json.JSONDecodeError as error:
             raise DataError(f"{path}: line {line_number} is not valid JSON: {error.msg}") from None
-        lines.append(line_number)
+        lines.append(f"line {line_number}")
     return rows, lines
 
 
-def _read_csv(path: Path) -> tuple[list[Any], list[int]]:
+def _read_csv(path: Path) -> tuple[list[Any], list[str]]:
     """Rows of a CSV file with a header line, and the line where each starts (a quoted field may span lines).
 
     Fields missing at the end of a line are ``None``; a field may be as long as the file (csv's own cap is 128 KiB).
@@ -121,7 +123,7 @@ def _read_csv(path: Path) -> tuple[list[Any], list[int]]:
                 )
             if record:  # a blank line is not a row
                 rows.append(dict(zip(header, record + [None] * (len(header) - len(record)), strict=True)))
-                lines.append(start)
+                lines.append(f"line {start}")
             start = reader.line_num + 1
     except csv.Error as error:
         raise DataError(f"{path}: line {reader.line_num} is not valid CSV: {error}") from None
@@ -140,8 +142,8 @@ def _read_parquet(path: Path) -> tuple[list[Any], None]:
         raise DataError(f"{path}: not a readable Parquet file: {error}") from None
 
 
-def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[int] | None]:
-    """The rows of a local file, and the line where each starts when some row is not on line ``row + 1``."""
+def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """The rows of a local file, and where each is in it (see :attr:`RawRows.locations`)."""
     if path.suffix in (".jsonl", ".json"):
         rows, lines = _read_json(path)
     elif path.suffix == ".csv":
@@ -150,12 +152,10 @@ def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[int] | None]:
         rows, lines = _read_parquet(path)
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            line = f" (line {lines[index]})" if lines else ""
+            where = f" ({lines[index]})" if lines else ""
             raise DataError(
-                f"{path}: row {index}{line} is a {type(row).__name__}, expected an object with named fields."
+                f"{path}: row {index}{where} is a {type(row).__name__}, expected an object with named fields."
             )
-    if lines == list(range(1, len(rows) + 1)):
-        lines = None  # row i is on line i + 1: nothing to add to "row i"
     return rows, lines
 
 
@@ -172,7 +172,7 @@ def _file_fingerprint(path: Path) -> str:
 def _pick_split(dataset_dict: Any, split: str | None, name: str) -> tuple[Any, str]:
     if split is not None:
         if split not in dataset_dict:
-            raise DataError(f"{name} has no split {split!r}; it has {sorted(dataset_dict)}.")
+            raise ConfigError(f"{name} has no split {split!r}; it has {sorted(dataset_dict)}.")
         return dataset_dict[split], split
     for candidate in TRAIN_SPLITS:
         if candidate in dataset_dict:
@@ -180,14 +180,40 @@ def _pick_split(dataset_dict: Any, split: str | None, name: str) -> tuple[Any, s
     raise DataError(f"{name} has splits {sorted(dataset_dict)}; choose one with dataset_split=.")
 
 
+def check_split(source: Any, split: str | None) -> None:
+    """Raise ``ConfigError`` when ``split`` is asked of a source that has no splits (a local file, a list, a
+    ``Dataset``): the split would otherwise be ignored and, for evaluation, the training rows evaluated on."""
+    if split is None or source is None:
+        return
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        if not (path.is_file() or path.suffix in LOCAL_SUFFIXES):
+            return  # a Hub dataset id: its splits are checked when it is read
+        what = f"{path.name} is a local file"
+    else:
+        import datasets
+
+        if isinstance(source, datasets.DatasetDict):
+            return  # its splits are checked when one is picked
+        what = f"in-memory data ({type(source).__name__})"
+    raise ConfigError(
+        f"{what}: it has no splits, so split {split!r} cannot be selected from it. For evaluation data pass "
+        "eval_dataset= (another file) or eval_size= (hold out part of the training rows); for training data "
+        "leave dataset_split unset."
+    )
+
+
 def read_rows(source: Any, *, split: str | None = None, config_name: str | None = None, lazy: bool = False) -> RawRows:
     """Read every row of ``source`` as a dict.
 
     ``source`` may be a path to a ``.jsonl``/``.json``/``.csv``/``.parquet`` file, a Hub dataset id (``split`` and
     ``config_name`` select the part), a ``datasets.Dataset`` or ``DatasetDict``, or a list of dicts. With ``lazy``, a
-    local file is hashed now but parsed only when ``rows`` is first used (parse errors are raised then).
+    local file is hashed now but parsed only when ``rows`` is first used (parse errors are raised then). A ``split``
+    the source does not have is a ``ConfigError`` naming the splits it has (a local file or a list has none).
     """
     import datasets
+
+    check_split(source, split)
 
     if isinstance(source, datasets.DatasetDict):
         source, split = _pick_split(source, split, "the DatasetDict")
@@ -209,13 +235,34 @@ def read_rows(source: Any, *, split: str | None = None, config_name: str | None 
             fingerprint = _file_fingerprint(path)
             if lazy:
                 return RawRows(lambda: _read_file(path), path.name, fingerprint)
-            rows, lines = _read_file(path)
-            return RawRows(rows, path.name, fingerprint, lines)
-        if path.suffix in LOCAL_SUFFIXES or path.is_dir() or str(source).startswith((".", "/", "~")):
-            raise DataError(f"Dataset file {str(source)!r} does not exist.")
+            rows, locations = _read_file(path)
+            return RawRows(rows, path.name, fingerprint, locations)
+        if path.suffix in LOCAL_SUFFIXES or looks_local(str(source)):
+            raise DataError(_missing_file_message(str(source), path))
         return _read_hub(str(source), split, config_name)
     raise DataError(
         f"Unsupported dataset type {type(source).__name__}: pass a path, a Hub id, a Dataset or a list of dicts."
+    )
+
+
+def _missing_file_message(source: str, path: Path) -> str:
+    """What is wrong with a local dataset path that is not a readable file, and what to pass instead."""
+    kinds = ", ".join(LOCAL_SUFFIXES)
+    if path.is_dir():
+        files = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix in LOCAL_SUFFIXES)
+        if not files:
+            return f"Dataset {source!r} is a directory ({path.resolve()}) with no {kinds} file in it: pass a data file."
+        return (
+            f"Dataset {source!r} is a directory ({path.resolve()}), not a file: it holds "
+            f"{', '.join(map(repr, files[:10]))}. Pass one of them, e.g. {str(path / files[0])!r}."
+        )
+    nearby = []
+    if path.parent.is_dir():
+        nearby = sorted(p.name for p in path.parent.iterdir() if p.is_file() and p.suffix in LOCAL_SUFFIXES)
+    found = f" Data files in {path.parent.resolve()}: {', '.join(map(repr, nearby[:10]))}." if nearby else ""
+    return (
+        f"Dataset file {source!r} does not exist (looked for {path.resolve()}).{found} Pass an existing {kinds} "
+        "file, or a Hub dataset id namespace/name."
     )
 
 
@@ -225,6 +272,7 @@ def _read_hub(dataset_id: str, split: str | None, config_name: str | None) -> Ra
     try:
         loaded = datasets.load_dataset(dataset_id, config_name, split=split)
     except Exception as error:  # datasets raises many types (offline, missing repo, bad config)
+        _check_hub_split(dataset_id, config_name, split)
         raise DataError(
             f"Could not load the Hub dataset {dataset_id!r}"
             f"{f' (config {config_name!r})' if config_name else ''}: {type(error).__name__}: {error}. "
@@ -233,3 +281,18 @@ def _read_hub(dataset_id: str, split: str | None, config_name: str | None) -> Ra
     if isinstance(loaded, datasets.DatasetDict):
         loaded, split = _pick_split(loaded, split, dataset_id)
     return RawRows(loaded.to_list(), f"{dataset_id} ({split})", loaded._fingerprint)
+
+
+def _check_hub_split(dataset_id: str, config_name: str | None, split: str | None) -> None:
+    """After a failed load: a ``ConfigError`` naming the splits when ``split`` is not one of them (if they can be
+    listed; otherwise the load error stands)."""
+    import datasets
+
+    if split is None:
+        return
+    try:
+        names = datasets.get_dataset_split_names(dataset_id, config_name)
+    except Exception:  # offline or no such dataset: the load error says more
+        return
+    if split not in names:
+        raise ConfigError(f"{dataset_id} has no split {split!r}; it has {sorted(names)}.")

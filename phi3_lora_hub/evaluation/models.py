@@ -20,6 +20,8 @@ from pathlib import Path
 from phi3_lora_hub.arena.votes import BASE, ModelRef
 from phi3_lora_hub.errors import ConfigError, ModelError
 from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from phi3_lora_hub.local_paths import looks_local, missing_directory_message
+from phi3_lora_hub.model.loading import ADAPTER_PATH_HINT
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ class ModelSpec:
         path = Path(text).expanduser()
         if path.is_dir():
             return cls("local", str(path.resolve()))
+        if looks_local(text):  # e.g. a typo in an adapter path: say so, not "no such Hub repo"
+            raise ConfigError(missing_directory_message("Adapter", text, ADAPTER_CONFIG, ADAPTER_PATH_HINT))
         repo, _, revision = text.partition("@")
         if _REPO_ID.fullmatch(repo) and not repo.startswith((".", "/", "~")):
             return cls("hub", repo, revision or None)

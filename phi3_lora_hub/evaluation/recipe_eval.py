@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.errors import ConfigError, DataError
 from phi3_lora_hub.evaluation.data import (
     EvalExample,
     conversations_from_token_ids,
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+SAMPLE_SEARCH_FACTOR = 20
+"""Sample prompts are looked for among the first ``SAMPLE_SEARCH_FACTOR * num_samples`` prepared rows."""
+
 
 def _prepared_examples(tokenizer, dataset, limit: int | None) -> list[EvalExample]:
     rows = dataset["input_ids"] if limit is None else dataset.select(range(min(limit, len(dataset))))["input_ids"]
@@ -38,20 +41,31 @@ def sample_callback(recipe: Phi3LoraRecipe, data: PreparedData, tokenizer) -> Sa
     """The callback answering the recipe's sample prompts during training, or ``None`` when ``num_samples`` is 0.
 
     Prompts: every one of ``evaluation.sample_prompts`` when given, else the first ``num_samples`` conversations of
-    the eval split, else of the training data (each cut before its last answer, which becomes the reference).
+    the eval split, else of the training data (each cut before its last answer, which becomes the reference), among
+    the first ``SAMPLE_SEARCH_FACTOR * num_samples`` rows that still hold a complete answer within ``max_length``.
+    When none does, the callback carries a note saying why, and training goes on without samples.
     """
     section = recipe.config.evaluation
     count = section["num_samples"]
     if count == 0:
         return None
     user = sample_prompt_messages(section)
+    note = None
     if user is not None:
         prompts, source = [SamplePrompt(messages) for messages in user], "user"
     else:
         dataset, source = (data.eval, "eval split") if data.eval is not None else (data.train, "train split")
-        prompts = [SamplePrompt(e.prompt, e.reference) for e in _prepared_examples(tokenizer, dataset, count)]
+        searched = min(len(dataset), SAMPLE_SEARCH_FACTOR * count)
+        examples = _prepared_examples(tokenizer, dataset, searched)[:count]
+        prompts = [SamplePrompt(e.prompt, e.reference) for e in examples]
+        if not prompts:
+            note = (
+                f"none of the first {searched} conversations of the {source} has a complete assistant answer within "
+                f"max_length={recipe.config.training.get('max_length')} tokens; raise training.max_length or give "
+                "evaluation.sample_prompts"
+            )
     params = gen_params(section, max_new_tokens=section["sample_max_new_tokens"])
-    return SampleGenerationsCallback(prompts, params, source)
+    return SampleGenerationsCallback(prompts, params, source, note=note)
 
 
 def _evaluate_trained(
@@ -112,6 +126,13 @@ def evaluate_recipe(
             )
         examples, source = _prepared_examples(tokenizer, data.eval, limit), data.eval_report.source
         dataset_split = config.eval_split
+        if not examples:
+            raise DataError(
+                f"{source}: no evaluation conversation has a complete assistant answer within "
+                f"max_length={config.training.get('max_length')} tokens (truncation cut every one before its first "
+                "answer ended), so there is nothing to compare generations with. Raise training.max_length, or "
+                "pass dataset= with shorter conversations."
+            )
 
     # In memory when this session trained a PEFT adapter; otherwise (loralib backend, a fresh recipe) from disk.
     if adapter is None and recipe.trainer is not None and hasattr(recipe.trainer.model, "peft_config"):
@@ -162,4 +183,8 @@ def evaluate_after_training(recipe: Phi3LoraRecipe) -> EvaluationReport | None:
             recipe.adapter_dir(),
         )
         return None
-    return recipe.evaluate()
+    try:
+        return recipe.evaluate()
+    except DataError as error:  # the evaluation is an extra: the adapter and the Trainer's eval_loss stand
+        logger.warning("The evaluation after training is skipped: %s", error)
+        return None

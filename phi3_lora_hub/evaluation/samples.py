@@ -14,7 +14,9 @@ File layout (``format_version`` 1)::
      "steps": [{"step": 0, "epoch": 0.0, "answers": [{"text": "...", "finish_reason": "stop", "new_tokens": 9}]},
                {"step": 15, ...}, {"step": 30, ...}]}
 
-``answers[i]`` answers ``prompts[i]``.
+``answers[i]`` answers ``prompts[i]``. When no prompt qualifies (every candidate conversation was cut by
+``max_length`` before its first answer ended), training goes on without samples and the file holds no prompts and
+a ``note`` saying why, which the model card shows.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class SampleGenerations:
     """Where the prompts came from: ``user``, ``eval split`` or ``train split``."""
     steps: list[StepSamples] = field(default_factory=list)
     format_version: int = SAMPLES_FORMAT_VERSION
+    note: str | None = None
+    """Why there are no sample answers (no prompt qualified), or ``None``."""
 
     @property
     def step(self) -> int | None:
@@ -92,11 +96,13 @@ class SampleGenerations:
                 StepSamples(s["step"], s.get("epoch"), [SampleAnswer(**a) for a in s["answers"]])
                 for s in data.get("steps", [])
             ],
+            note=data.get("note"),
         )
 
     def up_to(self, step: int) -> SampleGenerations:
         """A copy holding only the steps up to ``step`` (what a checkpoint at ``step`` knows)."""
-        return SampleGenerations(self.prompts, self.gen_params, self.source, [s for s in self.steps if s.step <= step])
+        steps = [s for s in self.steps if s.step <= step]
+        return SampleGenerations(self.prompts, self.gen_params, self.source, steps, note=self.note)
 
     def write(self, directory: str | Path) -> Path:
         """Write :data:`SAMPLES_FILE` into ``directory`` atomically: a crash while writing leaves the previous
@@ -117,7 +123,10 @@ class SampleGenerations:
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
     def markdown(self, *, last: int | None = 4) -> str:
-        """A Markdown section: per prompt, the answer at each of the ``last`` steps (all when ``None``)."""
+        """A Markdown section: per prompt, the answer at each of the ``last`` steps (all when ``None``), or the note
+        saying why there are none."""
+        if not self.prompts:
+            return f"No sample answers: {self.note or 'no prompts'}.\n"
         steps = self.steps if last is None else self.steps[-last:]
         parts = []
         for index, prompt in enumerate(self.prompts):
@@ -140,13 +149,18 @@ class SampleGenerationsCallback(TrainerCallback):
 
     Runs on the main process only. Answers for a step are generated once even when an evaluation and a save
     happen at the same step. Must come before any callback that uploads checkpoints, so the file is there.
+
+    With no prompts, ``note`` must say why: it is logged once when training begins and written into every
+    checkpoint's file (and so its model card) instead of answers.
     """
 
-    def __init__(self, prompts: Sequence[SamplePrompt], gen_params: GenParams, source: str) -> None:
-        if not prompts:
-            raise ValueError("SampleGenerationsCallback needs at least one prompt")
-        self.samples = SampleGenerations(list(prompts), gen_params, source)
-        self._disabled = False
+    def __init__(
+        self, prompts: Sequence[SamplePrompt], gen_params: GenParams, source: str, *, note: str | None = None
+    ) -> None:
+        if not prompts and not note:
+            raise ValueError("SampleGenerationsCallback without prompts needs a note saying why there are none")
+        self.samples = SampleGenerations(list(prompts), gen_params, source, note=None if prompts else note)
+        self._disabled = not prompts
 
     def _answers_at(self, args, state, model, tokenizer) -> StepSamples | None:
         if self._disabled or not state.is_world_process_zero or model is None or tokenizer is None:
@@ -185,6 +199,8 @@ class SampleGenerationsCallback(TrainerCallback):
         logger.info("\n".join(lines))
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if self.samples.note is not None and state.is_world_process_zero:
+            logger.warning("No sample answers during training: %s.", self.samples.note)
         if state.global_step > 0:  # resumed: keep the history stored with the checkpoint
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             try:
@@ -204,7 +220,8 @@ class SampleGenerationsCallback(TrainerCallback):
         return control
 
     def on_save(self, args, state, control, **kwargs):
-        if self._answers_at(args, state, kwargs.get("model"), kwargs.get("processing_class")) is not None:
+        answered = self._answers_at(args, state, kwargs.get("model"), kwargs.get("processing_class")) is not None
+        if answered or (self.samples.note is not None and state.is_world_process_zero):
             self.samples.up_to(state.global_step).write(Path(args.output_dir) / f"checkpoint-{state.global_step}")
         return control
 
@@ -212,6 +229,7 @@ class SampleGenerationsCallback(TrainerCallback):
         """Store the samples in the final adapter directory, answering at the final step if not done yet."""
         if not state.is_world_process_zero:
             return None
-        if self._answers_at(None, state, model, tokenizer) is None and not self.samples.steps:
+        answered = self._answers_at(None, state, model, tokenizer) is not None
+        if not answered and not self.samples.steps and self.samples.note is None:
             return None
         return self.samples.write(directory)

@@ -16,6 +16,7 @@ from typing import Any
 from phi3_lora_hub import phi3_format
 from phi3_lora_hub.errors import ModelError
 from phi3_lora_hub.hardware import Hardware
+from phi3_lora_hub.local_paths import looks_local, missing_directory_message
 from phi3_lora_hub.model.quantization import bnb_4bit_config, check_quantization
 
 DTYPES = {"bfloat16", "float16", "float32"}
@@ -37,9 +38,31 @@ def check_phi3_config(config, source: str) -> None:
         )
 
 
+MODEL_PATH_HINT = (
+    "Pass a directory holding a Phi-3 checkpoint (config.json, tokenizer files, weights), a Hub id such as "
+    "microsoft/Phi-3-mini-4k-instruct, or model='tiny' for the offline tiny Phi-3."
+)
+ADAPTER_PATH_HINT = (
+    "Pass the adapter directory a run saved (<output_dir>/adapter, holding adapter_config.json) or a Hub repo id "
+    "namespace/name."
+)
+
+
+def check_local_directory(what: str, reference: str, marker: str, hint: str) -> None:
+    """Raise ``ModelError`` when ``reference`` is a local path (not a Hub id) that is not a usable directory.
+
+    Without this, transformers and peft report a missing local directory as an invalid or missing Hub repo.
+    """
+    if looks_local(reference):
+        message = missing_directory_message(what, reference, marker, hint)
+        if message is not None:
+            raise ModelError(message)
+
+
 def load_phi3_config(model: str, revision: str | None):
     from transformers import AutoConfig
 
+    check_local_directory("Model", model, "config.json", MODEL_PATH_HINT)
     try:
         config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=False)
     except OSError as error:
@@ -52,6 +75,7 @@ def load_tokenizer(model: str, revision: str | None = None, *, for_training: boo
     """Load the model's fast tokenizer; for training pad with ``<unk>`` on the right, else left-pad for generation."""
     from transformers import AutoTokenizer
 
+    check_local_directory("Model", model, "tokenizer_config.json", MODEL_PATH_HINT)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, revision=revision, trust_remote_code=False)
     except OSError as error:

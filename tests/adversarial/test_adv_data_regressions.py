@@ -67,7 +67,9 @@ def test_lone_surrogate_is_a_data_problem(tmp_path, tiny_tokenizer) -> None:
     r"""A JSON ``\ud83d`` escape without its pair passed validation, then the tokenizer raised TypeError."""
     path = tmp_path / "chats.jsonl"
     path.write_text('{"prompt": "Hi", "response": "ok"}\n{"prompt": "smile \\ud83d", "response": "ok"}\n')
-    with pytest.raises(DataError, match=r"row 1, messages\[0\]\.content: not valid Unicode: lone surrogate '\\ud83d'"):
+    with pytest.raises(
+        DataError, match=r"row 1 \(line 2\), messages\[0\]\.content: not valid Unicode: lone surrogate '\\ud83d'"
+    ):
         convert_rows(read_rows(str(path)), DataOptions())
     rows = convert_rows(read_rows(str(path)), DataOptions(on_bad_rows="skip"))
     assert rows.report.skipped_rows == [1]
@@ -150,7 +152,7 @@ def test_problem_in_a_file_names_the_line_when_it_is_not_row_plus_one(tmp_path) 
     (tmp_path / "chats.csv").write_text('prompt,response\n"two\nlines",Hello\n\nHi\n')
     expected = {
         "gaps.jsonl": "row 1 (line 4), response: non-text content (int)",
-        "plain.jsonl": "row 1, response: non-text content (int)",
+        "plain.jsonl": "row 1 (line 2), response: non-text content (int)",
         "chats.csv": "row 1 (line 5), response: missing",
     }
     for name, message in expected.items():

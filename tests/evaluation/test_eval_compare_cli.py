@@ -21,7 +21,7 @@ def test_model_specs():
     assert ModelSpec.parse("me/compass-lora@step-500") == ModelSpec("hub", "me/compass-lora", "step-500")
     assert ModelSpec.parse("me/compass-lora") == ModelSpec("hub", "me/compass-lora", None)
     assert str(ModelSpec.parse("me/compass-lora@v1")) == "me/compass-lora@v1"
-    with pytest.raises(ConfigError, match="neither"):
+    with pytest.raises(ConfigError, match=r"Adapter directory './missing-dir' does not exist \(looked for /"):
         ModelSpec.parse("./missing-dir")
     with pytest.raises(ConfigError, match="neither"):
         ModelSpec.parse("not a repo")

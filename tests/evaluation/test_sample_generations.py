@@ -106,3 +106,34 @@ def test_callback_runs_on_the_main_process_only_and_once_per_step(tmp_path, tiny
     callback.on_save(args, main, TrainerControl(), model=model, processing_class=tokenizer)
     assert [s.step for s in SampleGenerations.read(tmp_path / "checkpoint-5").steps] == [5]
     assert len(calls) == 1  # the evaluation and the save at the same step share one generation
+
+
+def test_training_goes_on_without_samples_when_truncation_leaves_no_complete_answer(small_base, tmp_path, caplog):
+    """Every answer is longer than max_length: no sample prompt and no evaluation example qualify, yet training
+    runs; the log says once why there are no samples, and so do the checkpoint, the adapter and its card."""
+    import logging
+
+    from phi3_lora_hub import Phi3LoraRecipe
+
+    long_answer = " ".join(["The sol is the currency of Peru and it is used everywhere."] * 8)
+    rows = [{"prompt": f"Question {i}?", "response": long_answer} for i in range(10)]
+    recipe = Phi3LoraRecipe(
+        str(small_base),
+        rows,
+        output_dir=str(tmp_path / "out"),
+        eval_size=2,
+        training={"max_steps": 1, "max_length": 24, "per_device_train_batch_size": 2, "save_steps": 1},
+        evaluation={"max_new_tokens": 4, "sample_max_new_tokens": 4},
+        lora={"r": 2},
+    )
+    with caplog.at_level(logging.INFO):
+        result = recipe.train()
+    assert result.global_step == 1 and (result.adapter_dir / "adapter_model.safetensors").is_file()
+    notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("No sample answers")]
+    assert len(notes) == 1 and "max_length=24" in notes[0], notes
+    assert any("evaluation after training is skipped" in r.getMessage() for r in caplog.records)
+    for directory in (result.output_dir / "checkpoint-1", result.adapter_dir):
+        stored = SampleGenerations.read(directory)
+        assert stored.prompts == [] and "complete assistant answer within max_length=24" in stored.note
+    card = (result.adapter_dir / "README.md").read_text()
+    assert "No sample answers: none of the first" in card and "up to step None" not in card
