@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -209,7 +208,7 @@ class Phi3LoraRecipe:
         if is_loralib(config.lora):  # loralib backend: swap in loralib layers now; the trainer gets no peft_config
             from phi3_lora_hub.loralib_backend.patching import patch_phi3
 
-            patch_phi3(model, LoralibSpec.from_dict(config.lora))
+            patch_phi3(model, LoralibSpec.from_dict(config.lora), seed=config.training.get("seed"))
         if config.quantization:
             from peft import prepare_model_for_kbit_training
 
@@ -333,8 +332,10 @@ class Phi3LoraRecipe:
 
     def _trainer_eval_metrics(self) -> dict[str, float]:
         """The Trainer's loss and perplexity on the evaluation data (assistant tokens only, as trained)."""
+        from phi3_lora_hub.evaluation.perplexity import perplexity_from_nll
+
         metrics = self.trainer.evaluate()
-        metrics["eval_perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else math.inf
+        metrics["eval_perplexity"] = perplexity_from_nll(metrics["eval_loss"])
         return metrics
 
     def evaluate(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.cards.run_files import RunFiles
+from phi3_lora_hub.evaluation.perplexity import perplexity_from_nll
 from phi3_lora_hub.hub.files import LORALIB_CONFIG
 
 TEMPLATE_VARIABLES: dict[str, str] = {
@@ -281,7 +282,7 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
     final_metrics = [("Step", number(step)), ("Training loss (last logged)", number(train_loss))]
     if eval_loss is not None:
         final_metrics.append(("Evaluation loss (assistant tokens)", number(eval_loss)))
-        final_metrics.append(("Evaluation perplexity", number(math.exp(eval_loss) if eval_loss < 50 else math.inf)))
+        final_metrics.append(("Evaluation perplexity", number(perplexity_from_nll(eval_loss))))
     runtime = _last(history, "train_runtime")
     if runtime is not None:
         final_metrics.append(("Training time (s)", number(runtime, 3)))
