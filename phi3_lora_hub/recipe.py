@@ -242,8 +242,11 @@ class Phi3LoraRecipe:
         tokenizer = tokenizer or self.load_tokenizer()
         data = data or self.data or self.prepare_data(tokenizer)
         if data.eval is not None and training.get("eval_strategy", "no") == "no":
+            # Evaluate at every save. Recorded in the config too, so the YAML saved with each checkpoint and the
+            # model card show the settings the run really used.
             training["eval_strategy"] = training.get("save_strategy", "steps")
             training.setdefault("eval_steps", training.get("save_steps"))
+            config.training.update({key: training[key] for key in ("eval_strategy", "eval_steps")})
         # Arguments before the model: under DeepSpeed ZeRO-3 they hold the config that makes from_pretrained load
         # only this process's shard of the weights (transformers' is_deepspeed_zero3_enabled).
         args = SFTConfig(output_dir=config.output_dir, **trainer_arguments(training))
