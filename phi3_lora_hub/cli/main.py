@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        _report("interrupted")
+        _report("\ninterrupted")  # on a line of its own, not glued to a progress bar
         return 130
     except Exception as error:
         if args.debug:

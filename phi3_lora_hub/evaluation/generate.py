@@ -72,7 +72,9 @@ def generate_answers(
     model.eval()
     try:
         starts = range(0, len(prompts), batch_size)
-        for start in tqdm(starts, desc=description, unit="batch", disable=not progress):
+        for start in tqdm(
+            starts, desc=description, unit="batch", disable=None if progress else True
+        ):  # None: no bar off a terminal
             batch = prompts[start : start + batch_size]
             texts = [phi3_format.render(messages, add_generation_prompt=True).text for messages in batch]
             encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]

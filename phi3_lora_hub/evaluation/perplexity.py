@@ -71,7 +71,9 @@ def assistant_perplexity(
     was_training = model.training
     model.eval()
     try:
-        for start in tqdm(starts, desc="Perplexity", unit="batch", disable=not progress):
+        for start in tqdm(
+            starts, desc="Perplexity", unit="batch", disable=None if progress else True
+        ):  # None: no bar off a terminal
             chunk = order[start : start + batch_size]
             width = max(len(rows[i][0]) for i in chunk)
             ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
