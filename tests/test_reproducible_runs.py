@@ -80,3 +80,33 @@ def test_a_resumed_loralib_run_ends_with_the_adapter_of_an_uninterrupted_run(sma
     )
     result = recipe.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-2"))
     assert_bit_identical(straight, load_file(str(result.adapter_dir / "adapter_model.safetensors")))
+
+
+def test_the_qlora_model_preparation_path_gives_the_same_adapter_twice(small_base, tmp_path):
+    """QLoRA's CPU-testable part: the recipe trains a model made ready by peft's prepare_model_for_kbit_training.
+
+    Loading in 4 bits needs CUDA and bitsandbytes; what follows the load (k-bit preparation, then PEFT's LoRA
+    initialisation after TRL seeds the run) is the same code for a full-precision model, tested here.
+    """
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    adapters = []
+    for noise in (1, 7):
+        torch.manual_seed(1000 + noise)
+        torch.rand(noise)
+        recipe = Phi3LoraRecipe(
+            str(small_base),
+            sample_conversations(24),
+            output_dir=str(tmp_path / f"run{noise}"),
+            training=TRAINING,
+            lora=BACKENDS["peft"],
+            evaluation=EVALUATION,
+        )
+        model = prepare_model_for_kbit_training(
+            AutoModelForCausalLM.from_pretrained(str(small_base)), use_gradient_checkpointing=False
+        )
+        recipe.build_trainer(model=model)
+        result = recipe.train()
+        adapters.append(load_file(str(result.adapter_dir / "adapter_model.safetensors")))
+    assert_bit_identical(*adapters)
