@@ -55,6 +55,8 @@ def assistant_perplexity(
     import torch
     from tqdm.auto import tqdm
 
+    from phi3_lora_hub.training.progress import progress_bars
+
     if not conversations:
         raise ValueError("no conversations to score")
     batch = tokenize_conversations(tokenizer, conversations, assistant_only_loss=assistant_only)
@@ -71,9 +73,7 @@ def assistant_perplexity(
     was_training = model.training
     model.eval()
     try:
-        for start in tqdm(
-            starts, desc="Perplexity", unit="batch", disable=None if progress else True
-        ):  # None: no bar off a terminal
+        for start in tqdm(starts, desc="Perplexity", unit="batch", disable=not progress_bars(progress)):
             chunk = order[start : start + batch_size]
             width = max(len(rows[i][0]) for i in chunk)
             ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)

@@ -39,6 +39,18 @@ def output_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def progress_bars_fit() -> bool:
+    """Whether progress bars display well here: on a terminal or in a Jupyter notebook (as widgets)."""
+    from transformers.utils import is_in_notebook
+
+    return output_is_terminal() or is_in_notebook()
+
+
+def progress_bars(wanted: bool) -> bool:
+    """Whether to draw a progress bar the caller ``wanted``: only where bars fit (no clutter in files and pipes)."""
+    return wanted and progress_bars_fit()
+
+
 def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -86,12 +98,12 @@ def close_progress_bars(trainer) -> None:
 
 
 def quiet_library_progress_bars() -> None:
-    """Turn off the progress bars of transformers, datasets and huggingface_hub when the output is not a terminal.
+    """Turn off the progress bars of transformers, datasets and huggingface_hub where they do not fit.
 
     Their bars (loading weights, saving a prepared dataset, downloads) are redrawn with carriage returns, which a
     log file or a pipe keeps as clutter.
     """
-    if output_is_terminal():
+    if progress_bars_fit():
         return
     import datasets
     import huggingface_hub
