@@ -7,6 +7,7 @@ it; that command then says which checkpoint it picked and finishes the run.
 
 from __future__ import annotations
 
+import logging
 import shlex
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from phi3_testing import ROOT, subprocess_env
+from transformers import TrainerCallback
 
 from phi3_lora_hub.data.sample import write_sample_dataset
 from phi3_lora_hub.training.interrupt import InterruptedRun, TrainingInterrupted
@@ -90,3 +92,43 @@ def test_the_interruption_of_a_run_without_a_checkpoint_says_a_new_run_starts_at
         resume_advice(args, run)
         == "Start it again with: phi3-lora-hub train 'my recipe.yaml' --set training.max_steps=5"
     )
+
+
+class InterruptAt(TrainerCallback):
+    """Raises ``KeyboardInterrupt`` (what Ctrl-C raises) at the end of optimizer step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+        return control
+
+
+def test_an_interrupted_python_run_names_its_complete_checkpoint_and_resumes_from_it(small_base, tmp_path, caplog):
+    from phi3_lora_hub import Phi3LoraRecipe
+    from phi3_lora_hub.data.sample import sample_conversations
+
+    def recipe(*callbacks):
+        return Phi3LoraRecipe(
+            str(small_base),
+            sample_conversations(24),
+            output_dir=str(tmp_path),
+            training={"max_steps": 4, "save_steps": 2, "per_device_train_batch_size": 4, "disable_tqdm": True},
+            evaluation={"num_samples": 0},
+            callbacks=list(callbacks),
+        )
+
+    with pytest.raises(TrainingInterrupted) as raised:
+        recipe(InterruptAt(3)).train()
+    assert raised.value.run == InterruptedRun(tmp_path, 3, tmp_path / "checkpoint-2")
+    assert str(raised.value) == (
+        f"Training interrupted at step 3. The newest complete checkpoint is {tmp_path / 'checkpoint-2'} (step 2)."
+        " Resume it with train(resume_from_checkpoint=True)."
+    )
+    with caplog.at_level(logging.INFO, logger="phi3_lora_hub"):
+        result = recipe().train(resume_from_checkpoint=True)
+    assert result.global_step == 4
+    expected = f"Resuming from {tmp_path / 'checkpoint-2'} (step 2), the newest complete checkpoint in {tmp_path}."
+    assert [r.getMessage() for r in caplog.records].count(expected) == 1
