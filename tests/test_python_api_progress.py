@@ -9,6 +9,7 @@ logging itself gets each of those lines once, through its own handler.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -51,7 +52,7 @@ def assert_readable(output: str) -> None:
     assert "{'loss'" not in output and "{'eval_loss'" not in output  # no raw Trainer dicts
     assert "FutureWarning" not in output
     lines = [line for line in output.split("\n") if line.strip()]
-    repeated = [a for a, b in zip(lines, lines[1:], strict=False) if a == b]
+    repeated = [a for a, b in itertools.pairwise(lines) if a == b]
     assert not repeated, repeated
 
 

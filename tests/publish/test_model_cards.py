@@ -193,3 +193,17 @@ def test_a_card_shows_the_evaluation_settings_the_run_used(trained_run, tmp_path
         text = str(write_card(copy_of(trained_run / name, tmp_path / name), CardOptions(repo_id=REPO)))
         assert "| `eval_strategy` | steps |" in text and "| `eval_steps` | 2 |" in text
         assert "| `eval_strategy` | no |" not in text
+
+
+def test_the_evaluation_table_and_its_metadata_name_the_rows_they_were_computed_on(trained_run, tmp_path):
+    from phi3_lora_hub.evaluation.report import EvaluationReport
+
+    directory = copy_of(trained_run / "adapter", tmp_path / "adapter")
+    report = EvaluationReport.read(directory)
+    report.dataset, report.dataset_split, report.num_examples = "HuggingFaceH4/ultrachat_200k (test_sft)", "test_sft", 5
+    report.write(directory)
+    text = str(write_card(directory, CardOptions(repo_id=REPO)))
+    assert "5 conversations of HuggingFaceH4/ultrachat_200k (test_sft); greedy" in text  # the split once
+    [result] = front_matter(text)["model-index"][0]["results"]
+    assert result["dataset"]["name"] == "5 conversations of HuggingFaceH4/ultrachat_200k (test_sft)"
+    assert result["dataset"]["split"] == "test_sft"
