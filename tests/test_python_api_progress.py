@@ -40,9 +40,7 @@ def run_script(tmp_path, small_base, repo: str, setup: str = "") -> str:
     output = tmp_path / "run"
     script.write_text(textwrap.dedent(SCRIPT.format(setup=setup, base=str(small_base), output=str(output), repo=repo)))
     env = subprocess_env(HF_HUB_OFFLINE="0", HF_TOKEN=FAKE_TOKEN)
-    done = subprocess.run(
-        [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout + done.stderr
 
