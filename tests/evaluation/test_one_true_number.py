@@ -87,3 +87,19 @@ def test_each_checkpoint_logs_the_token_weighted_loss_of_its_weights(run):
     report = recipe.evaluate(adapter=checkpoint, output=result.output_dir / "step2.json", progress=False)
     assert logged == pytest.approx(report.results["adapter"]["mean_nll"], rel=REL)
     assert math.isfinite(logged)
+
+
+def test_the_copies_that_fill_a_last_batch_are_masked_row_by_row_in_both_batch_layouts():
+    import torch
+
+    from phi3_lora_hub.training.eval_loss import without_copies
+
+    padded = {"labels": torch.tensor([[-100, 5, 6], [-100, 7, -100], [-100, 8, 9]])}
+    assert without_copies(padded, 2).tolist() == [[-100, 5, 6], [-100, 7, -100], [-100, -100, -100]]
+    # Padding-free: three rows in one line, each starting again at position 0, then padding (position 0 too).
+    flat = {
+        "labels": torch.tensor([[-100, 5, 6, -100, 7, -100, 8, -100, -100]]),
+        "position_ids": torch.tensor([[0, 1, 2, 0, 1, 0, 1, 0, 0]]),
+    }
+    assert without_copies(flat, 1).tolist() == [[-100, 5, 6, -100, -100, -100, -100, -100, -100]]
+    assert without_copies(flat, 3).tolist() == flat["labels"].tolist()
