@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from phi3_lora_hub.errors import ConfigError, DataError, DataProblem, ModelError, Phi3LoraHubError
 from phi3_lora_hub.lazy_exports import lazy_exports
+from phi3_lora_hub.logs import install_default_handler, silence_known_dependency_warnings
 
 __version__ = "0.1.0"
 
@@ -34,3 +35,6 @@ __all__ = [
 ]
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
+
+install_default_handler()  # progress at INFO without any logging setup (see phi3_lora_hub.logs)
+silence_known_dependency_warnings()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -221,7 +220,7 @@ class Phi3LoraRecipe:
         if is_loralib(config.lora):  # loralib backend: swap in loralib layers now; the trainer gets no peft_config
             from phi3_lora_hub.loralib_backend.patching import patch_phi3
 
-            patch_phi3(model, LoralibSpec.from_dict(config.lora))
+            patch_phi3(model, LoralibSpec.from_dict(config.lora), seed=config.training.get("seed"))
         if config.quantization:
             from peft import prepare_model_for_kbit_training
 
@@ -247,17 +246,22 @@ class Phi3LoraRecipe:
         from trl import SFTConfig
 
         from phi3_lora_hub.training.artifacts_callback import CheckpointArtifactsCallback
+        from phi3_lora_hub.training.progress import install_progress, quiet_library_progress_bars
         from phi3_lora_hub.training.trainer import Phi3SFTTrainer, trainer_arguments
 
         config = self.config
         check_quantization(config.quantization, self.hardware)  # QLoRA's GPU and bitsandbytes, before anything loads
         training = dict(config.training)
         prepare_launch(config, training)  # a launch that cannot work fails here, before data and model are loaded
+        quiet_library_progress_bars()  # no carriage-return clutter when the output is a file or a pipe
         tokenizer = tokenizer or self.load_tokenizer()
         data = data or self.data or self.prepare_data(tokenizer)
         if data.eval is not None and training.get("eval_strategy", "no") == "no":
+            # Evaluate at every save. Recorded in the config too, so the YAML saved with each checkpoint and the
+            # model card show the settings the run really used.
             training["eval_strategy"] = training.get("save_strategy", "steps")
             training.setdefault("eval_steps", training.get("save_steps"))
+            config.training.update({key: training[key] for key in ("eval_strategy", "eval_steps")})
         # Arguments before the model: under DeepSpeed ZeRO-3 they hold the config that makes from_pretrained load
         # only this process's shard of the weights (transformers' is_deepspeed_zero3_enabled).
         args = SFTConfig(output_dir=config.output_dir, **trainer_arguments(training))
@@ -288,6 +292,7 @@ class Phi3LoraRecipe:
             callbacks=callbacks,
             **lora_kwargs,
         )
+        install_progress(self.trainer)  # readable log lines instead of the Trainer's raw dicts
         return self.trainer
 
     def _loralib_trainer_kwargs(self) -> dict[str, Any]:
@@ -301,6 +306,8 @@ class Phi3LoraRecipe:
         """Train the adapter and save it to ``<output_dir>/adapter``; returns a :class:`TrainResult`.
 
         ``resume_from_checkpoint=True`` continues from the newest complete local checkpoint (or pass its path).
+        Ctrl-C raises :class:`~phi3_lora_hub.training.interrupt.TrainingInterrupted` (a ``KeyboardInterrupt``)
+        naming the step reached and the newest complete checkpoint.
         With ``hub_model_id``, every checkpoint and then the final adapter are pushed while training runs
         (``TrainResult.hub`` says what reached the Hub); ``resume_from_hub=True`` continues a killed run from the
         newest complete checkpoint it pushed (``hub_push_resumable_state=True``), or from step 0 if there is none.
@@ -309,10 +316,13 @@ class Phi3LoraRecipe:
         evaluation report and the Hub pushes come from the main process, which alone has anything left to do then.
         """
         from phi3_lora_hub.hub.recipe_hub import check_resume_request, publishing, resume_point
+        from phi3_lora_hub.training.interrupt import reporting_interrupts
 
         check_quantization(self.config.quantization, self.hardware)  # before the Hub, the tokenizer and the data
         check_resume_request(self.hub_callback, resume_from_checkpoint, resume_from_hub)
-        with publishing(self.hub_callback) as hub:  # checks the Hub token before anything is loaded
+        # publishing checks the Hub token before anything is loaded; Ctrl-C becomes TrainingInterrupted, which says
+        # which checkpoint is complete.
+        with publishing(self.hub_callback) as hub, reporting_interrupts(self):
             trainer = self.trainer or self.build_trainer()
             resume = resume_point(
                 self.config.output_dir, self.hub_callback, resume_from_checkpoint, resume_from_hub, trainer.args
@@ -346,9 +356,20 @@ class Phi3LoraRecipe:
         )
 
     def _trainer_eval_metrics(self) -> dict[str, float]:
-        """The Trainer's loss and perplexity on the evaluation data (assistant tokens only, as trained)."""
-        metrics = self.trainer.evaluate()
-        metrics["eval_perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else math.inf
+        """The Trainer's loss and perplexity on the evaluation data (assistant tokens only, as trained).
+
+        Taken from the evaluation of the last step when training ran one (it evaluates at every save) and kept its
+        weights, else run now.
+        """
+        from phi3_lora_hub.evaluation.perplexity import perplexity_from_nll
+
+        state = self.trainer.state
+        last = next((entry for entry in reversed(state.log_history) if "eval_loss" in entry), None)
+        if last is not None and last.get("step") == state.global_step and not self.trainer.args.load_best_model_at_end:
+            metrics = {key: value for key, value in last.items() if key.startswith("eval_")}
+        else:
+            metrics = self.trainer.evaluate()
+        metrics["eval_perplexity"] = perplexity_from_nll(metrics["eval_loss"])
         return metrics
 
     def evaluate(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.cards.run_files import RunFiles
+from phi3_lora_hub.evaluation.perplexity import perplexity_from_nll
 from phi3_lora_hub.hub.files import LORALIB_CONFIG
 
 TEMPLATE_VARIABLES: dict[str, str] = {
@@ -39,7 +40,8 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "training_rows": "list of (name, value) rows: every training setting",
     "recipe_rows": "list of (name, value) rows: the other recipe settings (quantization, dtype, ...)",
     "loralib_line": "for adapters trained with loralib: what was patched (else empty)",
-    "final_metrics": "list of (name, value) rows: the latest training and evaluation numbers",
+    "final_metrics": "list of (name, value) rows: the latest training and evaluation numbers, and the data the "
+    "evaluation numbers were measured on",
     "checkpoint_rows": "list of dicts (step, train_loss, eval_loss, branch, link) for checkpoints on the Hub",
     "loss_curve": "file name of the loss curve image beside the card (empty when not drawn)",
     "evaluation_table": "the evaluation report (base vs adapter) as a Markdown table with its settings, or empty",
@@ -188,6 +190,22 @@ def _data_rows(report: Mapping[str, Any] | None) -> list[tuple[str, str, str]]:
     return [(label, a, b) for label, a, b in rows]
 
 
+def data_description(part: Mapping[str, Any] | None) -> str | None:
+    """What one part of a data report is, exactly: ``"40 conversations of compass.jsonl [40 held out for eval]
+    (642 answer tokens)"``; ``None`` without a report."""
+    if not isinstance(part, Mapping) or not part.get("source"):
+        return None
+    rows, tokens = part.get("rows_used"), part.get("trained_tokens")
+    text = f"{rows} conversations of {part['source']}" if isinstance(rows, int) else str(part["source"])
+    return text + (f" ({tokens} answer tokens)" if isinstance(tokens, int) else "")
+
+
+def trainer_evaluation_data(files: RunFiles) -> Mapping[str, Any] | None:
+    """The data report of the evaluation data: what the Trainer's ``eval_loss`` was measured on."""
+    part = (files.data_report or {}).get("eval")
+    return part if isinstance(part, Mapping) else None
+
+
 def _stop_tokens(files: RunFiles) -> list[str]:
     from phi3_lora_hub import phi3_format
 
@@ -281,7 +299,10 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
     final_metrics = [("Step", number(step)), ("Training loss (last logged)", number(train_loss))]
     if eval_loss is not None:
         final_metrics.append(("Evaluation loss (assistant tokens)", number(eval_loss)))
-        final_metrics.append(("Evaluation perplexity", number(math.exp(eval_loss) if eval_loss < 50 else math.inf)))
+        final_metrics.append(("Evaluation perplexity", number(perplexity_from_nll(eval_loss))))
+        measured_on = data_description(trainer_evaluation_data(files))
+        if measured_on is not None:
+            final_metrics.append(("Evaluation loss and perplexity measured on", cell(measured_on)))
     runtime = _last(history, "train_runtime")
     if runtime is not None:
         final_metrics.append(("Training time (s)", number(runtime, 3)))

@@ -11,7 +11,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from phi3_lora_hub.cards.context import CardOptions, build_context, hub_model_id
+from phi3_lora_hub.cards.context import (
+    CardOptions,
+    build_context,
+    data_description,
+    hub_model_id,
+    trainer_evaluation_data,
+)
 from phi3_lora_hub.cards.loss_curve import draw_loss_curve
 from phi3_lora_hub.cards.run_files import RunFiles
 from phi3_lora_hub.errors import ConfigError
@@ -56,17 +62,27 @@ def card_data(files: RunFiles, options: CardOptions) -> Any:
     if recipe.get("quantization"):
         tags.append("qlora")
     dataset_name = dataset_id or ((files.data_report or {}).get("train") or {}).get("source") or "custom"
-    if files.evaluation is not None:  # the same numbers as the evaluation table of the card
-        eval_results = files.evaluation.eval_results(dataset_type=dataset_id or None, dataset_name=dataset_id or None)
-    else:  # no evaluation report: the Trainer's evaluation loss, when there was one
+    if files.evaluation is not None:  # the same numbers as the evaluation table of the card, on the same data
+        evaluated_id = next(
+            (
+                hub_id
+                for hub_id in map(hub_model_id, (recipe.get("eval_dataset"), recipe.get("dataset")))
+                if hub_id and files.evaluation.dataset.startswith(hub_id)
+            ),
+            None,
+        )
+        eval_results = files.evaluation.eval_results(dataset_type=evaluated_id, dataset_name=evaluated_id)
+    else:  # no evaluation report: the Trainer's evaluation loss, when there was one, on the evaluation data
         losses = [e["eval_loss"] for e in files.log_history if isinstance(e.get("eval_loss"), (int, float))]
+        evaluated = data_description(trainer_evaluation_data(files)) or dataset_name
         eval_results = (
             [
                 EvalResult(
                     task_type="text-generation",
                     task_name="Chat",
-                    dataset_type=dataset_name,
-                    dataset_name=dataset_name,
+                    dataset_type=hub_model_id(recipe.get("eval_dataset") or recipe.get("dataset")) or evaluated,
+                    dataset_name=evaluated,
+                    dataset_split=recipe.get("eval_split"),
                     metric_type="loss",
                     metric_name="Evaluation loss (assistant tokens)",
                     metric_value=round(float(losses[-1]), 4),

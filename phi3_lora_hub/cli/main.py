@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if args.debug else "%(message)s",
     )
+    logging.getLogger("phi3_lora_hub").setLevel(logging.DEBUG if args.debug else logging.INFO)
     if not args.debug:
         # Library chatter (deprecation notices, HTTP request logs) is noise at the command line.
         for noisy in ("httpx", "httpx2", "urllib3", "datasets", "filelock"):
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        _report("interrupted")
+        _report("\ninterrupted")  # on a line of its own, not glued to a progress bar
         return 130
     except Exception as error:
         if args.debug:

@@ -61,6 +61,8 @@ def generate_answers(
     import torch
     from tqdm.auto import tqdm
 
+    from phi3_lora_hub.training.progress import progress_bars
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     params = params or GenParams()
@@ -72,7 +74,7 @@ def generate_answers(
     model.eval()
     try:
         starts = range(0, len(prompts), batch_size)
-        for start in tqdm(starts, desc=description, unit="batch", disable=not progress):
+        for start in tqdm(starts, desc=description, unit="batch", disable=not progress_bars(progress)):
             batch = prompts[start : start + batch_size]
             texts = [phi3_format.render(messages, add_generation_prompt=True).text for messages in batch]
             encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]

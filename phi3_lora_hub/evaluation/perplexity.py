@@ -5,8 +5,9 @@ disabled), not a separate scoring model. With ``assistant_only`` the loss counts
 ``<|end|>`` closing it, exactly the labels training used; prompts, system messages and padding are ignored.
 
 Perplexity is ``exp(total NLL / total scored tokens)`` over the whole set (token-weighted), which is what
-"perplexity on this data" means. The Trainer's ``eval_loss`` instead averages per-batch means, so
-``exp(eval_loss)`` differs slightly when batches hold different numbers of answer tokens.
+"perplexity on this data" means. The Trainer's ``eval_loss`` of a recipe run is the same token-weighted mean
+(:mod:`phi3_lora_hub.training.eval_loss`), so on the same conversations ``perplexity_from_nll(eval_loss)`` is this
+perplexity, to float tolerance.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ class PerplexityResult:
     """Perplexity of each conversation (NaN for one without scored tokens)."""
 
 
-def _exp(value: float) -> float:
-    return math.exp(value) if value < 700 else math.inf
+def perplexity_from_nll(mean_nll: float) -> float:
+    """``exp(mean_nll)``, or ``inf`` where that overflows: the one perplexity formula of every report and card."""
+    return math.exp(mean_nll) if mean_nll < 700 else math.inf
 
 
 def assistant_perplexity(
@@ -53,6 +55,8 @@ def assistant_perplexity(
     import torch
     from tqdm.auto import tqdm
 
+    from phi3_lora_hub.training.progress import progress_bars
+
     if not conversations:
         raise ValueError("no conversations to score")
     batch = tokenize_conversations(tokenizer, conversations, assistant_only_loss=assistant_only)
@@ -69,7 +73,7 @@ def assistant_perplexity(
     was_training = model.training
     model.eval()
     try:
-        for start in tqdm(starts, desc="Perplexity", unit="batch", disable=not progress):
+        for start in tqdm(starts, desc="Perplexity", unit="batch", disable=not progress_bars(progress)):
             chunk = order[start : start + batch_size]
             width = max(len(rows[i][0]) for i in chunk)
             ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
@@ -98,5 +102,5 @@ def assistant_perplexity(
     if total_tokens == 0:
         raise ValueError("no tokens to score: the conversations have no assistant answers (or max_length cut them)")
     mean_nll = sum(nll) / total_tokens
-    per_conversation = [_exp(n / c) if c else math.nan for n, c in zip(nll, counts, strict=True)]
-    return PerplexityResult(_exp(mean_nll), mean_nll, total_tokens, per_conversation)
+    per_conversation = [perplexity_from_nll(n / c) if c else math.nan for n, c in zip(nll, counts, strict=True)]
+    return PerplexityResult(perplexity_from_nll(mean_nll), mean_nll, total_tokens, per_conversation)

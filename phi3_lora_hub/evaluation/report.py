@@ -154,6 +154,14 @@ class EvaluationReport:
         """Evaluated model labels, base first."""
         return sorted(self.results, key=lambda label: (label != BASE_LABEL, label))
 
+    def data_description(self) -> str:
+        """What the numbers were measured on: ``"5 conversations of eval.jsonl"``, with the split when it is not in
+        the dataset's name already (``"100 conversations of HuggingFaceH4/ultrachat_200k (test_sft)"``)."""
+        split = (
+            f" ({self.dataset_split})" if self.dataset_split and f"({self.dataset_split})" not in self.dataset else ""
+        )
+        return f"{self.num_examples} conversations of {self.dataset}{split}"
+
     def markdown_table(self) -> str:
         """A Markdown table: one row per metric, one column per model, with a change column for base vs adapter."""
         labels = self.labels
@@ -174,10 +182,9 @@ class EvaluationReport:
         )
         lines.append("")
         lines.append(
-            f"{self.num_examples} conversations of {self.dataset}"
-            + (f" ({self.dataset_split})" if self.dataset_split else "")
-            + f"; {decoding}, max_new_tokens {settings.max_new_tokens}. ROUGE-L, exact match and stop rate are "
-            "fractions, chrF and BLEU are sacreBLEU scores (0–100); perplexity counts answer tokens only."
+            f"{self.data_description()}; {decoding}, max_new_tokens {settings.max_new_tokens}. ROUGE-L, exact match "
+            "and stop rate are fractions, chrF and BLEU are sacreBLEU scores (0–100); perplexity counts answer tokens "
+            "only."
         )
         return "\n".join(lines)
 
@@ -185,7 +192,7 @@ class EvaluationReport:
         """``huggingface_hub.EvalResult`` entries for the card's ``model-index`` (the adapter's numbers).
 
         When only the base model was evaluated, its numbers are used. ``dataset_type`` defaults to the dataset
-        description, which is the Hub id for Hub datasets.
+        description, which is the Hub id for Hub datasets; ``dataset_name`` to :meth:`data_description`.
         """
         from huggingface_hub import EvalResult
 
@@ -201,7 +208,7 @@ class EvaluationReport:
                     task_type="text-generation",
                     task_name="Chat",
                     dataset_type=dataset_id,
-                    dataset_name=dataset_name or dataset_id,
+                    dataset_name=dataset_name or self.data_description(),
                     dataset_split=self.dataset_split,
                     metric_type=key,
                     metric_name=spec.title,

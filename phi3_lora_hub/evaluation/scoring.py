@@ -7,6 +7,7 @@ stop rate are fractions in [0, 1]; chrF and BLEU are sacreBLEU scores in [0, 100
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -65,8 +66,17 @@ def _answers(predictions: Sequence[str], stop_tokens: Sequence[str]) -> list[str
 def _rouge_scorer(use_stemmer: bool):
     from rouge_score import rouge_scorer
 
-    # split_summaries=False: splitting would call nltk.sent_tokenize, which needs the punkt data (a download).
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer, split_summaries=False)
+    # rouge_score logs "Using default tokenizer." through absl, which calls logging.basicConfig() when the root
+    # logger has no handler: that would configure logging for the whole application (and print every INFO line of
+    # phi3_lora_hub as "INFO:name:message" from then on). A placeholder handler while the scorer is built stops it.
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    root, placeholder = logging.getLogger(), logging.NullHandler()
+    root.addHandler(placeholder)
+    try:
+        # split_summaries=False: splitting would call nltk.sent_tokenize, which needs the punkt data (a download).
+        return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer, split_summaries=False)
+    finally:
+        root.removeHandler(placeholder)
 
 
 def rouge_l_scores(

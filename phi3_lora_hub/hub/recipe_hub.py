@@ -99,8 +99,18 @@ def resume_point(
         path = newest_complete_checkpoint(output_dir)
         if path is None:
             raise ConfigError(f"Nothing to resume: {output_dir} holds no complete checkpoint-N folder.")
+        _say_resuming(path, f"the newest complete checkpoint in {output_dir}")
         return str(path)
+    if resume_from_checkpoint:
+        _say_resuming(Path(resume_from_checkpoint), "as asked")
     return resume_from_checkpoint or None
+
+
+def _say_resuming(checkpoint: Path, why: str) -> None:
+    from phi3_lora_hub.hub.resume import checkpoint_step
+
+    if is_main_process():
+        logger.info("Resuming from %s (step %s), %s.", checkpoint, checkpoint_step(checkpoint), why)
 
 
 _CHOICE_FILE = "resume.json"
@@ -129,6 +139,8 @@ def _download_resume_point(callback: HubPushCallback, download_dir: Path) -> str
     (download_dir / _CHOICE_FILE).write_text(json.dumps({"path": path}))  # for the other processes
     if path is None:
         logger.warning("No complete checkpoint on the Hub to resume from: training starts at step 0.")
+    else:
+        _say_resuming(Path(path), f"the newest complete checkpoint on the Hub, branch {found.branch}")
     return path
 
 

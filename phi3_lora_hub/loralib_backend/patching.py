@@ -30,9 +30,12 @@ def is_patched(model: Any) -> bool:
     return any(isinstance(module, lora.LoRALayer) for module in model.modules())
 
 
-def patch_phi3(model: Any, spec: LoralibSpec) -> list[str]:
+def patch_phi3(model: Any, spec: LoralibSpec, *, seed: int | None = None) -> list[str]:
     """Replace every module ``spec`` targets with its loralib layer, in place; return the replaced module names.
 
+    With ``seed`` the random LoRA weights are drawn from generators seeded with it, so the same seed gives the same
+    adapter in every process and run, whatever the global RNG holds (the recipe passes ``training.seed``); without
+    it they come from torch's global RNG, as loralib's own constructors do.
     Afterwards only LoRA parameters (and biases, per ``spec.bias``) are trainable. Raises ``ModelError`` when a
     target matches nothing, matches a module loralib cannot wrap, the model is already patched, or q/k/v slices are
     requested on a model whose slices differ in size (grouped-query attention).
@@ -45,6 +48,7 @@ def patch_phi3(model: Any, spec: LoralibSpec) -> list[str]:
     if is_patched(model):
         raise ModelError("The model already holds loralib layers; patch a freshly loaded base model.")
     names = target_module_names(model, spec)
+    random = _LoraRandom(seed)
     for target in spec.target_modules:
         if not any(matches_target(name, target) for name in names):
             raise ModelError(f"lora target_modules entry {target!r} matches no module of {type(model).__name__}.")
@@ -52,12 +56,12 @@ def patch_phi3(model: Any, spec: LoralibSpec) -> list[str]:
         base = model.get_submodule(name)
         short = name.rsplit(".", 1)[-1]
         if isinstance(base, torch.nn.Embedding) and short in EMBEDDING_MODULES:
-            layer = _embedding(lora, base, spec)
+            layer = _embedding(lora, base, spec, random)
         elif type(base) is torch.nn.Linear and short == QKV_MODULE and spec.qkv_slices != FUSED:
             _check_equal_slices(model.config, base)
-            layer = _merged_linear(lora, base, spec)
+            layer = _merged_linear(lora, base, spec, random)
         elif type(base) is torch.nn.Linear:
-            layer = _linear(lora, base, spec)
+            layer = _linear(lora, base, spec, random)
         else:
             raise ModelError(
                 f"{name} is a {type(base).__name__}; the loralib backend wraps plain torch.nn.Linear layers and "
@@ -81,7 +85,25 @@ def _check_equal_slices(config: Any, qkv: Any) -> None:
         )
 
 
-def _linear(lora: Any, base: Any, spec: LoralibSpec) -> Any:
+class _LoraRandom:
+    """Where the random LoRA weights come from: one generator per device seeded with ``seed``, or the global RNG."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self.generators: dict[Any, Any] = {}
+
+    def generator(self, tensor: Any) -> Any:
+        """The generator for ``tensor``'s device (``None``: torch's global RNG)."""
+        import torch
+
+        if self.seed is None:
+            return None
+        if tensor.device not in self.generators:
+            self.generators[tensor.device] = torch.Generator(device=tensor.device).manual_seed(self.seed)
+        return self.generators[tensor.device]
+
+
+def _linear(lora: Any, base: Any, spec: LoralibSpec, random: _LoraRandom) -> Any:
     import torch
 
     with torch.device("meta"):  # build without allocating or initializing a second copy of the weight
@@ -96,11 +118,11 @@ def _linear(lora: Any, base: Any, spec: LoralibSpec) -> Any:
             dtype=base.weight.dtype,
         )
     _adopt_weights(layer, base)
-    _init_linear_lora(layer, base.weight)
+    _init_linear_lora(layer, base.weight, random)
     return layer
 
 
-def _merged_linear(lora: Any, base: Any, spec: LoralibSpec) -> Any:
+def _merged_linear(lora: Any, base: Any, spec: LoralibSpec, random: _LoraRandom) -> Any:
     import torch
 
     with torch.device("meta"):
@@ -116,7 +138,7 @@ def _merged_linear(lora: Any, base: Any, spec: LoralibSpec) -> Any:
             dtype=base.weight.dtype,
         )
     _adopt_weights(layer, base)
-    _init_linear_lora(layer, base.weight)
+    _init_linear_lora(layer, base.weight, random)
     # loralib keeps the row mask as a plain attribute (not a buffer); rebuild it off the meta device, as loralib does.
     mask = torch.zeros(base.out_features, dtype=torch.bool, device=base.weight.device).view(len(spec.enable_lora), -1)
     for index, enabled in enumerate(spec.enable_lora):
@@ -125,7 +147,7 @@ def _merged_linear(lora: Any, base: Any, spec: LoralibSpec) -> Any:
     return layer
 
 
-def _embedding(lora: Any, base: Any, spec: LoralibSpec) -> Any:
+def _embedding(lora: Any, base: Any, spec: LoralibSpec, random: _LoraRandom) -> Any:
     import torch
 
     with torch.device("meta"):
@@ -147,7 +169,7 @@ def _embedding(lora: Any, base: Any, spec: LoralibSpec) -> Any:
     layer.lora_A = _materialized(layer.lora_A, base.weight)
     layer.lora_B = _materialized(layer.lora_B, base.weight)
     torch.nn.init.zeros_(layer.lora_A)
-    torch.nn.init.normal_(layer.lora_B)
+    torch.nn.init.normal_(layer.lora_B, generator=random.generator(layer.lora_B))
     return layer
 
 
@@ -157,13 +179,13 @@ def _adopt_weights(layer: Any, base: Any) -> None:
         layer.bias = base.bias
 
 
-def _init_linear_lora(layer: Any, weight: Any) -> None:
+def _init_linear_lora(layer: Any, weight: Any, random: _LoraRandom) -> None:
     """loralib's Linear/MergedLinear init: A like ``nn.Linear`` (Kaiming uniform, a=√5), B = 0."""
     import torch
 
     layer.lora_A = _materialized(layer.lora_A, weight)
     layer.lora_B = _materialized(layer.lora_B, weight)
-    torch.nn.init.kaiming_uniform_(layer.lora_A, a=math.sqrt(5))
+    torch.nn.init.kaiming_uniform_(layer.lora_A, a=math.sqrt(5), generator=random.generator(layer.lora_A))
     torch.nn.init.zeros_(layer.lora_B)
 
 

@@ -20,10 +20,11 @@ from phi3_lora_hub.loralib_backend.checkpoint import save_adapter
 from phi3_lora_hub.loralib_backend.loading import load_loralib_checkpoint
 from phi3_lora_hub.loralib_backend.merging import merging_disabled
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec
+from phi3_lora_hub.training.eval_loss import TokenWeightedEvalLoss
 from phi3_lora_hub.training.trainer import RecipeCardsMixin
 
 
-class LoralibSFTTrainer(RecipeCardsMixin, SFTTrainer):
+class LoralibSFTTrainer(RecipeCardsMixin, TokenWeightedEvalLoss, SFTTrainer):
     """``SFTTrainer`` for a model already patched by :func:`~phi3_lora_hub.loralib_backend.patching.patch_phi3`.
 
     Args:

@@ -9,6 +9,10 @@
   costs its own length squared instead of the row's.
 - **Liger kernels** (RMSNorm, RoPE, SwiGLU) are applied on CUDA when ``liger_kernel`` is installed.
 
+- **Evaluation loss**: ``eval_loss`` is the token-weighted NLL of the answer tokens of the whole evaluation set,
+  on any number of processes (:class:`~phi3_lora_hub.training.eval_loss.TokenWeightedEvalLoss`), the number the
+  evaluation report's perplexity is computed from.
+
 Everything else (data preparation, collation, metrics, checkpoints) is TRL's.
 """
 
@@ -24,6 +28,7 @@ import torch
 from trl import SFTTrainer
 
 from phi3_lora_hub.training.attention import VARLEN_SDPA, register_varlen_sdpa
+from phi3_lora_hub.training.eval_loss import TokenWeightedEvalLoss
 from phi3_lora_hub.training.loss import linear_cross_entropy
 
 logger = logging.getLogger(__name__)
@@ -107,7 +112,7 @@ class RecipeCardsMixin:
         return None
 
 
-class Phi3SFTTrainer(RecipeCardsMixin, SFTTrainer):
+class Phi3SFTTrainer(RecipeCardsMixin, TokenWeightedEvalLoss, SFTTrainer):
     """``trl.SFTTrainer`` with an exact, faster loss head and padding-free attention; same arguments."""
 
     def __init__(self, model=None, args=None, *pos, **kwargs) -> None:

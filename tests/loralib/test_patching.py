@@ -105,3 +105,16 @@ def test_missing_loralib_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "loralib", None)  # makes `import loralib` raise ImportError
     with pytest.raises(ConfigError, match=r"pip install 'phi3-lora-hub\[loralib\]'"):
         patch_phi3(random_phi3(), LoralibSpec(r=4, lora_alpha=8))
+
+
+def test_a_loralib_patch_with_a_seed_ignores_the_global_rng():
+    spec = LoralibSpec(r=4, lora_alpha=8, target_modules=("qkv_proj", "o_proj", "embed_tokens"), qkv_slices=("q", "v"))
+    weights = []
+    for noise in (1, 5):
+        model = random_phi3()
+        torch.manual_seed(noise)
+        patch_phi3(model, spec, seed=42)
+        weights.append({name: p.detach().clone() for name, p in model.named_parameters() if "lora_" in name})
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(tensor, weights[1][name]) for name, tensor in weights[0].items())
+    assert any(tensor.abs().sum() > 0 for tensor in weights[0].values())

@@ -169,3 +169,41 @@ def test_the_wheel_ships_the_templates(tmp_path):
     [wheel] = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "phi3_lora_hub/model_card_templates/phi3_lora_adapter.md.j2" in names
+
+
+def test_a_checkpoint_card_names_the_data_each_number_was_measured_on(trained_run, tmp_path):
+    """The evaluation loss of a checkpoint was measured on the 8 held-out rows, never on the training part."""
+    directory = copy_of(trained_run / "checkpoint-2", tmp_path / "c2")
+    options = CardOptions(repo_id=REPO, branch="step-2", checkpoint=True, branches={2: "step-2"})
+    text = str(write_card(directory, options))
+    report = RunFiles.read(directory).data_report
+    held_out = report["eval"]
+    assert "held out" in held_out["source"] and held_out["rows_used"] == 8
+    measured_on = f"8 conversations of {held_out['source']} ({held_out['trained_tokens']} answer tokens)"
+    assert f"| Evaluation loss and perplexity measured on | {measured_on} |" in text
+    [result] = front_matter(text)["model-index"][0]["results"]
+    assert result["dataset"]["name"] == measured_on
+    assert "[train]" not in result["dataset"]["name"] and "[train]" not in result["dataset"]["type"]
+    assert result["metrics"][0]["name"] == "Evaluation loss (assistant tokens)"
+
+
+def test_a_card_shows_the_evaluation_settings_the_run_used(trained_run, tmp_path):
+    """The recipe evaluates at every save when it has evaluation data: the card says so, not `eval_strategy: no`."""
+    for name in ("checkpoint-2", "adapter"):
+        text = str(write_card(copy_of(trained_run / name, tmp_path / name), CardOptions(repo_id=REPO)))
+        assert "| `eval_strategy` | steps |" in text and "| `eval_steps` | 2 |" in text
+        assert "| `eval_strategy` | no |" not in text
+
+
+def test_the_evaluation_table_and_its_metadata_name_the_rows_they_were_computed_on(trained_run, tmp_path):
+    from phi3_lora_hub.evaluation.report import EvaluationReport
+
+    directory = copy_of(trained_run / "adapter", tmp_path / "adapter")
+    report = EvaluationReport.read(directory)
+    report.dataset, report.dataset_split, report.num_examples = "HuggingFaceH4/ultrachat_200k (test_sft)", "test_sft", 5
+    report.write(directory)
+    text = str(write_card(directory, CardOptions(repo_id=REPO)))
+    assert "5 conversations of HuggingFaceH4/ultrachat_200k (test_sft); greedy" in text  # the split once
+    [result] = front_matter(text)["model-index"][0]["results"]
+    assert result["dataset"]["name"] == "5 conversations of HuggingFaceH4/ultrachat_200k (test_sft)"
+    assert result["dataset"]["split"] == "test_sft"

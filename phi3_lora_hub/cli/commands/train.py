@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+
+from phi3_lora_hub.training.interrupt import InterruptedRun, TrainingInterrupted
 
 
 def register(subparsers) -> None:
@@ -53,7 +57,22 @@ def run(args: argparse.Namespace) -> int:
             if data.eval_report is not None:
                 print(f"# eval data: {data.eval_report.summary()}")
         return 0
-    result = recipe.train(resume_from_checkpoint=args.resume, resume_from_hub=args.resume_from_hub)
+    try:
+        result = recipe.train(resume_from_checkpoint=args.resume, resume_from_hub=args.resume_from_hub)
+    except TrainingInterrupted as interrupted:
+        if is_main_process():  # on a line of its own, after whatever the progress bar left on the current one
+            sys.stderr.write(f"\n{interrupted.run.describe()}\n{resume_advice(args, interrupted.run)}\n")
+        return 130
     if is_main_process():
         print(result)
     return 0
+
+
+def resume_advice(args: argparse.Namespace, run: InterruptedRun) -> str:
+    """The command that continues ``run`` (``--resume`` picks its newest complete checkpoint), or starts it over."""
+    command = ["phi3-lora-hub", "train", args.config]
+    for assignment in args.overrides:
+        command += ["--set", assignment]
+    if run.checkpoint is None:
+        return f"Start it again with: {shlex.join(command)}"
+    return f"Resume from {run.checkpoint.name} with: {shlex.join([*command, '--resume'])}"
