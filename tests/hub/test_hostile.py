@@ -394,3 +394,35 @@ def test_anchors_and_aliases_that_stay_small_are_accepted(api, repo):
     card = b"---\ntags: &shared [phi3, lora]\nextra_tags: *shared\n---\nok\n"
     api.create_commit(repo, [CommitOperationAdd("README.md", card)], commit_message="aliases")
     assert api.model_info(repo).card_data["extra_tags"] == ["phi3", "lora"]
+
+
+# --- 2: pattern matching is linear --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gitignore", "path"),
+    [
+        ("**/" * 10 + "x", "/".join(["d"] * 22) + "/y"),  # backtracking over segments
+        ("*a" * 12 + "b", "a" * 900),  # backtracking inside one segment
+        ("**/a/" * 8 + "**/b", "/".join(["a"] * 400) + "/c"),
+    ],
+    ids=["segments", "characters", "mixed"],
+)
+def test_pathological_gitignore_patterns_are_matched_in_linear_time(hub, repo, gitignore, path):
+    body = {"files": [{"path": path, "sample": "", "size": 1}] * 256, "gitIgnore": "\n".join([gitignore] * 100)}
+    preupload = f"/api/models/{repo}/preupload/main"
+    answer = exchange(hub.port, request_bytes(hub.port, "POST", preupload, json.dumps(body).encode(), auth(hub)))
+    assert answer.status == 200 and answer.seconds < 1
+    assert answer.json()["files"][0]["shouldIgnore"] is False
+
+
+def test_pattern_files_too_large_to_apply_are_400(hub, api, repo):
+    from huggingface_hub import CommitOperationAdd
+
+    many = "\n".join(f"dir{i}/*.bin" for i in range(1001))
+    body = {"files": [{"path": "a.txt", "sample": "", "size": 1}], "gitIgnore": many}
+    preupload = f"/api/models/{repo}/preupload/main"
+    answer = exchange(hub.port, request_bytes(hub.port, "POST", preupload, json.dumps(body).encode(), auth(hub)))
+    assert answer.status == 400 and "at most 1000 patterns" in answer.json()["error"]
+    with pytest.raises(Exception, match="(?s)Bad request for commit.*at most 1000 patterns"):
+        api.create_commit(repo, [CommitOperationAdd(".gitattributes", many.encode())], commit_message="huge")
