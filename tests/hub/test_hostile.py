@@ -426,3 +426,39 @@ def test_pattern_files_too_large_to_apply_are_400(hub, api, repo):
     assert answer.status == 400 and "at most 1000 patterns" in answer.json()["error"]
     with pytest.raises(Exception, match="(?s)Bad request for commit.*at most 1000 patterns"):
         api.create_commit(repo, [CommitOperationAdd(".gitattributes", many.encode())], commit_message="huge")
+
+
+# --- 8: web pages at the repository addresses -------------------------------------------------------------------
+
+
+def test_the_repository_url_and_its_tree_blob_and_commit_pages_are_served(hub, api, repo, raw):
+    from huggingface_hub import CommitOperationAdd
+
+    card = b"---\nlicense: mit\n---\n# Card <script>alert(1)</script>\n"
+    operations = [CommitOperationAdd("README.md", card), CommitOperationAdd("sub/dir/a.txt", b"hello")]
+    info = api.create_commit(repo, operations, commit_message="pages")
+    api.create_branch(repo, branch="ckpt/step-1")
+    url = f"{hub.url}/{repo}"
+    for address, expected in [
+        (url, ["README.md", "sub/", "&lt;script&gt;", "ckpt/step-1"]),
+        (f"{url}/tree/main", ["sub/", "README.md"]),
+        (f"{url}/tree/main/sub", ["dir/"]),
+        (f"{url}/tree/ckpt%2Fstep-1/sub/dir", ["a.txt"]),
+        (f"{url}/blob/main/sub/dir/a.txt", ["hello", f"/{repo}/resolve/main/sub/dir/a.txt"]),
+        (info.commit_url, ["pages", info.oid]),
+    ]:
+        page = raw.get(address.removeprefix(hub.url))
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), address
+        assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script
+        for text in expected:
+            assert text in page.text, (address, text)
+        assert "<script>" not in page.text
+    for missing in (f"/{repo}/tree/main/nope", f"/{repo}/blob/main/nope.txt", "/tester/no-such-repo"):
+        answer = raw.get(missing)
+        assert answer.status_code == 404 and answer.headers["X-Error-Code"], missing
+
+
+def test_the_url_create_repo_returns_is_a_page_for_every_repo_type(hub, api):
+    for repo_type, extra in [("model", {}), ("dataset", {}), ("space", {"space_sdk": "gradio"})]:
+        url = api.create_repo(hub.new_repo_id(repo_type), repo_type=repo_type, **extra).url
+        assert exchange(hub.port, request_bytes(hub.port, "GET", url.removeprefix(hub.url))).status == 200, url
