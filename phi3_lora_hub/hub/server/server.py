@@ -123,6 +123,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
 
     def _send(self, response: Response) -> None:
+        try:
+            self._write(response)
+        except OSError:  # the client went away before reading the answer
+            self.close_connection = True
+
+    def _write(self, response: Response) -> None:
         if response.drop in ("before", "after"):
             self.close_connection = True
             return
