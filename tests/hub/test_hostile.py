@@ -330,6 +330,24 @@ def test_an_lfs_upload_in_progress_continues_after_a_restart(tmp_path, hub_onlin
         assert done.status_code == 200, done.text
 
 
+def test_paths_info_work_is_bounded(hub, repo):
+    from urllib.parse import urlencode
+
+    path = f"/api/models/{repo}/paths-info/main"
+    form = {"Content-Type": "application/x-www-form-urlencoded", **auth(hub)}
+    many = urlencode({"paths": [f"d{i}/f" for i in range(5000)]}, doseq=True).encode()
+    answer = exchange(hub.port, request_bytes(hub.port, "POST", path, many, form))
+    assert answer.status == 400 and answer.seconds < 1
+    allowed = urlencode({"paths": [f"d{i}/f" for i in range(1000)] + [".gitattributes"]}, doseq=True).encode()
+    answer = exchange(hub.port, request_bytes(hub.port, "POST", path, allowed, form))
+    assert answer.status == 400  # 1001 paths
+    allowed = urlencode({"paths": [f"d{i}/f" for i in range(999)] + [".gitattributes"]}, doseq=True).encode()
+    answer = exchange(hub.port, request_bytes(hub.port, "POST", path, allowed, form))
+    assert (
+        answer.status == 200 and answer.seconds < 1 and [item["path"] for item in answer.json()] == [".gitattributes"]
+    )
+
+
 # --- 1: YAML alias bombs in card metadata -----------------------------------------------------------------------
 
 
