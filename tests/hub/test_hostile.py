@@ -480,3 +480,15 @@ def test_the_url_create_repo_returns_is_a_page_for_every_repo_type(hub, api):
     for repo_type, extra in [("model", {}), ("dataset", {}), ("space", {"space_sdk": "gradio"})]:
         url = api.create_repo(hub.new_repo_id(repo_type), repo_type=repo_type, **extra).url
         assert exchange(hub.port, request_bytes(hub.port, "GET", url.removeprefix(hub.url))).status == 200, url
+
+
+def test_a_connection_that_stalls_is_closed(hub):
+    import socket
+    import time
+
+    hub.settings.connection_timeout_s = 1
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=10) as connection:
+        connection.sendall(b"GET /api/whoami-v2 HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and then nothing
+        started = time.monotonic()
+        assert connection.recv(1024) == b""  # closed by the server
+        assert time.monotonic() - started < 5
