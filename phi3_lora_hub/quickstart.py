@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from phi3_lora_hub.data.sample import sample_prompts, write_sample_dataset
 
@@ -71,7 +72,8 @@ class QuickstartReport:
                 "",
                 f"Pushed to the local Hub (served on 127.0.0.1 while the quickstart ran): {self.hub_repo_url}",
                 f"  branches: {', '.join(self.hub_branches)}",
-                f"  serve it again: phi3-lora-hub hub serve --root {self.hub_root}",
+                f"  serve it again (the URL works again): phi3-lora-hub hub serve --root {self.hub_root} "
+                f"--port {urlsplit(self.hub_repo_url).port}",
             ]
         lines += [
             "",

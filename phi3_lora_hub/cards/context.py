@@ -83,12 +83,15 @@ _RECIPE_KEYS_SHOWN = (
 )
 
 
+PUBLIC_HUB = "https://huggingface.co"
+
+
 @dataclass(frozen=True)
 class CardOptions:
     """What the card needs to know besides the run's files: where it is published, and the publisher's choices."""
 
     repo_id: str
-    endpoint: str = "https://huggingface.co"
+    endpoint: str = PUBLIC_HUB
     branch: str | None = None
     """The branch that holds these files besides ``main`` (``step-N`` for a checkpoint), if any."""
     checkpoint: bool = False
@@ -101,7 +104,10 @@ class CardOptions:
 
     @property
     def repo_url(self) -> str:
-        return f"{self.endpoint.rstrip('/')}/{self.repo_id}"
+        """The repository's web address for links: absolute on the public Hub, site-relative (``/ns/name``) on
+        any other endpoint, so the links of a card pushed to a local Hub survive a change of its port."""
+        endpoint = self.endpoint.rstrip("/")
+        return f"{endpoint}/{self.repo_id}" if endpoint == PUBLIC_HUB else f"/{self.repo_id}"
 
     @property
     def revision(self) -> str:

@@ -51,7 +51,8 @@ def test_serve_prints_the_environment_without_the_given_tokens_serves_and_stops_
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=20) == 0
-    assert "hf_cli_token" not in server.stdout.read() and "hf_cli_admin" not in server.stdout.read()
+    rest_of_output = server.stdout.read()
+    assert "hf_cli_token" not in rest_of_output and "hf_cli_admin" not in rest_of_output
     assert (tmp_path / "hub" / "repos" / "models" / "lab" / "shared" / "repo.json").is_file()
 
 

@@ -330,6 +330,24 @@ def test_an_lfs_upload_in_progress_continues_after_a_restart(tmp_path, hub_onlin
         assert done.status_code == 200, done.text
 
 
+def test_paths_info_work_is_bounded(hub, repo):
+    from urllib.parse import urlencode
+
+    path = f"/api/models/{repo}/paths-info/main"
+    form = {"Content-Type": "application/x-www-form-urlencoded", **auth(hub)}
+    many = urlencode({"paths": [f"d{i}/f" for i in range(5000)]}, doseq=True).encode()
+    answer = exchange(hub.port, request_bytes(hub.port, "POST", path, many, form))
+    assert answer.status == 400 and answer.seconds < 1
+    allowed = urlencode({"paths": [f"d{i}/f" for i in range(1000)] + [".gitattributes"]}, doseq=True).encode()
+    answer = exchange(hub.port, request_bytes(hub.port, "POST", path, allowed, form))
+    assert answer.status == 400  # 1001 paths
+    allowed = urlencode({"paths": [f"d{i}/f" for i in range(999)] + [".gitattributes"]}, doseq=True).encode()
+    answer = exchange(hub.port, request_bytes(hub.port, "POST", path, allowed, form))
+    assert (
+        answer.status == 200 and answer.seconds < 1 and [item["path"] for item in answer.json()] == [".gitattributes"]
+    )
+
+
 # --- 1: YAML alias bombs in card metadata -----------------------------------------------------------------------
 
 
@@ -394,3 +412,83 @@ def test_anchors_and_aliases_that_stay_small_are_accepted(api, repo):
     card = b"---\ntags: &shared [phi3, lora]\nextra_tags: *shared\n---\nok\n"
     api.create_commit(repo, [CommitOperationAdd("README.md", card)], commit_message="aliases")
     assert api.model_info(repo).card_data["extra_tags"] == ["phi3", "lora"]
+
+
+# --- 2: pattern matching is linear --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gitignore", "path"),
+    [
+        ("**/" * 10 + "x", "/".join(["d"] * 22) + "/y"),  # backtracking over segments
+        ("*a" * 12 + "b", "a" * 900),  # backtracking inside one segment
+        ("**/a/" * 8 + "**/b", "/".join(["a"] * 400) + "/c"),
+    ],
+    ids=["segments", "characters", "mixed"],
+)
+def test_pathological_gitignore_patterns_are_matched_in_linear_time(hub, repo, gitignore, path):
+    body = {"files": [{"path": path, "sample": "", "size": 1}] * 256, "gitIgnore": "\n".join([gitignore] * 100)}
+    preupload = f"/api/models/{repo}/preupload/main"
+    answer = exchange(hub.port, request_bytes(hub.port, "POST", preupload, json.dumps(body).encode(), auth(hub)))
+    assert answer.status == 200 and answer.seconds < 1
+    assert answer.json()["files"][0]["shouldIgnore"] is False
+
+
+def test_pattern_files_too_large_to_apply_are_400(hub, api, repo):
+    from huggingface_hub import CommitOperationAdd
+
+    many = "\n".join(f"dir{i}/*.bin" for i in range(1001))
+    body = {"files": [{"path": "a.txt", "sample": "", "size": 1}], "gitIgnore": many}
+    preupload = f"/api/models/{repo}/preupload/main"
+    answer = exchange(hub.port, request_bytes(hub.port, "POST", preupload, json.dumps(body).encode(), auth(hub)))
+    assert answer.status == 400 and "at most 1000 patterns" in answer.json()["error"]
+    with pytest.raises(Exception, match="(?s)Bad request for commit.*at most 1000 patterns"):
+        api.create_commit(repo, [CommitOperationAdd(".gitattributes", many.encode())], commit_message="huge")
+
+
+# --- 8: web pages at the repository addresses -------------------------------------------------------------------
+
+
+def test_the_repository_url_and_its_tree_blob_and_commit_pages_are_served(hub, api, repo, raw):
+    from huggingface_hub import CommitOperationAdd
+
+    card = b"---\nlicense: mit\n---\n# Card <script>alert(1)</script>\n"
+    operations = [CommitOperationAdd("README.md", card), CommitOperationAdd("sub/dir/a.txt", b"hello")]
+    info = api.create_commit(repo, operations, commit_message="pages")
+    api.create_branch(repo, branch="ckpt/step-1")
+    url = f"{hub.url}/{repo}"
+    for address, expected in [
+        (url, ["README.md", "sub/", "&lt;script&gt;", "ckpt/step-1"]),
+        (f"{url}/tree/main", ["sub/", "README.md"]),
+        (f"{url}/tree/main/sub", ["dir/"]),
+        (f"{url}/tree/ckpt%2Fstep-1/sub/dir", ["a.txt"]),
+        (f"{url}/blob/main/sub/dir/a.txt", ["hello", f"/{repo}/resolve/main/sub/dir/a.txt"]),
+        (info.commit_url, ["pages", info.oid]),
+    ]:
+        page = raw.get(address.removeprefix(hub.url))
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), address
+        assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script
+        for text in expected:
+            assert text in page.text, (address, text)
+        assert "<script>" not in page.text
+    for missing in (f"/{repo}/tree/main/nope", f"/{repo}/blob/main/nope.txt", "/tester/no-such-repo"):
+        answer = raw.get(missing)
+        assert answer.status_code == 404 and answer.headers["X-Error-Code"], missing
+
+
+def test_the_url_create_repo_returns_is_a_page_for_every_repo_type(hub, api):
+    for repo_type, extra in [("model", {}), ("dataset", {}), ("space", {"space_sdk": "gradio"})]:
+        url = api.create_repo(hub.new_repo_id(repo_type), repo_type=repo_type, **extra).url
+        assert exchange(hub.port, request_bytes(hub.port, "GET", url.removeprefix(hub.url))).status == 200, url
+
+
+def test_a_connection_that_stalls_is_closed(hub):
+    import socket
+    import time
+
+    hub.settings.connection_timeout_s = 1
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=10) as connection:
+        connection.sendall(b"GET /api/whoami-v2 HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and then nothing
+        started = time.monotonic()
+        assert connection.recv(1024) == b""  # closed by the server
+        assert time.monotonic() - started < 5

@@ -7,6 +7,8 @@ import threading
 import pytest
 from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import HfHubHTTPError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phi3_lora_hub.hub.server import HubSettings
 from phi3_lora_hub.hub.server.patterns import DEFAULT_GITATTRIBUTES, choose_upload_mode, is_ignored, is_lfs_tracked
@@ -112,3 +114,38 @@ def test_commit_ids_are_distinct_for_identical_trees(api, repo):
     again = api.create_commit(repo, [CommitOperationAdd("a.txt", b"same")], commit_message="same")
     assert first.oid != again.oid
     assert all(len(c.commit_id) == 40 and c.commit_id == c.commit_id.lower() for c in api.list_repo_commits(repo))
+
+
+def _reference_match(glob: str, path: str) -> bool:
+    """gitignore glob semantics by plain recursion (exponential, for tiny inputs): ``*``/``?`` within a segment,
+    ``**`` for any number of segments (one or more when it ends the glob)."""
+
+    def segment(g: str, s: str) -> bool:
+        if not g:
+            return not s
+        if g[0] == "*":
+            return segment(g[1:], s) or (bool(s) and segment(g, s[1:]))
+        return bool(s) and (g[0] == "?" or g[0] == s[0]) and segment(g[1:], s[1:])
+
+    def segments(gs: list[str], ps: list[str]) -> bool:
+        if not gs:
+            return not ps
+        if gs[0] == "**":
+            if len(gs) == 1:
+                return bool(ps)
+            return segments(gs[1:], ps) or (bool(ps) and segments(gs, ps[1:]))
+        return bool(ps) and segment(gs[0], ps[0]) and segments(gs[1:], ps[1:])
+
+    return segments(glob.split("/"), path.split("/"))
+
+
+@given(
+    glob=st.lists(st.sampled_from(["**", "a", "b", "*", "a*", "*b", "?", "a?b", "*a*", "**"]), min_size=1, max_size=5),
+    path=st.lists(st.sampled_from(["a", "b", "ab", "ba", "aab", "abab"]), min_size=1, max_size=6),
+)
+@settings(max_examples=400, deadline=None)
+def test_linear_glob_matching_agrees_with_the_plain_definition(glob, path):
+    from phi3_lora_hub.hub.server.patterns import PathPattern
+
+    pattern = PathPattern.compile("/" + "/".join(glob))  # anchored: the whole glob against the whole path
+    assert pattern.matches_file("/".join(path)) is _reference_match("/".join(glob), "/".join(path))

@@ -33,6 +33,8 @@ def parse_answer(data: bytes, seconds: float = 0.0) -> Answer:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
+    if headers.get("content-length", "").isdigit():
+        body = body[: int(headers["content-length"])]  # what follows belongs to the next (pipelined) answer
     return Answer(int(parts[1]), headers, body, seconds, lines[0])
 
 

@@ -16,6 +16,7 @@ from phi3_lora_hub.hub.server.messages import Request, Response, error_response,
 from phi3_lora_hub.hub.server.objects import (
     Commit,
     FileEntry,
+    directories,
     directory_oid,
     is_directory,
     list_directory,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 _PLURALS = {f"{repo_type}s": repo_type for repo_type in REPO_TYPES}
 _URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _MAX_CARD_BYTES = 1_000_000
+_MAX_PATHS_INFO = 1000
 
 
 # --- shared helpers --------------------------------------------------------------------------------------------
@@ -381,12 +383,15 @@ def paths_info(app: HubApp, request: Request, params: Params) -> Response:
     commit = repo.resolve(segment(params, "rev"))
     form = request.form()
     expand = (form.get("expand") or ["false"])[0].lower() in ("1", "true")
+    wanted = list(dict.fromkeys(raw.strip("/") for raw in form.get("paths", [])))
+    if len(wanted) > _MAX_PATHS_INFO:
+        raise errors.bad_request(f"Ask for at most {_MAX_PATHS_INFO} paths per paths-info request.")
+    folders = directories(commit.tree)
     items: list[tuple[str, str]] = []
-    for raw in form.get("paths", []):
-        path = raw.strip("/")
+    for path in wanted:
         if path in commit.tree:
             items.append(("file", path))
-        elif path and is_directory(commit.tree, path):
+        elif path in folders:
             items.append(("directory", path))
     found = last_commits(repo, commit, items) if expand else {}
     return json_response([tree_item_json(commit.tree, kind, path, found.get(path)) for kind, path in items])

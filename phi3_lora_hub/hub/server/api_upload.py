@@ -18,15 +18,22 @@ from phi3_lora_hub.hub.server.fsutil import atomic_writer
 from phi3_lora_hub.hub.server.lfs import part_etag
 from phi3_lora_hub.hub.server.messages import Request, Response, json_response, parse_json
 from phi3_lora_hub.hub.server.objects import Commit, FileEntry
-from phi3_lora_hub.hub.server.patterns import choose_upload_mode, is_ignored
-from phi3_lora_hub.hub.server.repos import AddFile, CommitOperation, DeleteFile, DeleteFolder, Repo
+from phi3_lora_hub.hub.server.patterns import PATTERN_FILES, check_patterns, choose_upload_mode, is_ignored
+from phi3_lora_hub.hub.server.repos import (
+    AddFile,
+    CommitOperation,
+    DeleteFile,
+    DeleteFolder,
+    Repo,
+    validate_file_path,
+)
 from phi3_lora_hub.hub.server.router import Params, segment
 
 if TYPE_CHECKING:
     from phi3_lora_hub.hub.server.app import HubApp
 
 _LFS_CONTENT_TYPE = "application/vnd.git-lfs+json"
-_PREUPLOAD_MAX_FILES = 1000
+_PREUPLOAD_MAX_FILES = 256  # what huggingface_hub sends per call at most
 _XET_MESSAGE = (
     "This local hub does not speak Xet. Keep its regular-only mode on (the default: every file is sent as a "
     "regular git file), or set HF_HUB_DISABLE_XET=1 on the client to send large files through the LFS API."
@@ -53,10 +60,13 @@ def preupload(app: HubApp, request: Request, params: Params) -> Response:
     if not isinstance(gitignore, str):
         gitignore = _text_of(app, commit, ".gitignore")
     gitattributes = _text_of(app, commit, ".gitattributes")
+    for name, text in ((".gitignore", gitignore), (".gitattributes", gitattributes)):
+        _check_patterns(name, text)
     answers = []
     for item in files:
         if not (isinstance(item, dict) and isinstance(item.get("path"), str) and isinstance(item.get("size"), int)):
             raise errors.bad_request('Each entry of "files" needs "path" (string) and "size" (integer).')
+        validate_file_path(item["path"])
         try:
             sample = base64.b64decode(item.get("sample") or "", validate=True)
         except (binascii.Error, ValueError):
@@ -77,6 +87,13 @@ def preupload(app: HubApp, request: Request, params: Params) -> Response:
             answer["oid"] = remote.sha256 if mode == "lfs" else _regular_oid(app, remote)
         answers.append(answer)
     return json_response({"files": answers, "commitOid": commit.oid})
+
+
+def _check_patterns(name: str, text: str) -> None:
+    try:
+        check_patterns(text)
+    except ValueError as error:
+        raise errors.bad_request(f"The {name} is too large to apply: {error}. Shorten it.") from None
 
 
 def _regular_oid(app: HubApp, entry: FileEntry) -> str:
@@ -167,6 +184,8 @@ def commit(app: HubApp, request: Request, params: Params) -> Response:
     for operation in operations:
         if isinstance(operation, AddFile) and operation.path == CARD_NAME:
             _refuse_unsafe_card(app, operation.entry)
+        elif isinstance(operation, AddFile) and operation.path in PATTERN_FILES:
+            _check_patterns(operation.path, app.blobs.read(operation.entry.sha256).decode("utf-8", "replace"))
     new_commit, pr_number = repo.create_commit(
         segment(params, "rev"),
         operations,

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from phi3_lora_hub.hub.server import api_admin, api_files, api_repos, api_upload, errors
+from phi3_lora_hub.hub.server import api_admin, api_files, api_repos, api_upload, errors, pages
 from phi3_lora_hub.hub.server.auth import TokenRegistry, parse_authorization
 from phi3_lora_hub.hub.server.blobs import BlobStore
 from phi3_lora_hub.hub.server.errors import HubError
@@ -79,6 +79,12 @@ def build_router() -> Router:
 
     add("POST", rf"/{GIT_REPO}\.git/info/lfs/objects/batch", api_upload.lfs_batch)
     add("HEAD GET", f"/{GIT_REPO}/resolve/{rev}/(?P<path>.+)", api_files.resolve)
+
+    page = f"/(?!api/){GIT_REPO}"  # web pages at the Hub's repository addresses
+    add("GET", page, pages.repo_page)
+    add("GET", f"{page}/tree/{rev}(?:/(?P<path>.+))?", pages.tree_page)
+    add("GET", f"{page}/blob/{rev}/(?P<path>.+)", pages.blob_page)
+    add("GET", f"{page}/commit/{rev}", pages.commit_page)
     return router
 
 

@@ -89,7 +89,7 @@ class BodyReader:
                 while self._remaining > 0:
                     piece = self._stream.read(min(_CHUNK, self._remaining))
                     if not piece:
-                        raise ConnectionError("client closed the connection in the middle of the request body")
+                        raise _framing_error("the body ended before its Content-Length")
                     self._remaining -= len(piece)
                     yield piece
         except BaseException:
@@ -105,7 +105,7 @@ class BodyReader:
     def _line(self) -> bytes:
         line = self._stream.readline(1024)
         if not line:
-            raise ConnectionError("client closed the connection in the middle of a chunked body")
+            raise _framing_error("the chunked body ended before its last chunk")
         return line
 
     def _chunked_pieces(self) -> Iterator[bytes]:
@@ -124,7 +124,7 @@ class BodyReader:
             while remaining > 0:
                 piece = self._stream.read(min(_CHUNK, remaining))
                 if not piece:
-                    raise ConnectionError("client closed the connection in the middle of a chunked body")
+                    raise _framing_error("the chunked body ended before its last chunk")
                 remaining -= len(piece)
                 yield piece
             if self._line() not in (b"\r\n", b"\n"):

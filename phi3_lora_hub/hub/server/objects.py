@@ -111,6 +111,11 @@ def is_directory(tree: Mapping[str, FileEntry], path: str) -> bool:
     return path == "" or any(name.startswith(prefix) for name in tree)
 
 
+def directories(tree: Mapping[str, FileEntry]) -> set[str]:
+    """Every folder of ``tree`` (not the root), computed once for many ``is_directory``-like lookups."""
+    return {name.rsplit("/", depth)[0] for name in tree for depth in range(1, name.count("/") + 1)}
+
+
 def directory_oid(tree: Mapping[str, FileEntry], path: str) -> str:
     """A stable 40-hex id for the content of a folder: it changes exactly when something below it changes."""
     prefix = f"{path}/" if path else ""

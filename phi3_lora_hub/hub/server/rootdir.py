@@ -54,7 +54,8 @@ def check_root(root: Path) -> None:
     """Raise ``LocalHubError`` unless ``root`` is a hub root, a new or empty directory, or only holds credentials."""
     if root.exists() and not root.is_dir():
         raise LocalHubError(f"{root} is a file; the hub root must be a directory.")
-    foreign = root.is_dir() and any(entry.name != CREDENTIALS_FILE for entry in root.iterdir())
+    ours = (CREDENTIALS_FILE, f".{CREDENTIALS_FILE}.")  # the file, and one being written by root_credentials
+    foreign = root.is_dir() and any(not entry.name.startswith(ours) for entry in root.iterdir())
     if foreign and not (root / ROOT_MARKER).is_file():
         raise LocalHubError(
             f"{root} is not empty and is not a local hub root (no {ROOT_MARKER}): pass an empty or new "

@@ -68,6 +68,11 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
+    def setup(self) -> None:
+        # A connection that sends nothing (or too slowly) for this long is closed: no thread waits forever.
+        self.timeout = self.server.app.settings.connection_timeout_s
+        super().setup()
+
     def version_string(self) -> str:
         return "phi3-lora-hub-local-hub/1"
 
@@ -123,6 +128,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
 
     def _send(self, response: Response) -> None:
+        try:
+            self._write(response)
+        except OSError:  # the client went away before reading the answer
+            self.close_connection = True
+
+    def _write(self, response: Response) -> None:
         if response.drop in ("before", "after"):
             self.close_connection = True
             return

@@ -32,6 +32,8 @@ class HubSettings:
     """Ask the client to call the LFS verify action after each upload."""
     max_json_bytes: int = 4 << 20
     """Largest request body of the JSON and form endpoints (all but commits and LFS transfers); 413 beyond."""
+    connection_timeout_s: int = 120
+    """A connection that sends or reads nothing for this many seconds is closed (applies to new connections)."""
     max_commit_bytes: int = 2 << 30
     """Largest NDJSON commit payload (it carries regular files inline); spooled to disk under the root, 413 beyond.
     An LFS transfer may carry exactly the size the LFS batch endpoint signed for it."""
