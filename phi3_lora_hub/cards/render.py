@@ -6,6 +6,7 @@ The default template is ``model_card_templates/phi3_lora_adapter.md.j2`` (shippe
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from phi3_lora_hub.cards.context import CardOptions, build_context, hub_model_id
 from phi3_lora_hub.cards.loss_curve import draw_loss_curve
 from phi3_lora_hub.cards.run_files import RunFiles
-from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.errors import ConfigError, closest
 from phi3_lora_hub.hub.files import CARD_NAME, LORALIB_CONFIG, LOSS_CURVE_NAME
 
 DEFAULT_TEMPLATE = "phi3_lora_adapter.md.j2"
@@ -88,10 +89,29 @@ def card_data(files: RunFiles, options: CardOptions) -> Any:
 
 
 def _render(files: RunFiles, options: CardOptions, template: str | Path | None) -> Any:
+    """Render like ``ModelCard.from_template`` (the card data's fields and ``card_data`` as YAML, then the context),
+    but with ``StrictUndefined``: a misspelt variable in a user's template is a ``ConfigError`` naming it and the
+    closest variable there is, not an empty string in the published card."""
+    import jinja2
     from huggingface_hub import ModelCard
 
-    context = build_context(files, options)
-    return ModelCard.from_template(card_data(files, options), template_path=str(template_path(template)), **context)
+    path = template_path(template)
+    data = card_data(files, options)
+    variables = {**data.to_dict(), **build_context(files, options)}
+    try:
+        body = jinja2.Template(path.read_text(encoding="utf-8"), undefined=jinja2.StrictUndefined)
+        content = body.render(card_data=data.to_yaml(), **variables)
+    except jinja2.TemplateSyntaxError as error:
+        raise ConfigError(f"Model card template {path}, line {error.lineno}: {error.message}.") from None
+    except jinja2.UndefinedError as error:
+        name = re.search(r"'([^']+)' is undefined", str(error))
+        suggestion = closest(name.group(1), [*variables, "card_data"]) if name else None
+        did_you_mean = f" Did you mean {suggestion!r}?" if suggestion else ""
+        raise ConfigError(
+            f"Model card template {path}: {error}.{did_you_mean} Its variables are listed in "
+            "phi3_lora_hub.cards.TEMPLATE_VARIABLES (plus card_data and the metadata fields)."
+        ) from None
+    return ModelCard(content)
 
 
 def render_card(directory: str | Path, options: CardOptions, template: str | Path | None = None) -> Any:

@@ -169,3 +169,23 @@ def test_the_wheel_ships_the_templates(tmp_path):
     [wheel] = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "phi3_lora_hub/model_card_templates/phi3_lora_adapter.md.j2" in names
+
+
+def test_a_misspelt_variable_in_a_custom_template_is_an_error_naming_it(trained_run, tmp_path):
+    """It used to render as empty text, silently publishing a card with a hole in it."""
+    directory = copy_of(trained_run / "checkpoint-2", tmp_path / "c2")
+    template = tmp_path / "typo.md.j2"
+    template.write_text("---\n{{ card_data }}\n---\n# {{ title }}\n{{ samples_markdwn }}\n")
+    with pytest.raises(ConfigError) as caught:
+        render_card(directory, CardOptions(repo_id=REPO), template)
+    message = str(caught.value)
+    assert "'samples_markdwn' is undefined" in message and "Did you mean 'samples_markdown'?" in message
+    assert str(template) in message
+    template.write_text("---\n{{ card_data }}\n---\n{% for row in checkpoint_rows %}{{ row.stepp }}{% endfor %}\n")
+    with pytest.raises(ConfigError, match="has no attribute 'stepp'"):  # an attribute typo is caught too
+        render_card(directory, CardOptions(repo_id=REPO, branches={2: "step-2"}), template)
+    template.write_text("---\n{{ card_data }}\n---\n{% if %}\n")
+    with pytest.raises(ConfigError, match=r"typo.md.j2, line 4: "):
+        render_card(directory, CardOptions(repo_id=REPO), template)
+    template.write_text("---\n{{ card_data }}\n---\n{{ title }}{% if optional is defined %}{{ optional }}{% endif %}\n")
+    assert "phi3-cards" in str(render_card(directory, CardOptions(repo_id=REPO), template))
