@@ -106,6 +106,10 @@ class Phi3LoraRecipe:
         self._check_splits()
         if is_loralib(self.config.lora) and self.config.quantization:
             raise ConfigError("lora backend='loralib' wraps plain nn.Linear layers: it cannot train QLoRA; use 'peft'.")
+        if self.config.hub_card_template is not None:  # found wrong now, not when the first card is written
+            from phi3_lora_hub.cards.render import check_template
+
+            check_template(self.config.hub_card_template)
         self.callbacks = list(callbacks or [])
         from phi3_lora_hub.hub.recipe_hub import hub_callback_for
 

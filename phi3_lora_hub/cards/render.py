@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from phi3_lora_hub.cards.context import CardOptions, build_context, hub_model_id
+from phi3_lora_hub.cards.context import TEMPLATE_VARIABLES, CardOptions, build_context, hub_model_id
 from phi3_lora_hub.cards.loss_curve import draw_loss_curve
 from phi3_lora_hub.cards.run_files import RunFiles
 from phi3_lora_hub.errors import ConfigError, closest
@@ -41,6 +41,36 @@ def template_path(template: str | Path | None = None) -> Path:
     path = Path(template).expanduser()
     if not path.is_file():
         raise ConfigError(f"Model card template {str(path)!r} does not exist; pass the path of a Jinja Markdown file.")
+    return path
+
+
+def check_template(template: str | Path) -> Path:
+    """The template file, checked before any training: it exists, parses, and names only variables a card has.
+
+    Raises ``ConfigError`` naming the line of a syntax error, or an unknown variable and the closest known one.
+    (A misspelt attribute, ``row.stepp``, can only be found when the card is rendered.)
+    """
+    import inspect
+
+    import jinja2
+    import jinja2.meta
+    from huggingface_hub import ModelCardData
+
+    path = template_path(template)
+    try:
+        parsed = jinja2.Environment().parse(path.read_text(encoding="utf-8"))
+    except jinja2.TemplateSyntaxError as error:
+        raise ConfigError(f"Model card template {path}, line {error.lineno}: {error.message}.") from None
+    metadata = set(inspect.signature(ModelCardData.__init__).parameters) - {"self", "kwargs"}
+    known = [*TEMPLATE_VARIABLES, "card_data", *sorted(metadata)]
+    for name in sorted(jinja2.meta.find_undeclared_variables(parsed)):
+        if name not in known:
+            suggestion = closest(name, known)
+            did_you_mean = f" Did you mean {suggestion!r}?" if suggestion else ""
+            raise ConfigError(
+                f"Model card template {path} uses the variable {name!r}, which cards do not define.{did_you_mean} "
+                "The variables are listed in phi3_lora_hub.cards.TEMPLATE_VARIABLES."
+            )
     return path
 
 
