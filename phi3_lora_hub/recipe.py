@@ -42,6 +42,7 @@ from phi3_lora_hub.loralib_backend.spec import LoralibSpec, is_loralib
 from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, model_reference
 from phi3_lora_hub.model.quantization import check_quantization
 from phi3_lora_hub.model.targets import check_target_modules
+from phi3_lora_hub.model.tiny import resolve_model_alias
 from phi3_lora_hub.result import TrainResult
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class Phi3LoraRecipe:
     """LoRA (or QLoRA) fine-tuning of a Phi-3 model on chat data, with defaults that are right for Phi-3.
 
     Args:
-        model: Hub id, local directory, or an already loaded Phi-3 ``PreTrainedModel``.
+        model: Hub id, local directory, an already loaded Phi-3 ``PreTrainedModel``, or ``"tiny"``: the offline
+            tiny Phi-3 (the real architecture at toy sizes), built on first use and cached.
         dataset: Hub dataset id, local file (``.jsonl``, ``.json``, ``.csv``, ``.parquet``), ``datasets.Dataset``
             or ``DatasetDict``, or a list of dicts, in any supported chat format.
         training: ``trl.SFTConfig`` arguments merged over the recipe's defaults.
@@ -88,6 +90,8 @@ class Phi3LoraRecipe:
         **settings: Any,
     ) -> None:
         check_keys(settings, RecipeConfig.field_names(), "recipe")
+        if isinstance(model, str):
+            model = resolve_model_alias(model)  # "tiny": the offline tiny Phi-3, built on first use
         self.hardware: Hardware = detect_hardware()
         self._model_object = None if isinstance(model, (str, Path)) else model
         self._dataset_object = None if isinstance(dataset, (str, Path)) or dataset is None else dataset
