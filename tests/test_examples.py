@@ -192,3 +192,23 @@ def test_the_readme_eval_and_compare_commands_run_as_written_after_the_quickstar
         done = subprocess.run([*run, *words(command)[1:]], **options)
         assert done.returncode == 0, f"`{command}`:\n{done.stderr[-3000:]}"
     assert (tmp_path / "runs" / "votes.jsonl").is_file()
+
+
+def test_examples_write_under_the_git_ignored_runs_folder_by_default(monkeypatch):
+    """They used to write phi3-my-lora/, phi3-qlora/, ... into the current folder (the repo root, in the READMEs)."""
+    import importlib
+    import shutil
+
+    import yaml
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    offline = importlib.import_module("_offline")
+    default = Path(offline.output_dir(None, "phi3-my-lora"))
+    assert default.parent == ROOT / "runs" and offline.output_dir("elsewhere", "phi3-my-lora") == "elsewhere"
+    assert yaml.safe_load((EXAMPLES / "phi3_lora.yaml").read_text())["output_dir"].startswith("runs/")
+    for script in EXAMPLES.glob("*.py"):
+        assert "args.output_dir or" not in script.read_text(), f"{script.name} has its own default output folder"
+    if shutil.which("git") and (ROOT / ".git").exists():
+        for path in (default / "adapter" / "adapter_model.safetensors", ROOT / "runs" / "phi3-ultrachat-lora"):
+            checked = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT)
+            assert checked.returncode == 0, f"{path} is not ignored by git"
