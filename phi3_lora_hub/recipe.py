@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from phi3_lora_hub.config.field_types import check_values, coerce_numbers
 from phi3_lora_hub.config.lora import build_lora_config, resolve_lora
 from phi3_lora_hub.config.recipe_config import (
     DEFAULT_DATASET,
@@ -90,6 +91,8 @@ class Phi3LoraRecipe:
         **settings: Any,
     ) -> None:
         check_keys(settings, RecipeConfig.field_names(), "recipe")
+        settings = coerce_numbers(settings, RecipeConfig)  # YAML 1.1 reads 1e-1 as a string
+        check_values("", settings, RecipeConfig)  # e.g. max_train_samples: ten, before anything loads
         if isinstance(model, str):
             model = resolve_model_alias(model)  # "tiny": the offline tiny Phi-3, built on first use
         self.hardware: Hardware = detect_hardware()
