@@ -110,7 +110,6 @@ class Phi3LoraRecipe:
                 **settings,
             },
         )
-        self._check_splits()
         if is_loralib(self.config.lora) and self.config.quantization:
             raise ConfigError("lora backend='loralib' wraps plain nn.Linear layers: it cannot train QLoRA; use 'peft'.")
         if self.config.hub_card_template is not None:  # found wrong now, not when the first card is written
@@ -146,7 +145,7 @@ class Phi3LoraRecipe:
         return self._dataset_object if self._dataset_object is not None else self.config.dataset
 
     def _check_splits(self) -> None:
-        """Splits asked of sources that have none (a local file, a list) fail now, before anything is loaded."""
+        """Splits asked of sources that have none (a local file, a list) fail before the tokenizer or data load."""
         config = self.config
         check_split(self._data_source(), config.dataset_split)
         eval_source = config.eval_dataset if config.eval_dataset is not None else self._data_source()
@@ -169,6 +168,7 @@ class Phi3LoraRecipe:
         Under a launcher (``accelerate launch``, ``torchrun``) the first process of each node prepares the data and
         fills the on-disk cache while the others wait, then they read it from the cache.
         """
+        self._check_splits()
         with main_process_first(self.config.training):
             return self._prepare_data(tokenizer)
 
@@ -262,6 +262,7 @@ class Phi3LoraRecipe:
 
         config = self.config
         check_quantization(config.quantization, self.hardware)  # QLoRA's GPU and bitsandbytes, before anything loads
+        self._check_splits()
         training = dict(config.training)
         prepare_launch(config, training)  # a launch that cannot work fails here, before data and model are loaded
         tokenizer = tokenizer or self.load_tokenizer()

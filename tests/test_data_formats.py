@@ -140,22 +140,21 @@ def test_dataset_and_datasetdict_are_accepted():
 
 @pytest.mark.parametrize("split_setting", ["eval_split", "dataset_split"])
 def test_a_split_asked_of_a_local_file_is_refused_before_anything_loads(tmp_path, split_setting):
-    """A local file has no splits: eval_split on it used to be ignored, evaluating on the training rows. The
-    recipe refuses it when constructed (the model directory does not even exist: nothing was loaded)."""
+    """A local file has no splits: eval_split on it used to be ignored, evaluating on the training rows. The recipe
+    refuses it before the tokenizer or the data load (the model directory does not even exist)."""
     from phi3_lora_hub import Phi3LoraRecipe
 
     path = tmp_path / "chats.jsonl"
     path.write_text(json.dumps(EXAMPLES["prompt_response"]) + "\n")
-    with pytest.raises(ConfigError, match=r"chats.jsonl is a local file: it has no splits, so split 'test'") as error:
-        Phi3LoraRecipe("tiny-model-dir", str(path), **{split_setting: "test"})
-    assert "eval_dataset=" in str(error.value) and "eval_size=" in str(error.value)
+    recipe = Phi3LoraRecipe("./no-such-model-dir", str(path), **{split_setting: "test"})
+    for step in (recipe.train, recipe.prepare_data, recipe.build_trainer):
+        with pytest.raises(ConfigError, match=r"chats.jsonl is a local file: it has no splits, so split 'test'") as e:
+            step()
+        assert "eval_dataset=" in str(e.value) and "eval_size=" in str(e.value)
     with pytest.raises(ConfigError, match="has no splits"):
-        Phi3LoraRecipe("tiny-model-dir", [EXAMPLES["prompt_response"]], eval_split="test")
+        Phi3LoraRecipe("./no-such-model-dir", [EXAMPLES["prompt_response"]], eval_split="test").prepare_data()
     with pytest.raises(ConfigError, match="has no splits"):
         read_rows(path, split="train")
-    # With separate evaluation data the split belongs to that source: a Hub id is checked when it is read.
-    recipe = Phi3LoraRecipe("tiny-model-dir", str(path), eval_dataset="someone/chats", eval_split="test")
-    assert recipe.config.eval_split == "test"
 
 
 def test_bad_files_name_the_line(tmp_path):
