@@ -112,10 +112,6 @@ class Phi3LoraRecipe:
         )
         if is_loralib(self.config.lora) and self.config.quantization:
             raise ConfigError("lora backend='loralib' wraps plain nn.Linear layers: it cannot train QLoRA; use 'peft'.")
-        if self.config.hub_card_template is not None:  # found wrong now, not when the first card is written
-            from phi3_lora_hub.cards.render import check_template
-
-            check_template(self.config.hub_card_template)
         self.callbacks = list(callbacks or [])
         from phi3_lora_hub.hub.recipe_hub import hub_callback_for
 
@@ -323,6 +319,10 @@ class Phi3LoraRecipe:
         from phi3_lora_hub.hub.recipe_hub import check_resume_request, publishing, resume_point
 
         check_quantization(self.config.quantization, self.hardware)  # before the Hub, the tokenizer and the data
+        if self.config.hub_card_template is not None:  # found wrong now, not when the first card is written
+            from phi3_lora_hub.cards.render import check_template
+
+            check_template(self.config.hub_card_template)
         check_resume_request(self.hub_callback, resume_from_checkpoint, resume_from_hub)
         with publishing(self.hub_callback) as hub:  # checks the Hub token before anything is loaded
             trainer = self.trainer or self.build_trainer()

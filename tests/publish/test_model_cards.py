@@ -191,13 +191,15 @@ def test_a_misspelt_variable_in_a_custom_template_is_an_error_naming_it(trained_
     assert "phi3-cards" in str(render_card(directory, CardOptions(repo_id=REPO), template))
 
 
-def test_a_custom_template_is_checked_when_the_recipe_is_built(tmp_path):
+def test_a_custom_template_is_checked_before_training_starts(tmp_path):
+    """Not after hours of training, when the first card is written (the model does not even exist here)."""
     from phi3_lora_hub import Phi3LoraRecipe
 
     template = tmp_path / "typo.md.j2"
     template.write_text("---\n{{ card_data }}\n---\n# {{ tite }} {{ base_model }}\n")
+    recipe = Phi3LoraRecipe("./no-such-model", [], hub_card_template=str(template))
     with pytest.raises(ConfigError, match="uses the variable 'tite', which cards do not define. Did you mean 'title'"):
-        Phi3LoraRecipe("no/such-model", [], hub_card_template=str(template))
+        recipe.train()
     template.write_text("---\n{{ card_data }}\n---\n# {{ title }} {{ base_model }} {% for x in lora_rows %}{{ x }}")
     with pytest.raises(ConfigError, match="typo.md.j2, line 4"):
-        Phi3LoraRecipe("no/such-model", [], hub_card_template=str(template))
+        recipe.train()
