@@ -75,8 +75,9 @@ def describe(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         enums = _enum_values(annotation)
-        names = [describe(m) for m in typing.get_args(annotation) if not (enums and m is str)]
-        return " or ".join(dict.fromkeys(names))
+        names = {describe(m) for m in typing.get_args(annotation) if not (enums and m is str)}
+        # A fixed order (typing may hand back an equal union with its members in another order), null last.
+        return " or ".join(sorted(names, key=lambda name: (name == "null", name)))
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(value) for value in typing.get_args(annotation))
     if annotation is type(None):
