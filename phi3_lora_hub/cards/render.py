@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from phi3_lora_hub.cards.context import TEMPLATE_VARIABLES, CardOptions, build_context, hub_model_id
+from phi3_lora_hub.cards.context import CardOptions, build_context, hub_model_id
 from phi3_lora_hub.cards.loss_curve import draw_loss_curve
 from phi3_lora_hub.cards.run_files import RunFiles
 from phi3_lora_hub.errors import ConfigError, closest
@@ -55,6 +55,8 @@ def check_template(template: str | Path) -> Path:
     import jinja2
     import jinja2.meta
     from huggingface_hub import ModelCardData
+
+    from phi3_lora_hub.cards.context import TEMPLATE_VARIABLES
 
     path = template_path(template)
     try:
