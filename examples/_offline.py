@@ -11,6 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+RUNS_DIR = Path(__file__).resolve().parent.parent / "runs"
+"""Where the examples write by default: ``runs/`` at the top of the checkout, which git ignores."""
+
 TINY_TRAINING: dict[str, Any] = {
     "max_steps": 20,
     "per_device_train_batch_size": 8,
@@ -23,13 +26,17 @@ TINY_TRAINING: dict[str, Any] = {
 
 def add_tiny_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny", action="store_true", help="run offline on the tiny Phi-3 and the bundled data")
-    parser.add_argument("--output-dir", default=None, help="where checkpoints and the adapter go")
+    parser.add_argument("--output-dir", default=None, help=f"where checkpoints and the adapter go (under {RUNS_DIR})")
+
+
+def output_dir(chosen: str | None, name: str) -> str:
+    """``chosen`` (``--output-dir``) when given, else ``runs/<name>`` at the top of the checkout."""
+    return chosen or str(RUNS_DIR / name)
 
 
 def tiny_model_and_data(workdir: str | Path | None = None) -> tuple[str, str]:
-    """The cached tiny Phi-3 directory and a JSONL file of the bundled sample conversations."""
+    """The tiny Phi-3 (``model="tiny"``, built on first use) and a JSONL file of the bundled sample conversations."""
     from phi3_lora_hub.data.sample import write_sample_dataset
-    from phi3_lora_hub.model.tiny import tiny_phi3_cache_dir
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="phi3-example-"))
-    return str(tiny_phi3_cache_dir()), str(write_sample_dataset(workdir / "compass.jsonl", n=200))
+    return "tiny", str(write_sample_dataset(workdir / "compass.jsonl", n=200))

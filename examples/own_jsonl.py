@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from _offline import TINY_TRAINING, add_tiny_flag, tiny_model_and_data
+from _offline import TINY_TRAINING, add_tiny_flag, output_dir, tiny_model_and_data
 
 from phi3_lora_hub import DataError, Phi3LoraRecipe
 
@@ -36,7 +36,7 @@ def main() -> int:
         eval_size=0.05,
         on_bad_rows="skip" if args.skip_bad_rows else "raise",
         hub_model_id=args.hub_model_id,
-        output_dir=args.output_dir or "phi3-my-lora",
+        output_dir=output_dir(args.output_dir, "phi3-my-lora"),
         training=training,
     )
     try:

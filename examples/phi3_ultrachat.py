@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from _offline import TINY_TRAINING, add_tiny_flag, tiny_model_and_data
+from _offline import TINY_TRAINING, add_tiny_flag, output_dir, tiny_model_and_data
 
 from phi3_lora_hub import Phi3LoraRecipe
 
@@ -25,7 +25,11 @@ def main() -> None:
     if args.tiny:
         model, dataset = tiny_model_and_data()
         recipe = Phi3LoraRecipe(
-            model, dataset, eval_size=0.1, training=TINY_TRAINING, output_dir=args.output_dir or "phi3-ultrachat-tiny"
+            model,
+            dataset,
+            eval_size=0.1,
+            training=TINY_TRAINING,
+            output_dir=output_dir(args.output_dir, "phi3-ultrachat-tiny"),
         )
     else:
         recipe = Phi3LoraRecipe(
@@ -36,7 +40,7 @@ def main() -> None:
             max_train_samples=args.max_train_samples,
             max_eval_samples=500,
             hub_model_id=args.hub_model_id,
-            output_dir=args.output_dir or "phi3-ultrachat-lora",
+            output_dir=output_dir(args.output_dir, "phi3-ultrachat-lora"),
             training={
                 "num_train_epochs": 1,
                 "per_device_train_batch_size": 4,

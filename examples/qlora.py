@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from _offline import TINY_TRAINING, add_tiny_flag, tiny_model_and_data
+from _offline import TINY_TRAINING, add_tiny_flag, output_dir, tiny_model_and_data
 
 from phi3_lora_hub import Phi3LoraRecipe
 from phi3_lora_hub.hardware import detect_hardware
@@ -41,7 +41,7 @@ def main() -> None:
         dataset_split="train_sft" if dataset == "HuggingFaceH4/ultrachat_200k" else None,
         max_train_samples=None if args.tiny else 20_000,
         hub_model_id=args.hub_model_id,
-        output_dir=args.output_dir or "phi3-qlora",
+        output_dir=output_dir(args.output_dir, "phi3-qlora"),
         training=training,
     )
     print(recipe.train())

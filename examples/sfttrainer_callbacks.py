@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 
-from _offline import TINY_TRAINING, add_tiny_flag, tiny_model_and_data
+from _offline import TINY_TRAINING, add_tiny_flag, output_dir, tiny_model_and_data
 
 
 def start_local_hub():
@@ -56,7 +56,10 @@ def train(args: argparse.Namespace) -> int:
     from phi3_lora_hub.hub import HubPushCallback
 
     if args.tiny:
-        model_name, data_file = tiny_model_and_data()
+        from phi3_lora_hub.model.tiny import resolve_model_alias
+
+        alias, data_file = tiny_model_and_data()
+        model_name = resolve_model_alias(alias)  # the tiny Phi-3's directory, as `phi3-lora-hub tiny` prints it
         train_data = load_dataset("json", data_files=data_file, split="train")
         training = {**TINY_TRAINING, "use_cpu": True}
         repo_id = args.hub_model_id or "tester/phi3-sft-example"
@@ -75,7 +78,7 @@ def train(args: argparse.Namespace) -> int:
     callback = HubPushCallback(repo_id, push_resumable_state=args.resumable)
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(output_dir=args.output_dir or "phi3-sft-lora", report_to="none", **training),
+        args=SFTConfig(output_dir=output_dir(args.output_dir, "phi3-sft-lora"), report_to="none", **training),
         train_dataset=train_data.select_columns(["messages"]),
         processing_class=tokenizer,
         peft_config=lora,

@@ -123,7 +123,7 @@ def _run(output_dir: Path, max_steps: int | None, hub, started: float) -> Quicks
 
     datasets.disable_progress_bars()  # a few hundred rows: the trainer's progress bar is the one worth showing
     print("1/4 Building the offline tiny Phi-3 (cached after the first run) ...", flush=True)
-    base_dir = tiny_phi3_cache_dir()
+    base_dir = tiny_phi3_cache_dir(progress=True)
     dataset_path = write_sample_dataset(output_dir / "data" / "compass.jsonl")
     training = {**QUICKSTART_TRAINING, **({"max_steps": max_steps} if max_steps else {})}
     callbacks = []

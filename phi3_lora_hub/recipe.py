@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from phi3_lora_hub.config.field_types import check_values, coerce_numbers
 from phi3_lora_hub.config.lora import build_lora_config, resolve_lora
 from phi3_lora_hub.config.recipe_config import (
     DEFAULT_DATASET,
@@ -41,6 +42,7 @@ from phi3_lora_hub.loralib_backend.spec import LoralibSpec, is_loralib
 from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, model_reference
 from phi3_lora_hub.model.quantization import check_quantization
 from phi3_lora_hub.model.targets import check_target_modules
+from phi3_lora_hub.model.tiny import resolve_model_alias
 from phi3_lora_hub.result import TrainResult
 
 logger = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ class Phi3LoraRecipe:
     """LoRA (or QLoRA) fine-tuning of a Phi-3 model on chat data, with defaults that are right for Phi-3.
 
     Args:
-        model: Hub id, local directory, or an already loaded Phi-3 ``PreTrainedModel``.
+        model: Hub id, local directory, an already loaded Phi-3 ``PreTrainedModel``, or ``"tiny"``: the offline
+            tiny Phi-3 (the real architecture at toy sizes), built on first use and cached.
         dataset: Hub dataset id, local file (``.jsonl``, ``.json``, ``.csv``, ``.parquet``), ``datasets.Dataset``
             or ``DatasetDict``, or a list of dicts, in any supported chat format.
         training: ``trl.SFTConfig`` arguments merged over the recipe's defaults.
@@ -87,6 +90,10 @@ class Phi3LoraRecipe:
         **settings: Any,
     ) -> None:
         check_keys(settings, RecipeConfig.field_names(), "recipe")
+        settings = coerce_numbers(settings, RecipeConfig)  # YAML 1.1 reads 1e-1 as a string
+        check_values("", settings, RecipeConfig)  # e.g. max_train_samples: ten, before anything loads
+        if isinstance(model, str):
+            model = resolve_model_alias(model)  # "tiny": the offline tiny Phi-3, built on first use
         self.hardware: Hardware = detect_hardware()
         self._model_object = None if isinstance(model, (str, Path)) else model
         self._dataset_object = None if isinstance(dataset, (str, Path)) or dataset is None else dataset
@@ -102,7 +109,6 @@ class Phi3LoraRecipe:
                 **settings,
             },
         )
-        self._check_splits()
         if is_loralib(self.config.lora) and self.config.quantization:
             raise ConfigError("lora backend='loralib' wraps plain nn.Linear layers: it cannot train QLoRA; use 'peft'.")
         self.callbacks = list(callbacks or [])
@@ -134,7 +140,7 @@ class Phi3LoraRecipe:
         return self._dataset_object if self._dataset_object is not None else self.config.dataset
 
     def _check_splits(self) -> None:
-        """Splits asked of sources that have none (a local file, a list) fail now, before anything is loaded."""
+        """Splits asked of sources that have none (a local file, a list) fail before the tokenizer or data load."""
         config = self.config
         check_split(self._data_source(), config.dataset_split)
         eval_source = config.eval_dataset if config.eval_dataset is not None else self._data_source()
@@ -157,6 +163,7 @@ class Phi3LoraRecipe:
         Under a launcher (``accelerate launch``, ``torchrun``) the first process of each node prepares the data and
         fills the on-disk cache while the others wait, then they read it from the cache.
         """
+        self._check_splits()
         with main_process_first(self.config.training):
             return self._prepare_data(tokenizer)
 
@@ -251,6 +258,7 @@ class Phi3LoraRecipe:
 
         config = self.config
         check_quantization(config.quantization, self.hardware)  # QLoRA's GPU and bitsandbytes, before anything loads
+        self._check_splits()
         training = dict(config.training)
         prepare_launch(config, training)  # a launch that cannot work fails here, before data and model are loaded
         quiet_library_progress_bars()  # no carriage-return clutter when the output is a file or a pipe
@@ -319,6 +327,10 @@ class Phi3LoraRecipe:
         from phi3_lora_hub.training.interrupt import reporting_interrupts
 
         check_quantization(self.config.quantization, self.hardware)  # before the Hub, the tokenizer and the data
+        if self.config.hub_card_template is not None:  # found wrong now, not when the first card is written
+            from phi3_lora_hub.cards.render import check_template
+
+            check_template(self.config.hub_card_template)
         check_resume_request(self.hub_callback, resume_from_checkpoint, resume_from_hub)
         # publishing checks the Hub token before anything is loaded; Ctrl-C becomes TrainingInterrupted, which says
         # which checkpoint is complete.

@@ -160,3 +160,11 @@ def test_recipe_accepts_in_memory_data_and_records_no_path():
     recipe = Phi3LoraRecipe("some/model", sample_conversations(3))
     assert recipe.config.dataset is None
     assert recipe.config.model == "some/model"
+
+
+def test_recipe_settings_are_type_checked_too():
+    with pytest.raises(ConfigError, match=r"^max_train_samples must be int or null \(see phi3_lora_hub.config.rec"):
+        Phi3LoraRecipe("no/such-model", [], max_train_samples="ten")
+    with pytest.raises(ConfigError, match=r"role_map must be dict or null .*got \['observation'\] \(list\)"):
+        Phi3LoraRecipe("no/such-model", [], role_map=["observation"])
+    assert Phi3LoraRecipe("no/such-model", [], eval_size="1e-1").config.eval_size == 0.1  # YAML 1.1's string

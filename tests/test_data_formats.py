@@ -140,22 +140,21 @@ def test_dataset_and_datasetdict_are_accepted():
 
 @pytest.mark.parametrize("split_setting", ["eval_split", "dataset_split"])
 def test_a_split_asked_of_a_local_file_is_refused_before_anything_loads(tmp_path, split_setting):
-    """A local file has no splits: eval_split on it used to be ignored, evaluating on the training rows. The
-    recipe refuses it when constructed (the model directory does not even exist: nothing was loaded)."""
+    """A local file has no splits: eval_split on it used to be ignored, evaluating on the training rows. The recipe
+    refuses it before the tokenizer or the data load (the model directory does not even exist)."""
     from phi3_lora_hub import Phi3LoraRecipe
 
     path = tmp_path / "chats.jsonl"
     path.write_text(json.dumps(EXAMPLES["prompt_response"]) + "\n")
-    with pytest.raises(ConfigError, match=r"chats.jsonl is a local file: it has no splits, so split 'test'") as error:
-        Phi3LoraRecipe("tiny-model-dir", str(path), **{split_setting: "test"})
-    assert "eval_dataset=" in str(error.value) and "eval_size=" in str(error.value)
+    recipe = Phi3LoraRecipe("./no-such-model-dir", str(path), **{split_setting: "test"})
+    for step in (recipe.train, recipe.prepare_data, recipe.build_trainer):
+        with pytest.raises(ConfigError, match=r"chats.jsonl is a local file: it has no splits, so split 'test'") as e:
+            step()
+        assert "eval_dataset=" in str(e.value) and "eval_size=" in str(e.value)
     with pytest.raises(ConfigError, match="has no splits"):
-        Phi3LoraRecipe("tiny-model-dir", [EXAMPLES["prompt_response"]], eval_split="test")
+        Phi3LoraRecipe("./no-such-model-dir", [EXAMPLES["prompt_response"]], eval_split="test").prepare_data()
     with pytest.raises(ConfigError, match="has no splits"):
         read_rows(path, split="train")
-    # With separate evaluation data the split belongs to that source: a Hub id is checked when it is read.
-    recipe = Phi3LoraRecipe("tiny-model-dir", str(path), eval_dataset="someone/chats", eval_split="test")
-    assert recipe.config.eval_split == "test"
 
 
 def test_bad_files_name_the_line(tmp_path):
@@ -173,3 +172,44 @@ def test_bad_files_name_the_line(tmp_path):
 def test_hub_dataset_offline_is_a_clear_error():
     with pytest.raises(DataError, match="Could not load the Hub dataset 'HuggingFaceH4/ultrachat_200k'"):
         read_rows("HuggingFaceH4/ultrachat_200k", split="train_sft")
+
+
+TOOLS = [{"name": "get_weather", "description": "Weather of a city", "parameters": {"type": "object"}}]
+TOOLS_TEXT = "You have access to the following tools:\n" + json.dumps(TOOLS)
+
+
+def test_tool_definitions_are_rendered_into_the_system_turn():
+    """glaive's `tools` column used to disappear: the model never saw which tools it was calling."""
+    sharegpt = {**EXAMPLES["sharegpt"], "tools": json.dumps(TOOLS)}  # a JSON string, as LLaMA-Factory stores it
+    messages, problems = RowConverter("sharegpt")(0, sharegpt)
+    assert problems == [] and messages[0]["role"] == "system"
+    assert messages[0]["content"] == "Be brief.\n\n" + TOOLS_TEXT
+    no_system = {"messages": [USER, ASSISTANT], "functions": TOOLS}  # a list, under the older OpenAI name
+    messages, problems = RowConverter("messages")(0, no_system)
+    assert problems == [] and messages[0] == {"role": "system", "content": TOOLS_TEXT}
+    assert messages[1:] == [USER, ASSISTANT]
+    for empty in ("[]", "", None, []):
+        assert RowConverter("messages")(0, {"messages": [USER, ASSISTANT], "tools": empty}) == ([USER, ASSISTANT], [])
+    _, problems = RowConverter("messages")(2, {"messages": [USER, ASSISTANT], "tools": "get_weather(city)"})
+    assert str(problems[0]) == "row 2, tools: not valid JSON; expected a JSON list of tools"
+    _, problems = RowConverter("messages")(0, {"messages": [USER, ASSISTANT], "tools": 3})
+    assert str(problems[0]) == "row 0, tools: expected a list of tool definitions, got int"
+
+
+def test_columns_a_format_does_not_read_are_reported_once(tmp_path, caplog, small_base):
+    import logging
+
+    from phi3_lora_hub import Phi3LoraRecipe
+
+    rows = [{**EXAMPLES["alpaca"], "id": i, "tools": "[]", "score": 0.5} for i in range(4)]
+    converted = convert_rows(read_rows(rows), DataOptions())
+    assert converted.report.unused_columns == ["id", "score", "tools"]  # alpaca does not read tools
+    assert "columns not used by the alpaca format (ignored): id, score, tools" in converted.report.summary()
+    sharegpt = convert_rows(read_rows([{**EXAMPLES["sharegpt"], "tools": "[]", "id": 1}]), DataOptions())
+    assert sharegpt.report.unused_columns == ["id"]
+    recipe = Phi3LoraRecipe(str(small_base), rows, output_dir=str(tmp_path / "out"))
+    with caplog.at_level(logging.INFO):
+        data = recipe.prepare_data()
+    assert data.train_report.unused_columns == ["id", "score", "tools"]
+    mentions = [r for r in caplog.records if "columns not used" in r.getMessage()]
+    assert len(mentions) == 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from phi3_lora_hub import DataError
@@ -113,24 +111,3 @@ def test_prepared_data_is_cached_and_reused(tiny_tokenizer, tmp_path, monkeypatc
     assert first["input_ids"] == second["input_ids"] and first["labels"] == second["labels"]
     _, other = prepare_dataset(raw, tiny_tokenizer, DataOptions(assistant_only_loss=False))
     assert not other.cached
-
-
-def test_file_rows_name_both_the_row_and_where_it_is_in_the_file(tmp_path):
-    """ "row 1" alone was read as the first line; a problem in a file now also names the 1-based JSONL/CSV line or
-    the JSON array index, and in-memory rows keep their 0-based row number alone."""
-    good, bad = {"prompt": "Hi", "response": "Hello"}, {"prompt": "Hi", "response": 7}
-    (tmp_path / "chats.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
-    (tmp_path / "chats.json").write_text(json.dumps([good, good, bad], indent=2))
-    (tmp_path / "chats.csv").write_text("prompt,response\nHi,Hello\nHi,\n")
-    expected = {
-        "chats.jsonl": "row 1 (line 2), response: non-text content (int)",
-        "chats.json": "row 2 (JSON array index 2), response: non-text content (int)",
-        "chats.csv": "row 1 (line 3), messages[1].content: empty assistant message",
-    }
-    for name, message in expected.items():
-        with pytest.raises(DataError) as caught:
-            convert_rows(read_rows(tmp_path / name), DataOptions())
-        assert message in str(caught.value), name
-    with pytest.raises(DataError) as caught:
-        convert_rows(read_rows([good, bad]), DataOptions())
-    assert "row 1, response: non-text content (int)" in str(caught.value)

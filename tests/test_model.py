@@ -181,3 +181,32 @@ def test_sampling_is_reproducible_with_a_seed(tiny_model_dir, tiny_tokenizer):
     again = generate_replies(model, tiny_tokenizer, prompt, temperature=1.0, seed=3, max_new_tokens=12)
     assert first == again
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_the_tiny_model_has_a_public_name_in_the_recipe_and_the_cli(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from phi3_testing import subprocess_env
+
+    recipe = Phi3LoraRecipe("tiny", [{"prompt": "Hi", "response": "Hello"}], output_dir=str(tmp_path / "out"))
+    assert recipe.config.model == str(tiny_model_dir)
+    (tmp_path / "recipe.yaml").write_text("model: tiny\ndataset: chats.jsonl\n")
+    assert Phi3LoraRecipe.from_yaml(tmp_path / "recipe.yaml").config.model == str(tiny_model_dir)
+    done = subprocess.run(
+        [sys.executable, "-m", "phi3_lora_hub", "tiny"], capture_output=True, text=True, env=subprocess_env()
+    )
+    assert done.returncode == 0 and done.stdout.strip() == str(tiny_model_dir)
+
+
+def test_building_the_tiny_model_shows_a_progress_bar_on_a_terminal(tmp_path, monkeypatch):
+    import tqdm.auto
+
+    bars = []
+    real = tqdm.auto.tqdm
+    monkeypatch.setattr(tqdm.auto, "tqdm", lambda *a, **k: bars.append(k) or real(*a, **k))
+    config = TinyPhi3Config(hidden_size=32, intermediate_size=64, num_hidden_layers=1, pretrain_steps=2)
+    build_tiny_phi3(tmp_path / "quiet", config=config)
+    build_tiny_phi3(tmp_path / "shown", config=config, progress=True)
+    pretraining = [bar for bar in bars if bar.get("desc") == "Building the tiny Phi-3"]
+    assert [bar["disable"] for bar in pretraining] == [True, None]  # None: tqdm shows it on a terminal only

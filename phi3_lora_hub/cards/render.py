@@ -6,6 +6,7 @@ The default template is ``model_card_templates/phi3_lora_adapter.md.j2`` (shippe
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ from phi3_lora_hub.cards.context import (
 )
 from phi3_lora_hub.cards.loss_curve import draw_loss_curve
 from phi3_lora_hub.cards.run_files import RunFiles
-from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.errors import ConfigError, closest
 from phi3_lora_hub.hub.files import CARD_NAME, LORALIB_CONFIG, LOSS_CURVE_NAME
 
 DEFAULT_TEMPLATE = "phi3_lora_adapter.md.j2"
@@ -46,6 +47,38 @@ def template_path(template: str | Path | None = None) -> Path:
     path = Path(template).expanduser()
     if not path.is_file():
         raise ConfigError(f"Model card template {str(path)!r} does not exist; pass the path of a Jinja Markdown file.")
+    return path
+
+
+def check_template(template: str | Path) -> Path:
+    """The template file, checked before any training: it exists, parses, and names only variables a card has.
+
+    Raises ``ConfigError`` naming the line of a syntax error, or an unknown variable and the closest known one.
+    (A misspelt attribute, ``row.stepp``, can only be found when the card is rendered.)
+    """
+    import inspect
+
+    import jinja2
+    import jinja2.meta
+    from huggingface_hub import ModelCardData
+
+    from phi3_lora_hub.cards.context import TEMPLATE_VARIABLES
+
+    path = template_path(template)
+    try:
+        parsed = jinja2.Environment().parse(path.read_text(encoding="utf-8"))
+    except jinja2.TemplateSyntaxError as error:
+        raise ConfigError(f"Model card template {path}, line {error.lineno}: {error.message}.") from None
+    metadata = set(inspect.signature(ModelCardData.__init__).parameters) - {"self", "kwargs"}
+    known = [*TEMPLATE_VARIABLES, "card_data", *sorted(metadata)]
+    for name in sorted(jinja2.meta.find_undeclared_variables(parsed)):
+        if name not in known:
+            suggestion = closest(name, known)
+            did_you_mean = f" Did you mean {suggestion!r}?" if suggestion else ""
+            raise ConfigError(
+                f"Model card template {path} uses the variable {name!r}, which cards do not define.{did_you_mean} "
+                "The variables are listed in phi3_lora_hub.cards.TEMPLATE_VARIABLES."
+            )
     return path
 
 
@@ -104,10 +137,29 @@ def card_data(files: RunFiles, options: CardOptions) -> Any:
 
 
 def _render(files: RunFiles, options: CardOptions, template: str | Path | None) -> Any:
+    """Render like ``ModelCard.from_template`` (the card data's fields and ``card_data`` as YAML, then the context),
+    but with ``StrictUndefined``: a misspelt variable in a user's template is a ``ConfigError`` naming it and the
+    closest variable there is, not an empty string in the published card."""
+    import jinja2
     from huggingface_hub import ModelCard
 
-    context = build_context(files, options)
-    return ModelCard.from_template(card_data(files, options), template_path=str(template_path(template)), **context)
+    path = template_path(template)
+    data = card_data(files, options)
+    variables = {**data.to_dict(), **build_context(files, options)}
+    try:
+        body = jinja2.Template(path.read_text(encoding="utf-8"), undefined=jinja2.StrictUndefined)
+        content = body.render(card_data=data.to_yaml(), **variables)
+    except jinja2.TemplateSyntaxError as error:
+        raise ConfigError(f"Model card template {path}, line {error.lineno}: {error.message}.") from None
+    except jinja2.UndefinedError as error:
+        name = re.search(r"'([^']+)' is undefined", str(error))
+        suggestion = closest(name.group(1), [*variables, "card_data"]) if name else None
+        did_you_mean = f" Did you mean {suggestion!r}?" if suggestion else ""
+        raise ConfigError(
+            f"Model card template {path}: {error}.{did_you_mean} Its variables are listed in "
+            "phi3_lora_hub.cards.TEMPLATE_VARIABLES (plus card_data and the metadata fields)."
+        ) from None
+    return ModelCard(content)
 
 
 def render_card(directory: str | Path, options: CardOptions, template: str | Path | None = None) -> Any:

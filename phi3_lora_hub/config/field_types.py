@@ -75,8 +75,9 @@ def describe(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         enums = _enum_values(annotation)
-        names = [describe(m) for m in typing.get_args(annotation) if not (enums and m is str)]
-        return " or ".join(dict.fromkeys(names))
+        names = {describe(m) for m in typing.get_args(annotation) if not (enums and m is str)}
+        # A fixed order (typing may hand back an equal union with its members in another order), null last.
+        return " or ".join(sorted(names, key=lambda name: (name == "null", name)))
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(value) for value in typing.get_args(annotation))
     if annotation is type(None):
@@ -126,11 +127,22 @@ def matches(value: Any, annotation: Any) -> bool:
     return True  # an annotation this check does not understand: let the library judge the value
 
 
+def _public_name(config_class: type) -> str:
+    """``trl.SFTConfig`` when the top package exports the class, else its full dotted name."""
+    import importlib
+
+    package = config_class.__module__.split(".")[0]
+    if getattr(importlib.import_module(package), config_class.__name__, None) is config_class:
+        return f"{package}.{config_class.__name__}"
+    return f"{config_class.__module__}.{config_class.__name__}"
+
+
 def check_values(section: str, values: Mapping[str, Any], config_class: type) -> None:
     """Raise ``ConfigError`` for the first value in ``values`` that does not fit its ``config_class`` field.
 
-    The message names ``section.key``, the expected type, the value, and for a misspelt choice the closest valid
-    one. Keys that are not fields of ``config_class`` are left to the caller's unknown-key check.
+    The message names ``section.key`` (``key`` alone when ``section`` is empty), the expected type, the value, and
+    for a misspelt choice the closest valid one. Keys that are not fields of ``config_class`` are left to the
+    caller's unknown-key check.
     """
     annotations = field_types(config_class)
     for key, value in values.items():
@@ -142,8 +154,9 @@ def check_values(section: str, values: Mapping[str, Any], config_class: type) ->
         ]
         suggestion = closest(str(value), choices) if isinstance(value, str) and choices else None
         did_you_mean = f" Did you mean {suggestion!r}?" if suggestion else ""
-        source = f"{config_class.__module__.split('.')[0]}.{config_class.__name__}"
+        source = _public_name(config_class)
+        name = f"{section}.{key}" if section else key
         raise ConfigError(
-            f"{section}.{key} must be {describe(annotation)} (see {source}), got {value!r} "
+            f"{name} must be {describe(annotation)} (see {source}), got {value!r} "
             f"({type(value).__name__}).{did_you_mean}"
         )

@@ -21,7 +21,8 @@ class RecipeConfig:
     """Every setting of a run. ``training`` and ``lora`` hold the resolved ``SFTConfig``/``LoraConfig`` values."""
 
     model: str = DEFAULT_MODEL
-    """Hub id or local directory of a Phi-3 model (``model_type: phi3``)."""
+    """Hub id or local directory of a Phi-3 model (``model_type: phi3``); ``tiny`` is the offline tiny Phi-3 (the
+    resolved config records the directory it was built in)."""
     model_revision: str | None = None
     """Branch, tag or commit of the base model. Pin it: Phi-3's chat template changed silently in 2024."""
     dataset: str | None = DEFAULT_DATASET

@@ -12,12 +12,19 @@ Supported formats, by the column that identifies them:
 ``phi3_text``          ``{"text"}`` already written in the Phi-3 chat format.
 =====================  ====================================================================================
 
+Tool definitions: in ``messages`` and ``sharegpt`` data, a ``tools`` (or ``functions``) column holding a JSON list
+of tool definitions (as a string or as a list) is rendered into the system turn, after the system prompt if there is
+one: ``"You have access to the following tools:\n" + <the definitions as compact JSON>``. Phi-3 has no tool role or
+tool tokens, so its function-calling fine-tunes read the available tools from the system prompt like this. Every
+other column a format does not read is listed in the data report (:func:`unused_columns`).
+
 A converter never raises on bad content: it returns the messages it could build and the problems it found,
 so validation can report every problem of every row at once.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +32,18 @@ from phi3_lora_hub import phi3_format
 from phi3_lora_hub.errors import ConfigError, DataError, DataProblem
 
 FORMATS: tuple[str, ...] = ("messages", "sharegpt", "alpaca", "prompt_response", "prompt_completion", "phi3_text")
+TOOL_COLUMNS: tuple[str, ...] = ("tools", "functions")
+TOOLS_INTRO = "You have access to the following tools:"
+"""The line before the tool definitions in the system turn."""
+COLUMNS_READ: dict[str, frozenset[str]] = {
+    "messages": frozenset({"messages", *TOOL_COLUMNS}),
+    "sharegpt": frozenset({"conversations", "system", *TOOL_COLUMNS}),
+    "alpaca": frozenset({"instruction", "input", "output", "history", "system"}),
+    "prompt_response": frozenset({"prompt", "response", "system"}),
+    "prompt_completion": frozenset({"prompt", "completion", "system"}),
+    "phi3_text": frozenset({"text"}),
+}
+"""The columns each format reads; any other column is reported as unused."""
 
 # Role names seen in the wild, mapped to Phi-3's three roles. Anything else needs an explicit role_map.
 DEFAULT_ROLE_ALIASES: dict[str, str] = {
@@ -146,14 +165,48 @@ class RowConverter:
 
     # -- one method per format -----------------------------------------------------------------------------------
 
+    def _tools(self, index: int, row: Mapping[str, Any], problems: list[DataProblem]) -> str:
+        """The row's tool definitions (``tools`` or ``functions``) as the text the system turn gets, or ""."""
+        for column in TOOL_COLUMNS:
+            value = row.get(column)
+            if isinstance(value, str):
+                value = value.strip()
+                try:
+                    value = json.loads(value) if value else None
+                except ValueError:
+                    problems.append(DataProblem(index, column, "not valid JSON; expected a JSON list of tools"))
+                    return ""
+            if value is None or value == [] or value == {}:
+                continue
+            if not isinstance(value, (list, Mapping)):
+                problems.append(
+                    DataProblem(index, column, f"expected a list of tool definitions, got {type(value).__name__}")
+                )
+                return ""
+            definitions = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+            return f"{TOOLS_INTRO}\n{definitions}"
+        return ""
+
+    def _with_tools(self, index: int, row: Mapping[str, Any], messages: list[Message], problems) -> list[Message]:
+        """``messages`` with the row's tool definitions added to the system turn (made when there is none)."""
+        tools = self._tools(index, row, problems)
+        if not tools:
+            return messages
+        if messages and messages[0]["role"] == "system":
+            system = "\n\n".join(part for part in (messages[0]["content"], tools) if part)
+            return [{"role": "system", "content": system}, *messages[1:]]
+        return [{"role": "system", "content": tools}, *messages]
+
     def _from_messages(self, index: int, row: Mapping[str, Any]) -> Converted:
-        return self._turns(index, "messages", row.get("messages"), "role", "content")
+        messages, problems = self._turns(index, "messages", row.get("messages"), "role", "content")
+        return self._with_tools(index, row, messages, problems), problems
 
     def _from_sharegpt(self, index: int, row: Mapping[str, Any]) -> Converted:
         problems: list[DataProblem] = []
         system = self._system(index, row, problems)
         messages, more = self._turns(index, "conversations", row.get("conversations"), "from", "value")
-        return system + messages, problems + more
+        problems += more
+        return self._with_tools(index, row, system + messages, problems), problems
 
     def _from_alpaca(self, index: int, row: Mapping[str, Any]) -> Converted:
         problems: list[DataProblem] = []
@@ -217,6 +270,11 @@ _SIGNATURES: tuple[tuple[str, frozenset[str]], ...] = (
     ("prompt_completion", frozenset({"prompt", "completion"})),
     ("phi3_text", frozenset({"text"})),
 )
+
+
+def unused_columns(data_format: str, columns: Iterable[Any]) -> list[str]:
+    """The columns of a dataset that ``data_format`` does not read (their content is not trained on)."""
+    return sorted((str(column) for column in columns if column not in COLUMNS_READ[data_format]), key=str)
 
 
 def detect_format(columns: Iterable[str]) -> str:

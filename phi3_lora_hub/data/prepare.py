@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from phi3_lora_hub.data.formats import DEFAULT_TEXT_PART_TYPES, RowConverter, detect_format
+from phi3_lora_hub.data.formats import DEFAULT_TEXT_PART_TYPES, RowConverter, detect_format, unused_columns
 from phi3_lora_hub.data.sources import RawRows
 from phi3_lora_hub.data.tokenization import IGNORE_INDEX, FlatTokens, tokenize_flat
 from phi3_lora_hub.data.validation import validate_messages
@@ -36,7 +36,7 @@ from phi3_lora_hub.errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 OnBadRows = Literal["raise", "skip"]
-_CACHE_VERSION = "2"
+_CACHE_VERSION = "3"  # 3: tool definitions in the system turn, unused columns in the report
 _TOKENIZE_BATCH = 8192
 
 
@@ -72,6 +72,8 @@ class DataReport:
     tokens: int = 0
     trained_tokens: int = 0
     cached: bool = False
+    unused_columns: list[str] = field(default_factory=list)
+    """Columns of the data that its format does not read: their content is not trained on."""
 
     def summary(self) -> str:
         parts = [f"{self.source}: {self.format} format, {self.rows_used}/{self.rows_read} rows used"]
@@ -83,6 +85,8 @@ class DataReport:
         if self.dropped_after_truncation:
             parts.append(f"{self.dropped_after_truncation} of them dropped: no trained token left within max_length")
         parts.append(f"{self.tokens:,} tokens, {self.trained_tokens:,} trained")
+        if self.unused_columns:
+            parts.append(f"columns not used by the {self.format} format (ignored): {', '.join(self.unused_columns)}")
         return "; ".join(parts)
 
 
@@ -115,6 +119,7 @@ def convert_rows(raw: RawRows, options: DataOptions) -> ConvertedRows:
             continue
         conversations.append(messages)
     report = DataReport(raw.source, data_format, len(raw.rows), len(conversations), skipped, [str(p) for p in problems])
+    report.unused_columns = unused_columns(data_format, set().union(*(row.keys() for row in raw.rows)))
     if problems and options.on_bad_rows == "raise":
         raise DataError(
             f"{raw.source}: {len(skipped)} of {len(raw.rows)} rows cannot be used ({data_format} format). "

@@ -9,6 +9,10 @@ The tokenizer is built like the real one (SentencePiece-style BPE with byte fall
 ``rstrip``, left padding, pad = eos, the real chat template) but trained in a fraction of a second on this
 project's sample data. Given the path of a real Phi-3 tokenizer, the tiny model is built around that tokenizer
 instead (``vocab_size`` 32064).
+
+Public ways to get it: ``Phi3LoraRecipe(model="tiny")`` (or ``model: tiny`` in a recipe YAML), which builds it on
+first use (about 30 s on 2 CPU cores, with a progress bar) and reuses the cached copy afterwards;
+``phi3-lora-hub tiny``, which prints the directory (for ``--base-model`` options); and :func:`tiny_phi3_cache_dir`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 from phi3_lora_hub import phi3_format
 from phi3_lora_hub.data.sample import COUNTRIES, plain_conversations, sample_conversations
 
+TINY_ALIAS = "tiny"
+"""The model name that stands for the default tiny Phi-3 (a folder named ``tiny`` is ``./tiny``)."""
 _BUILD_VERSION = 2  # bump when the builder changes what it writes, to invalidate cached tiny models
 BYTE_TOKENS = tuple(f"<0x{value:02X}>" for value in range(256))
 _GENERAL_TEXT = (
@@ -108,7 +114,7 @@ def build_tiny_tokenizer(vocab_size: int = TinyPhi3Config.tokenizer_vocab_size):
     )
 
 
-def _pretrain(model, tokenizer, steps: int, seed: int, batch_size: int = 32) -> None:
+def _pretrain(model, tokenizer, steps: int, seed: int, batch_size: int = 32, progress: bool = False) -> None:
     """A short, deterministic full-parameter run (whole-sequence loss) on terse chats and on plain prose.
 
     The prose (the sample data's sentences, outside any chat) gives every word of the vocabulary a trained
@@ -130,7 +136,10 @@ def _pretrain(model, tokenizer, steps: int, seed: int, batch_size: int = 32) -> 
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     model.train()
-    for _ in range(steps):
+    from tqdm.auto import tqdm
+
+    # disable=None: shown on a terminal only, so logs and notebooks' captured output get no control characters
+    for _ in tqdm(range(steps), desc="Building the tiny Phi-3", unit="step", disable=None if progress else True):
         pick = torch.randint(0, len(ids), (batch_size,), generator=generator)
         loss = model(input_ids=ids[pick], attention_mask=mask[pick], labels=labels[pick]).loss
         loss.backward()
@@ -144,13 +153,14 @@ def build_tiny_phi3(
     *,
     config: TinyPhi3Config | None = None,
     tokenizer_path: str | Path | None = None,
+    progress: bool = False,
 ) -> Path:
     """Write a tiny Phi-3 model, its tokenizer and generation config to ``output_dir`` and return the path.
 
     ``output_dir`` then loads with ``AutoModelForCausalLM.from_pretrained`` and ``AutoTokenizer.from_pretrained``
     like a real checkpoint. With ``tokenizer_path`` (a directory holding a real Phi-3 tokenizer) the model is
     built around that tokenizer and its ``vocab_size`` is the real 32064. Building is deterministic for a given
-    config.
+    config. ``progress`` shows a progress bar on a terminal while the model is pretrained.
     """
     import torch
     from transformers import AutoTokenizer, GenerationConfig, Phi3Config, Phi3ForCausalLM
@@ -184,7 +194,7 @@ def build_tiny_phi3(
     torch.manual_seed(config.seed)
     model = Phi3ForCausalLM(model_config)
     if config.pretrain_steps:
-        _pretrain(model, tokenizer, config.pretrain_steps, config.seed)
+        _pretrain(model, tokenizer, config.pretrain_steps, config.seed, progress=progress)
     model.generation_config = GenerationConfig(
         bos_token_id=ids(phi3_format.BOS),
         eos_token_id=[ids(token) for token in phi3_format.STOP_TOKENS],
@@ -196,8 +206,11 @@ def build_tiny_phi3(
     return output_dir
 
 
-def tiny_phi3_cache_dir(config: TinyPhi3Config | None = None, tokenizer_path: str | Path | None = None) -> Path:
-    """Build the tiny model once per config and reuse it: returns the cached directory (built if missing)."""
+def tiny_phi3_cache_dir(
+    config: TinyPhi3Config | None = None, tokenizer_path: str | Path | None = None, *, progress: bool = False
+) -> Path:
+    """Build the tiny model once per config and reuse it: returns the cached directory (built if missing, with a
+    progress bar on a terminal when ``progress``)."""
     import hashlib
     import os
 
@@ -208,7 +221,7 @@ def tiny_phi3_cache_dir(config: TinyPhi3Config | None = None, tokenizer_path: st
     directory = cache_root().parent / "tiny" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if not (directory / "tiny_phi3.json").is_file():
         staging = directory.with_name(f"{directory.name}.tmp{os.getpid()}")
-        build_tiny_phi3(staging, config=config, tokenizer_path=tokenizer_path)
+        build_tiny_phi3(staging, config=config, tokenizer_path=tokenizer_path, progress=progress)
         try:
             staging.rename(directory)
         except OSError:  # built concurrently by another process: keep theirs
@@ -216,3 +229,10 @@ def tiny_phi3_cache_dir(config: TinyPhi3Config | None = None, tokenizer_path: st
 
             shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def resolve_model_alias(model: str) -> str:
+    """``model`` itself, or for :data:`TINY_ALIAS` the directory of the default tiny Phi-3 (built on first use)."""
+    if model != TINY_ALIAS:
+        return model
+    return str(tiny_phi3_cache_dir(progress=True))

@@ -145,17 +145,23 @@ def test_prepare_dataset_of_rows_with_keys_of_mixed_types(tiny_tokenizer) -> Non
 
 def test_problem_in_a_file_names_the_line_when_it_is_not_row_plus_one(tmp_path) -> None:
     """Blank lines in JSONL and quoted line breaks in CSV shift rows off their lines: "row 1" of a file whose second
-    row sits on line 4 pointed the user at the wrong line (DataProblem promised line - 1)."""
+    row sits on line 4 pointed the user at the wrong line (DataProblem promised line - 1). "row 1" alone was read as
+    the first line too: every row of a file now names its 1-based JSONL/CSV line, or its JSON array index; in-memory
+    rows keep their 0-based row number alone."""
     good, bad = '{"prompt": "Hi", "response": "Hello"}', '{"prompt": "Hi", "response": 7}'
     (tmp_path / "gaps.jsonl").write_text(f"{good}\n\n\n{bad}\n")
     (tmp_path / "plain.jsonl").write_text(f"{good}\n{bad}\n")
     (tmp_path / "chats.csv").write_text('prompt,response\n"two\nlines",Hello\n\nHi\n')
+    (tmp_path / "array.json").write_text(f"[\n  {good},\n  {good},\n  {bad}\n]\n")
     expected = {
         "gaps.jsonl": "row 1 (line 4), response: non-text content (int)",
         "plain.jsonl": "row 1 (line 2), response: non-text content (int)",
         "chats.csv": "row 1 (line 5), response: missing",
+        "array.json": "row 2 (JSON array index 2), response: non-text content (int)",
     }
     for name, message in expected.items():
         with pytest.raises(DataError) as caught:
             convert_rows(read_rows(str(tmp_path / name), lazy=name == "gaps.jsonl"), DataOptions())
         assert message in str(caught.value)
+    with pytest.raises(DataError, match=r"row 1, response: non-text content \(int\)"):
+        convert_rows(read_rows([{"prompt": "Hi", "response": "Hello"}, {"prompt": "Hi", "response": 7}]), DataOptions())

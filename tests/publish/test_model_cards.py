@@ -207,3 +207,37 @@ def test_the_evaluation_table_and_its_metadata_name_the_rows_they_were_computed_
     [result] = front_matter(text)["model-index"][0]["results"]
     assert result["dataset"]["name"] == "5 conversations of HuggingFaceH4/ultrachat_200k (test_sft)"
     assert result["dataset"]["split"] == "test_sft"
+
+
+def test_a_misspelt_variable_in_a_custom_template_is_an_error_naming_it(trained_run, tmp_path):
+    """It used to render as empty text, silently publishing a card with a hole in it."""
+    directory = copy_of(trained_run / "checkpoint-2", tmp_path / "c2")
+    template = tmp_path / "typo.md.j2"
+    template.write_text("---\n{{ card_data }}\n---\n# {{ title }}\n{{ samples_markdwn }}\n")
+    with pytest.raises(ConfigError) as caught:
+        render_card(directory, CardOptions(repo_id=REPO), template)
+    message = str(caught.value)
+    assert "'samples_markdwn' is undefined" in message and "Did you mean 'samples_markdown'?" in message
+    assert str(template) in message
+    template.write_text("---\n{{ card_data }}\n---\n{% for row in checkpoint_rows %}{{ row.stepp }}{% endfor %}\n")
+    with pytest.raises(ConfigError, match="has no attribute 'stepp'"):  # an attribute typo is caught too
+        render_card(directory, CardOptions(repo_id=REPO, branches={2: "step-2"}), template)
+    template.write_text("---\n{{ card_data }}\n---\n{% if %}\n")
+    with pytest.raises(ConfigError, match=r"typo.md.j2, line 4: "):
+        render_card(directory, CardOptions(repo_id=REPO), template)
+    template.write_text("---\n{{ card_data }}\n---\n{{ title }}{% if optional is defined %}{{ optional }}{% endif %}\n")
+    assert "phi3-cards" in str(render_card(directory, CardOptions(repo_id=REPO), template))
+
+
+def test_a_custom_template_is_checked_before_training_starts(tmp_path):
+    """Not after hours of training, when the first card is written (the model does not even exist here)."""
+    from phi3_lora_hub import Phi3LoraRecipe
+
+    template = tmp_path / "typo.md.j2"
+    template.write_text("---\n{{ card_data }}\n---\n# {{ tite }} {{ base_model }}\n")
+    recipe = Phi3LoraRecipe("./no-such-model", [], hub_card_template=str(template))
+    with pytest.raises(ConfigError, match="uses the variable 'tite', which cards do not define. Did you mean 'title'"):
+        recipe.train()
+    template.write_text("---\n{{ card_data }}\n---\n# {{ title }} {{ base_model }} {% for x in lora_rows %}{{ x }}")
+    with pytest.raises(ConfigError, match="typo.md.j2, line 4"):
+        recipe.train()
