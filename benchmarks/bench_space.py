@@ -127,7 +127,9 @@ def _serve(base_dir: str, capacity: int):
     from phi3_lora_hub.space.repo_policy import AllowList
 
     base = load_base(base_dir)
-    registry = AdapterRegistry(base.model, capacity=capacity)
+    # As the Space does (its data folder): adapters once in a slot are kept converted; a fresh folder per registry,
+    # so the first copy of each adapter into a slot converts it, as a Space's first would.
+    registry = AdapterRegistry(base.model, capacity=capacity, cache_dir=tempfile.mkdtemp(dir=WORK, prefix="cache-"))
     source = AdapterSource(base.signature, AllowList.of(["bench/*"]), token=TOKEN)
     return base, registry, source
 

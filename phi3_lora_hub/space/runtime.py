@@ -49,7 +49,9 @@ class SpaceRuntime:
     ) -> None:
         self.settings = settings
         self.base = base
-        self.registry = registry or AdapterRegistry(base.model, capacity=settings.max_loaded_adapters)
+        self.registry = registry or AdapterRegistry(
+            base.model, capacity=settings.max_loaded_adapters, cache_dir=Path(settings.data_dir) / "adapter-cache"
+        )
         self.allowlist = AllowList.of([*settings.adapters, *settings.allowlist])
         self.source = source or AdapterSource(
             base.signature,
