@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from phi3_testing import ROOT
 
@@ -159,3 +162,20 @@ def answers(chatbot_value: Any) -> list[str]:
     """The assistant texts of a Chatbot output (an update dict or a plain message list)."""
     messages = chatbot_value["value"] if isinstance(chatbot_value, dict) else chatbot_value
     return [text_of(message) for message in messages if message["role"] == "assistant"]
+
+
+def wait_for_app(url: str, process: subprocess.Popen, timeout: float = 120) -> httpx.Response:
+    """Wait until the app started as ``process`` answers ``url`` with 200, and return that answer; fail with the
+    app's output if it exits first, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the app exited with {process.returncode}:\n{process.stdout.read()}")
+        try:
+            answer = httpx.get(url, timeout=2)
+            if answer.status_code == 200:
+                return answer
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout} s")

@@ -178,12 +178,18 @@ class AdapterSource:
 
     def revisions(self, repo: str) -> list[str]:
         """The repo's branches and tags for a picker, :func:`order_revisions` order (``main`` first)."""
+        return list(self.refs(repo))
+
+    def refs(self, repo: str) -> dict[str, str]:
+        """The repo's branches and tags -> the commit each points at, in :func:`order_revisions` order."""
         from huggingface_hub import HfApi
 
         repo_id = check_repo_id(repo, self.allowlist)
         with hub_errors(repo_id, None):
             refs = HfApi().list_repo_refs(repo_id, token=self._token)
-        return order_revisions([ref.name for ref in refs.branches], [ref.name for ref in refs.tags])
+        commits = {ref.name: ref.target_commit for ref in [*refs.tags, *refs.branches]}
+        names = order_revisions([ref.name for ref in refs.branches], [ref.name for ref in refs.tags])
+        return {name: commits[name] for name in names}
 
     def fetch(self, repo: str, revision: str | None = None) -> LocalAdapter:
         """The adapter ``repo`` at ``revision`` (default ``main``), checked and on disk; :class:`Refusal` if not."""

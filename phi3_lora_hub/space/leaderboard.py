@@ -49,7 +49,8 @@ class Row:
 
     rank: int
     key: str
-    """``base`` or ``repo@commit`` (:attr:`ModelRef.key`)."""
+    """``base``, ``repo@sha256:<weights>``, or ``repo@commit`` for votes without a weights hash
+    (:attr:`ModelRef.key`)."""
     name: str
     rating: float
     rating_low: float

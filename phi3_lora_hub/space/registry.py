@@ -13,7 +13,11 @@ when every slot is taken, the least recently used adapter makes room:
 - otherwise the old adapter is deleted (``delete_adapter``) and the newcomer loaded into the freed slot.
 
 Adapters are kept in the base model's precision (``autocast_adapter_dtype=False``): PEFT would otherwise hold
-them in float32 next to a bfloat16 base, twice their share of memory (bench_space.py).
+them in float32 next to a bfloat16 base, twice their share of memory (bench_space.py). With a ``cache_dir``, each
+adapter's weights, once in a slot, are also written there in that precision (named by the sha256 of the adapter's
+file, so a changed file is never mistaken for it; the :data:`CACHE_FILES` most recently used are kept): a later copy
+into a slot then reads them and puts them in place as they are, without converting float32 to bfloat16 again,
+which was most of its time (bench_space.py).
 
 Everything that reads or changes what the slots hold, and every generation, happens while holding
 :attr:`AdapterRegistry.lock` (:meth:`AdapterRegistry.use`), so a slot can never change under a running generation
@@ -31,11 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.hub.files import ADAPTER_WEIGHTS
@@ -48,6 +55,8 @@ PLACEHOLDER = "__placeholder__"
 BASE_NAME = "__base__"
 """PEFT's name for "no adapter" in a mixed batch (``generate(adapter_names=[...])``)."""
 _LORA_MATRICES = (".lora_A", ".lora_B")
+CACHE_FILES = 32
+"""Adapters kept converted in ``cache_dir`` (the least recently used beyond this are deleted)."""
 Identity = tuple[str, str, str]
 """:attr:`LocalAdapter.identity`: repo, weights sha256, scaling."""
 
@@ -79,10 +88,13 @@ class RegistryStats:
 class AdapterRegistry:
     """Adapters loaded on one base model, at most ``capacity`` of them (least recently used replaced first)."""
 
-    def __init__(self, base_model: Any, *, capacity: int = 4) -> None:
+    def __init__(self, base_model: Any, *, capacity: int = 4, cache_dir: str | Path | None = None) -> None:
         if capacity < 2:
             raise ValueError(f"capacity must be >= 2 (two panes may need two adapters), got {capacity}")
         self.capacity = capacity
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        """Where adapters' weights are kept in the base's precision for fast copies (``None``: not kept)."""
+        self._dtype = str(next(base_model.parameters()).dtype).removeprefix("torch.")
         self.lock = threading.RLock()
         """Held while adapters are loaded or replaced and during every generation."""
         self.model = _wrap(base_model)
@@ -158,6 +170,7 @@ class AdapterRegistry:
         finally:
             self.model.requires_grad_(False)
         self.stats.loads += 1
+        self._keep_converted(name, adapter)
         return Loaded(name, adapter)
 
     def _swap(self, victim: Loaded, adapter: LocalAdapter) -> Loaded:
@@ -170,7 +183,7 @@ class AdapterRegistry:
         try:
             config = LoraConfig.from_pretrained(str(adapter.directory))
             config.inference_mode = True
-            weights = load_file(str(adapter.directory / ADAPTER_WEIGHTS))
+            weights = self._read_converted(adapter) or load_file(str(adapter.directory / ADAPTER_WEIGHTS))
             state = {_slot_key(key, victim.name): tensor for key, tensor in weights.items()}
             if _same_scaling(victim.adapter, adapter):
                 self._copy_into(victim.name, state)
@@ -186,21 +199,75 @@ class AdapterRegistry:
             raise _load_refusal(adapter, error) from None
         self.stats.swaps += 1
         self.stats.evictions += 1
+        self._keep_converted(victim.name, adapter)
         return Loaded(victim.name, adapter)
 
-    def _copy_into(self, slot: str, state: dict[str, Any]) -> None:
-        """Copy ``state`` (parameter name -> tensor, every LoRA tensor of the slot) into ``slot``'s parameters,
-        converting to their precision."""
-        import torch
-
+    def _slot_parameters(self, slot: str) -> dict[str, Any]:
         parameters = self._parameters.get(slot)
         if parameters is None:
             marker = f".{slot}."
             parameters = {name: value for name, value in self.model.named_parameters() if marker in name}
             self._parameters[slot] = parameters
+        return parameters
+
+    def _copy_into(self, slot: str, state: dict[str, Any]) -> None:
+        """Put ``state`` (parameter name -> tensor, every LoRA tensor of the slot) into ``slot``'s parameters: a
+        tensor already in their precision takes their place, any other is copied in and converted."""
+        import torch
+
+        parameters = self._slot_parameters(slot)
         with torch.no_grad():
             for name, tensor in state.items():
-                parameters[name].copy_(tensor)
+                parameter = parameters[name]
+                if tensor.dtype == parameter.dtype and tensor.shape == parameter.shape:
+                    parameter.data = tensor
+                else:
+                    parameter.copy_(tensor)
+
+    def _converted_path(self, adapter: LocalAdapter) -> Path | None:
+        if self.cache_dir is None or not adapter.weights or adapter.uses_dora:
+            return None
+        return self.cache_dir / f"{adapter.weights}-{self._dtype}.safetensors"
+
+    def _read_converted(self, adapter: LocalAdapter) -> dict[str, Any] | None:
+        """``adapter``'s weights in the base's precision from the cache, or ``None`` (not there, unreadable)."""
+        from safetensors.torch import load_file
+
+        path = self._converted_path(adapter)
+        if path is None or not path.is_file():
+            return None
+        try:
+            weights = load_file(str(path))
+            os.utime(path)  # recently used: trimmed last
+        except Exception as error:  # a damaged cache file only costs the conversion
+            logger.warning("ignoring the cached weights of %s (%s)", adapter.label, type(error).__name__)
+            return None
+        if {key: tuple(tensor.shape) for key, tensor in weights.items()} != dict(adapter.shapes):
+            logger.warning("ignoring the cached weights of %s (other tensors)", adapter.label)
+            return None
+        return weights
+
+    def _keep_converted(self, slot: str, adapter: LocalAdapter) -> None:
+        """Write ``slot``'s weights (``adapter``'s, in the base's precision) to the cache, unless they are there.
+        A failure is logged, never raised: the cache only saves time."""
+        from safetensors.torch import save_file
+
+        path = self._converted_path(adapter)
+        if path is None or path.is_file():
+            return
+        slot_parameters = self._slot_parameters(slot).items()
+        tensors = {_file_key(name, slot): value.detach().contiguous() for name, value in slot_parameters}
+        partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(tensors, str(partial))
+            os.replace(partial, path)
+            kept = sorted(self.cache_dir.glob("*.safetensors"), key=lambda file: file.stat().st_mtime, reverse=True)
+            for old in kept[CACHE_FILES:]:
+                old.unlink(missing_ok=True)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            logger.warning("could not keep the converted weights of %s: %s", adapter.label, error)
 
     def _unload(self, entry: Loaded) -> None:
         self._parameters.pop(entry.name, None)
@@ -234,6 +301,11 @@ def _same_tensors(old: LocalAdapter, new: LocalAdapter) -> bool:
 def _same_scaling(old: LocalAdapter, new: LocalAdapter) -> bool:
     """True when ``new``'s weights can go into ``old``'s slot without changing how the slot scales them."""
     return all(old.config.get(key) == new.config.get(key) for key in SCALING_KEYS)
+
+
+def _file_key(name: str, slot: str) -> str:
+    """The inverse of :func:`_slot_key`: ``…lora_A.<slot>.weight`` -> ``…lora_A.weight``."""
+    return name.replace(f".{slot}.", ".", 1)
 
 
 def _slot_key(key: str, slot: str) -> str:

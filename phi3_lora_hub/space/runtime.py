@@ -51,7 +51,9 @@ class SpaceRuntime:
     ) -> None:
         self.settings = settings
         self.base = base
-        self.registry = registry or AdapterRegistry(base.model, capacity=settings.max_loaded_adapters)
+        self.registry = registry or AdapterRegistry(
+            base.model, capacity=settings.max_loaded_adapters, cache_dir=Path(settings.data_dir) / "adapter-cache"
+        )
         self.allowlist = AllowList.of([*settings.adapters, *settings.allowlist])
         self.source = source or AdapterSource(
             base.signature,
@@ -67,7 +69,11 @@ class SpaceRuntime:
             every_minutes=settings.votes_every_minutes,
         )
         self._names: dict[str, set[str]] = {}
-        self._revisions: dict[str, tuple[float, list[str]]] = {}
+        """Model key -> revision names visitors picked it by."""
+        self._commits: dict[tuple[str, str], str] = {}
+        """(repo, commit) -> model key, for every adapter commit loaded."""
+        self._revisions: dict[str, tuple[float, dict[str, str]]] = {}
+        """Repo -> (when listed, revision name -> commit)."""
         self._cache_lock = threading.Lock()
         self._preloading: threading.Thread | None = None
         self._leaderboard = CachedLeaderboard(self.store.records, lambda: self.store.version, self.revision_names)
@@ -118,10 +124,10 @@ class SpaceRuntime:
             cached = self._revisions.get(key)
         if cached is not None and now - cached[0] < REVISIONS_TTL_S:
             return list(cached[1])
-        revisions = self.source.revisions(str(repo))
+        refs = self.source.refs(str(repo))
         with self._cache_lock:
-            self._revisions[key] = (now, revisions)
-        return list(revisions)
+            self._revisions[key] = (now, refs)
+        return list(refs)
 
     def contender(self, repo: str | None, revision: str | None, *, pinned: Contender | None = None) -> Contender:
         """The model behind picker values ``repo``/``revision``, checked, fetched and loaded; :class:`Refusal`.
@@ -136,8 +142,9 @@ class SpaceRuntime:
         adapter = self.source.fetch(str(repo), revision)
         self.registry.load(adapter)
         ref = adapter.ref
-        if ref.name:
-            with self._cache_lock:
+        with self._cache_lock:
+            self._commits[(adapter.key.repo_id.lower(), adapter.key.commit)] = ref.key
+            if ref.name:
                 self._names.setdefault(ref.key, set()).add(ref.name)
         return Contender(adapter)
 
@@ -188,9 +195,16 @@ class SpaceRuntime:
         self.store.add(record)
 
     def revision_names(self) -> dict[str, set[str]]:
-        """Model key (:attr:`ModelRef.key`) -> every revision name picked for those weights since the start."""
+        """Model key (:attr:`ModelRef.key`) -> every revision name known here to point at those weights: picked
+        since the start, or listed for a picker pointing at a commit that was loaded."""
         with self._cache_lock:
-            return {key: set(names) for key, names in self._names.items()}
+            names = {key: set(picked) for key, picked in self._names.items()}
+            for repo, (_, refs) in self._revisions.items():
+                for name, commit in refs.items():
+                    key = self._commits.get((repo, commit))
+                    if key is not None:
+                        names.setdefault(key, set()).add(name)
+        return names
 
     def leaderboard(self) -> list[Row]:
         return self._leaderboard.rows()

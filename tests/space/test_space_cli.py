@@ -7,11 +7,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 from phi3_testing import ROOT, free_port, subprocess_env
+from space_testing import wait_for_app
 
 from phi3_lora_hub.cli.main import main
 
@@ -92,17 +91,7 @@ def test_space_run_serves_the_app(tiny_model_dir, tmp_path, local_hub):
     env = subprocess_env(HF_HUB_OFFLINE="0", OMP_NUM_THREADS="1")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/config", timeout=2)
-                if page.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "space run did not start"
-            time.sleep(0.5)
+        page = wait_for_app(f"http://127.0.0.1:{port}/config", process)
         labels = [c["props"].get("label") for c in page.json()["components"]]
         assert "First model" in labels and "Second model" in labels
         choices = next(

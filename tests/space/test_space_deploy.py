@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import gradio
-import httpx
 import pytest
 from phi3_testing import FAKE_TOKEN, ROOT, free_port, subprocess_env
-from space_testing import QUESTION, answers
+from space_testing import QUESTION, answers, wait_for_app
 
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.space.deploy import (
@@ -196,20 +194,6 @@ def test_deploy_checks_adapters_against_the_base_aliases(hub, trained_adapters, 
     assert "app.py" in result.files and HfApi().repo_exists("tester/space-mirror", repo_type="space")
 
 
-def _wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the app exited with {process.returncode}:\n{process.stdout.read()}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
-
-
 @pytest.mark.usefixtures("hub_adapters", "local_hub")
 def test_the_built_space_runs_on_its_vendored_package(tiny_model_dir, tmp_path):
     """The Space folder alone (no checkout on the path) starts and answers, its variables overriding the file."""
@@ -242,7 +226,7 @@ def test_the_built_space_runs_on_its_vendored_package(tiny_model_dir, tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}/"
-        _wait_for(url, process)
+        wait_for_app(url, process)
         client = Client(url, verbose=False)
         picks = ("base", None, "tester/space-compass", "main")
         chat_a, chat_b, *_ = client.predict(QUESTION, *picks, "", 0, 1, 16, 0, False, api_name="/send")

@@ -75,3 +75,26 @@ def test_one_leaderboard_row_names_every_revision_and_keeps_them_after_a_restart
     assert [(row.key, row.name, row.votes) for row in restarted] == [(row.key, row.name, row.votes) for row in table]
     learned = rows(store.records()[:1], {main.ref.key: ["step-20"]})  # a name the Space saw, not yet in a vote
     assert learned[0].name == f"{REPO} @ main, step-20 ({main.key.commit[:7]})"
+
+
+def test_the_space_names_a_model_after_every_listed_revision_at_a_commit_it_loaded(
+    tiny_model_dir, moved_main, space_settings
+):
+    """A tag or branch pointing at a commit the Space loaded names that model too, though nobody picked it."""
+    from huggingface_hub import HfApi
+
+    from phi3_lora_hub.space.runtime import SpaceRuntime
+
+    _, after = moved_main
+    HfApi().create_tag(REPO, tag="v1", revision=after, exist_ok=True)
+    runtime = SpaceRuntime(space_settings(), load_base(str(tiny_model_dir), dtype="float32"))
+    try:
+        main = runtime.contender(REPO, "main").adapter
+        assert runtime.revision_names() == {main.ref.key: {"main"}}
+        assert runtime.revision_choices(REPO) == ["main", "step-20", "v1"]
+        assert runtime.revision_names() == {main.ref.key: {"main", "v1"}}
+        runtime.contender(REPO, "step-20")  # the commit before the card edit: the same weights, the same model
+        assert runtime.revision_names() == {main.ref.key: {"main", "step-20", "v1"}}
+        assert runtime.registry.stats.loads == 1
+    finally:
+        runtime.close()

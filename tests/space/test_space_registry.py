@@ -316,3 +316,38 @@ def test_adapters_are_kept_in_the_base_precision(tiny_model_dir, fetched):
     assert slots and set(slots.values()) == {torch.bfloat16}
     sides = [SideRequest(chat(PROMPTS[0]), fetched["terse"]), SideRequest(chat(PROMPTS[0]), fetched["step-4"])]
     assert all(side.text for side in final(stream_pair(base, registry, sides, PARAMS)))
+
+
+def test_adapters_once_in_a_slot_are_kept_converted_and_copied_back_unconverted(tiny_model_dir, fetched, tmp_path):
+    """With a cache folder, each adapter's weights are kept in the base's precision (named by their sha256); a
+    later copy into a slot puts them in place as they are and answers exactly as a plain load does; a damaged
+    cache file is ignored."""
+    import dataclasses
+    import shutil
+
+    import torch
+
+    base, plain_base = (load_base(str(tiny_model_dir), dtype="bfloat16") for _ in range(2))
+    cached = AdapterRegistry(base.model, capacity=2, cache_dir=tmp_path / "cache")
+    plain = AdapterRegistry(plain_base.model, capacity=4)
+    own_files = shutil.copytree(fetched["main"].directory, tmp_path / "main")
+    main = dataclasses.replace(fetched["main"], directory=own_files)
+    early, terse = fetched["step-4"], fetched["terse"]
+    for adapter in (main, early, terse):  # two loads, then terse copied into main's slot (and converted)
+        cached.load(adapter)
+        plain.load(adapter)
+    files = {path.name for path in (tmp_path / "cache").iterdir()}
+    assert files == {f"{adapter.weights}-bfloat16.safetensors" for adapter in (main, early, terse)}
+
+    def answers(served, registry, adapter) -> list[str]:
+        sides = [SideRequest(chat(PROMPTS[0]), adapter), SideRequest(chat(PROMPTS[1]), adapter)]
+        return [side.text for side in final(stream_pair(served, registry, sides, PARAMS))]
+
+    (own_files / "adapter_model.safetensors").unlink()  # main can only come back from its converted copy
+    for adapter in (main, early):  # from the converted copy, then (damaged) from the adapter's own file
+        if adapter is early:
+            (tmp_path / "cache" / f"{early.weights}-bfloat16.safetensors").write_bytes(b"damaged")
+        cached.load(adapter)
+        assert answers(base, cached, adapter) == answers(plain_base, plain, adapter)
+    assert cached.stats.swaps == 3
+    assert {p.dtype for name, p in cached.model.named_parameters() if ".slot" in name} == {torch.bfloat16}

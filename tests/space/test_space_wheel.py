@@ -6,12 +6,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from phi3_testing import ROOT, free_port, subprocess_env
+from space_testing import wait_for_app
 
 from phi3_lora_hub.cli.main import main
 
@@ -61,17 +60,7 @@ def test_space_run_works_from_an_installed_wheel(installed_wheel, tiny_model_dir
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/config", timeout=2)
-                if page.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "space run did not start"
-            time.sleep(0.5)
+        page = wait_for_app(f"http://127.0.0.1:{port}/config", process)
         labels = [c["props"].get("label") for c in page.json()["components"]]
         assert "First model" in labels and "Second model" in labels
     finally:
