@@ -299,9 +299,15 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             return view(Match(), f"⚠ {refusal}")
         return view(match, "")
 
-    def set_blind(blind: bool, first_model: str, first_revision: str | None, second_model: str, second_revision):
+    def set_blind(
+        blind: bool,
+        first_model: str = BASE_CHOICE,
+        first_revision: str | None = None,
+        second_model: str = second_default,
+        second_revision: str | None = None,
+    ):
         """Blind battle on: a random pair (:func:`new_round`); off: a named match between the pickers' models."""
-        layout = [gr.Row(visible=not blind), gr.Markdown(visible=blind), gr.Button(visible=blind)]
+        layout = [gr.Row(visible=not blind), gr.Column(visible=blind), gr.Button(visible=blind)]
         layout.append(gr.Button(visible=not blind))
         if blind:
             return *layout, *new_round()
@@ -335,7 +341,8 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                     scale=4,
                 )
                 new_round_button = gr.Button("New round", visible=False, elem_id="new-round", scale=1)
-            battle_note = gr.Markdown(BATTLE_NOTE, visible=False, elem_id="battle-note")
+            with gr.Column(visible=False, elem_id="battle-note") as battle_note:
+                gr.Markdown(BATTLE_NOTE)
             with gr.Row(elem_id="pickers") as pickers:
                 with gr.Column(min_width=320):
                     with gr.Row():
