@@ -65,6 +65,7 @@ CSS = """
   .vote-button { font-size: 0.85rem !important; padding: 6px 2px !important; }
   #intro h1 { font-size: 1.3rem; }
   #intro p { display: none; }
+  #chat-a [data-testid="block-label"], #chat-b [data-testid="block-label"] { font-size: 0.75rem; }
 }
 """
 SAFETY = """### What this Space loads
