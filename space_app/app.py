@@ -350,7 +350,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                         repo_1 = gr.Dropdown(
                             choices,
                             value=BASE_CHOICE,
-                            label="Model A",
+                            label="First model",
                             allow_custom_value=True,
                             elem_id="repo-1",
                             scale=3,
@@ -358,13 +358,13 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                         rev_1 = gr.Dropdown(
                             [], label="Revision", allow_custom_value=True, interactive=False, elem_id="rev-1", scale=2
                         )
-                    pick_note_1 = gr.Markdown(label="Model A status", elem_id="pick-status-1")
+                    pick_note_1 = gr.Markdown(label="First model status", elem_id="pick-status-1")
                 with gr.Column(min_width=320):
                     with gr.Row():
                         repo_2 = gr.Dropdown(
                             choices,
                             value=second_default,
-                            label="Model B",
+                            label="Second model",
                             allow_custom_value=True,
                             elem_id="repo-2",
                             scale=3,
@@ -377,7 +377,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                             elem_id="rev-2",
                             scale=2,
                         )
-                    pick_note_2 = gr.Markdown(label="Model B status", elem_id="pick-status-2")
+                    pick_note_2 = gr.Markdown(label="Second model status", elem_id="pick-status-2")
             with gr.Row():
                 with gr.Column(min_width=340):
                     chat_a = gr.Chatbot(label="Model A", elem_id="chat-a", height=360, buttons=["copy", "copy_all"])
