@@ -2,8 +2,10 @@
 
 One Phi-3 base model is loaded once; LoRA adapters are fetched from the Hub on demand, checked, and loaded onto
 it. Each pane shows the base model or an adapter at one revision (``main`` or a ``step-N`` checkpoint branch).
-One prompt box feeds both panes; both answer at the same time. Votes go to a local file and, when configured, to
-a Hub dataset; the leaderboard rates every adapter revision.
+One prompt box feeds both panes; both answer at the same time. Each pane's title names the model it answers with.
+A blind battle (a checkbox) draws two models at random and hides their names until the vote; "New round" draws
+again. Votes go to a local file and, when configured, to a Hub dataset; the leaderboard rates every adapter
+revision. Every action is an API endpoint with a name (``/send``, ``/vote_a``, ``/new_round``...) for scripts.
 
 Configuration: environment variables (``PHI3_SPACE_BASE_MODEL``, ``PHI3_SPACE_ADAPTERS``,
 ``PHI3_SPACE_ALLOWLIST``, ``PHI3_SPACE_VOTES_REPO``, the ``HF_TOKEN`` secret, ...) over ``space_config.json``;

@@ -292,15 +292,19 @@ def test_on_a_phone_the_panes_stack_and_the_prompt_is_in_view(browser, space, ti
 
 
 def test_stop_is_enabled_only_while_the_answers_stream(browser, space, monkeypatch):
-    """Answers slowed down to a step every 0.3 s: Stop is enabled (and Send disabled) while they stream; after Stop
-    the panes keep what was said, and Stop is disabled again."""
+    """The answers held for 5 s after their first token: Stop is enabled (Send and Regenerate disabled) while they
+    stream; after Stop the panes keep what was said, and Stop is disabled again."""
     import time
+
+    from phi3_lora_hub.space.streaming import SideProgress
 
     stream = space.runtime.stream
 
     def slow(*args, **kwargs):
-        for progress in stream(*args, **kwargs):
-            time.sleep(0.3)
+        for step, progress in enumerate(stream(*args, **kwargs)):
+            if step == 0:
+                yield [SideProgress(side.text[:8], 1) for side in progress]
+                time.sleep(5)
             yield progress
 
     monkeypatch.setattr(space.runtime, "stream", slow)
