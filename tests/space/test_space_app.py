@@ -309,6 +309,21 @@ def test_every_api_endpoint_has_a_name_and_named_parameters_and_outputs(client):
         "seed",
         "blind",
     ]
+    scripted = client.predict(  # as the Space README shows it
+        prompt=QUESTION,
+        first_model="base",
+        first_revision=None,
+        second_model=COMPASS,
+        second_revision="main",
+        system_prompt="",
+        temperature=0.0,
+        top_p=1.0,
+        max_new_tokens=MAX_NEW,
+        seed=0,
+        blind=False,
+        api_name="/send",
+    )
+    assert scripted[1]["label"].startswith(f"Model B · {COMPASS} @ main") and len(answers(scripted[1])) == 1
     assert [value["label"] for value in endpoints["/send"]["returns"]] == [
         "Model A",
         "Model B",
