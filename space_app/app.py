@@ -450,10 +450,13 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         # --- events ---------------------------------------------------------------------------------------
         arena_outputs = [match, chat_a, chat_b, stats_a, stats_b, status, *vote_buttons_row]
         arena_outputs += [regenerate_button, stop_button, send_button]
-        # Handlers that may refuse say what happens in the page themselves (status line, panes): Gradio's progress
-        # and error markers would cover every output of the event with a red "Error".
+        # Gradio's progress marker (queue position, timer) is shown only where the work happens: under the panes
+        # while they wait for their answers, on the panes while a new pair loads; quick events show none. Handlers
+        # never fail in a page (refusals are written next to their cause), so no output is marked with "Error".
         quiet: dict[str, Any] = {"show_progress": "hidden"}
-        generating = {"concurrency_limit": 1, "concurrency_id": GENERATION_CONCURRENCY_ID, **quiet}
+        on_panes = {"show_progress": "minimal", "show_progress_on": [chat_a, chat_b]}
+        generating = {"concurrency_limit": 1, "concurrency_id": GENERATION_CONCURRENCY_ID}
+        generating |= {"show_progress": "minimal", "show_progress_on": [stats_a, stats_b]}
 
         pickers_of = ((repo_1, rev_1, pick_note_1, chat_a), (repo_2, rev_2, pick_note_2, chat_b))
         handlers = ((pick_first_model, pick_first_revision), (pick_second_model, pick_second_revision))
@@ -479,9 +482,9 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             [blind, repo_1, rev_1, repo_2, rev_2],
             [pickers, battle_note, new_round_button, clear_button, *arena_outputs],
             api_name="blind_mode",
-            **quiet,
+            **on_panes,
         )
-        new_round_button.click(new_round, None, arena_outputs, api_name="new_round", **quiet)
+        new_round_button.click(new_round, None, arena_outputs, api_name="new_round", **on_panes)
 
         send_inputs = [prompt, repo_1, rev_1, repo_2, rev_2, system, temperature, top_p, max_new_tokens, seed, blind]
         send_inputs.append(match)
