@@ -148,6 +148,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             raise gr.Error(str(refusal), print_exception=False)
 
     def leaderboard_table() -> pd.DataFrame:
+        """The leaderboard: one row per model, best rating first."""
         return pd.DataFrame([row.cells() for row in runtime.leaderboard()], columns=HEADERS)
 
     def picked(repo: str, revision: str | None) -> tuple[gr.Dropdown, Contender | None, str]:
@@ -185,6 +186,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
     def pick_first_model(
         match: Match, first_model: str, second_model: str = BASE_CHOICE, second_revision: str | None = None
     ):
+        """The first model was picked: list its revisions, load it at the first (``main``), start a new match."""
         return pick(0, first_model, None, second_model, second_revision, match)
 
     def pick_first_revision(
@@ -194,11 +196,13 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         second_model: str = BASE_CHOICE,
         second_revision: str | None = None,
     ):
+        """The first model's revision was picked: load it, start a new match."""
         return pick(0, first_model, first_revision, second_model, second_revision, match)
 
     def pick_second_model(
         match: Match, second_model: str, first_model: str = BASE_CHOICE, first_revision: str | None = None
     ):
+        """The second model was picked: list its revisions, load it at the first (``main``), start a new match."""
         return pick(1, second_model, None, first_model, first_revision, match)
 
     def pick_second_revision(
@@ -208,6 +212,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         first_model: str = BASE_CHOICE,
         first_revision: str | None = None,
     ):
+        """The second model's revision was picked: load it, start a new match."""
         return pick(1, second_model, second_revision, first_model, first_revision, match)
 
     def send(
@@ -282,6 +287,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
 
     def vote_for(kind: str):
         def vote_handler(match: Match, request: gr.Request):
+            """Vote on the last answers (once); a blind battle's names are revealed."""
             try:
                 record = match.cast_vote(kind, request.session_hash or "")
             except Refusal as refusal:
@@ -318,6 +324,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         return *layout, *view(Match.named(picks), "")
 
     def export_votes():
+        """Every vote so far as a JSONL file (without the conversations unless the Space allows it)."""
         return gr.File(value=str(runtime.export_votes()), visible=True)
 
     def clear(match: Match):
