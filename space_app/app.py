@@ -2,8 +2,10 @@
 
 One Phi-3 base model is loaded once; LoRA adapters are fetched from the Hub on demand, checked, and loaded onto
 it. Each pane shows the base model or an adapter at one revision (``main`` or a ``step-N`` checkpoint branch).
-One prompt box feeds both panes; both answer at the same time. Votes go to a local file and, when configured, to
-a Hub dataset; the leaderboard rates every adapter revision.
+One prompt box feeds both panes; both answer at the same time. Each pane's title names the model it answers with.
+A blind battle (a checkbox) draws two models at random and hides their names until the vote; "New round" draws
+again. Votes go to a local file and, when configured, to a Hub dataset; the leaderboard rates every adapter
+revision. Every action is an API endpoint with a name (``/send``, ``/vote_a``, ``/new_round``...) for scripts.
 
 Configuration: environment variables (``PHI3_SPACE_BASE_MODEL``, ``PHI3_SPACE_ADAPTERS``,
 ``PHI3_SPACE_ALLOWLIST``, ``PHI3_SPACE_VOTES_REPO``, the ``HF_TOKEN`` secret, ...) over ``space_config.json``;
@@ -65,6 +67,7 @@ CSS = """
   .vote-button { font-size: 0.85rem !important; padding: 6px 2px !important; }
   #intro h1 { font-size: 1.3rem; }
   #intro p { display: none; }
+  #chat-a [data-testid="block-label"], #chat-b [data-testid="block-label"] { font-size: 0.75rem; }
 }
 """
 SAFETY = """### What this Space loads
@@ -145,6 +148,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             raise gr.Error(str(refusal), print_exception=False)
 
     def leaderboard_table() -> pd.DataFrame:
+        """The leaderboard: one row per model, best rating first."""
         return pd.DataFrame([row.cells() for row in runtime.leaderboard()], columns=HEADERS)
 
     def picked(repo: str, revision: str | None) -> tuple[gr.Dropdown, Contender | None, str]:
@@ -182,6 +186,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
     def pick_first_model(
         match: Match, first_model: str, second_model: str = BASE_CHOICE, second_revision: str | None = None
     ):
+        """The first model was picked: list its revisions, load it at the first (``main``), start a new match."""
         return pick(0, first_model, None, second_model, second_revision, match)
 
     def pick_first_revision(
@@ -191,11 +196,13 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         second_model: str = BASE_CHOICE,
         second_revision: str | None = None,
     ):
+        """The first model's revision was picked: load it, start a new match."""
         return pick(0, first_model, first_revision, second_model, second_revision, match)
 
     def pick_second_model(
         match: Match, second_model: str, first_model: str = BASE_CHOICE, first_revision: str | None = None
     ):
+        """The second model was picked: list its revisions, load it at the first (``main``), start a new match."""
         return pick(1, second_model, None, first_model, first_revision, match)
 
     def pick_second_revision(
@@ -205,6 +212,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         first_model: str = BASE_CHOICE,
         first_revision: str | None = None,
     ):
+        """The second model's revision was picked: load it, start a new match."""
         return pick(1, second_model, second_revision, first_model, first_revision, match)
 
     def send(
@@ -279,6 +287,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
 
     def vote_for(kind: str):
         def vote_handler(match: Match, request: gr.Request):
+            """Vote on the last answers (once); a blind battle's names are revealed."""
             try:
                 record = match.cast_vote(kind, request.session_hash or "")
             except Refusal as refusal:
@@ -299,9 +308,15 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             return view(Match(), f"⚠ {refusal}")
         return view(match, "")
 
-    def set_blind(blind: bool, first_model: str, first_revision: str | None, second_model: str, second_revision):
+    def set_blind(
+        blind: bool,
+        first_model: str = BASE_CHOICE,
+        first_revision: str | None = None,
+        second_model: str = second_default,
+        second_revision: str | None = None,
+    ):
         """Blind battle on: a random pair (:func:`new_round`); off: a named match between the pickers' models."""
-        layout = [gr.Row(visible=not blind), gr.Markdown(visible=blind), gr.Button(visible=blind)]
+        layout = [gr.Row(visible=not blind), gr.Column(visible=blind), gr.Button(visible=blind)]
         layout.append(gr.Button(visible=not blind))
         if blind:
             return *layout, *new_round()
@@ -309,6 +324,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         return *layout, *view(Match.named(picks), "")
 
     def export_votes():
+        """Every vote so far as a JSONL file (without the conversations unless the Space allows it)."""
         return gr.File(value=str(runtime.export_votes()), visible=True)
 
     def clear(match: Match):
@@ -335,14 +351,15 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                     scale=4,
                 )
                 new_round_button = gr.Button("New round", visible=False, elem_id="new-round", scale=1)
-            battle_note = gr.Markdown(BATTLE_NOTE, visible=False, elem_id="battle-note")
+            with gr.Column(visible=False, elem_id="battle-note") as battle_note:
+                gr.Markdown(BATTLE_NOTE)
             with gr.Row(elem_id="pickers") as pickers:
                 with gr.Column(min_width=320):
                     with gr.Row():
                         repo_1 = gr.Dropdown(
                             choices,
                             value=BASE_CHOICE,
-                            label="Model A",
+                            label="First model",
                             allow_custom_value=True,
                             elem_id="repo-1",
                             scale=3,
@@ -350,13 +367,13 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                         rev_1 = gr.Dropdown(
                             [], label="Revision", allow_custom_value=True, interactive=False, elem_id="rev-1", scale=2
                         )
-                    pick_note_1 = gr.Markdown(label="Model A status", elem_id="pick-status-1")
+                    pick_note_1 = gr.Markdown(label="First model status", elem_id="pick-status-1")
                 with gr.Column(min_width=320):
                     with gr.Row():
                         repo_2 = gr.Dropdown(
                             choices,
                             value=second_default,
-                            label="Model B",
+                            label="Second model",
                             allow_custom_value=True,
                             elem_id="repo-2",
                             scale=3,
@@ -369,7 +386,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                             elem_id="rev-2",
                             scale=2,
                         )
-                    pick_note_2 = gr.Markdown(label="Model B status", elem_id="pick-status-2")
+                    pick_note_2 = gr.Markdown(label="Second model status", elem_id="pick-status-2")
             with gr.Row():
                 with gr.Column(min_width=340):
                     chat_a = gr.Chatbot(label="Model A", elem_id="chat-a", height=360, buttons=["copy", "copy_all"])
@@ -440,10 +457,13 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         # --- events ---------------------------------------------------------------------------------------
         arena_outputs = [match, chat_a, chat_b, stats_a, stats_b, status, *vote_buttons_row]
         arena_outputs += [regenerate_button, stop_button, send_button]
-        # Handlers that may refuse say what happens in the page themselves (status line, panes): Gradio's progress
-        # and error markers would cover every output of the event with a red "Error".
+        # Gradio's progress marker (queue position, timer) is shown only where the work happens: under the panes
+        # while they wait for their answers, on the panes while a new pair loads; quick events show none. Handlers
+        # never fail in a page (refusals are written next to their cause), so no output is marked with "Error".
         quiet: dict[str, Any] = {"show_progress": "hidden"}
-        generating = {"concurrency_limit": 1, "concurrency_id": GENERATION_CONCURRENCY_ID, **quiet}
+        on_panes = {"show_progress": "minimal", "show_progress_on": [chat_a, chat_b]}
+        generating = {"concurrency_limit": 1, "concurrency_id": GENERATION_CONCURRENCY_ID}
+        generating |= {"show_progress": "minimal", "show_progress_on": [stats_a, stats_b]}
 
         pickers_of = ((repo_1, rev_1, pick_note_1, chat_a), (repo_2, rev_2, pick_note_2, chat_b))
         handlers = ((pick_first_model, pick_first_revision), (pick_second_model, pick_second_revision))
@@ -469,9 +489,9 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             [blind, repo_1, rev_1, repo_2, rev_2],
             [pickers, battle_note, new_round_button, clear_button, *arena_outputs],
             api_name="blind_mode",
-            **quiet,
+            **on_panes,
         )
-        new_round_button.click(new_round, None, arena_outputs, api_name="new_round", **quiet)
+        new_round_button.click(new_round, None, arena_outputs, api_name="new_round", **on_panes)
 
         send_inputs = [prompt, repo_1, rev_1, repo_2, rev_2, system, temperature, top_p, max_new_tokens, seed, blind]
         send_inputs.append(match)

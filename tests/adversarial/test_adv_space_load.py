@@ -157,6 +157,33 @@ def test_fifty_sessions_for_a_minute_each_get_their_own_models_answers(
     assert stats.evictions > 0  # adapters really were swapped while the sessions waited
 
 
+def visitors_at_once(url: str, count: int, left: Contender, right: Contender) -> tuple[dict[int, object], list[float]]:
+    """``count`` visitors (gradio_client sessions) send the first question at the same moment; returns each one's
+    outputs or exception, and the seconds each served visitor waited for its answers."""
+    outcomes: dict[int, object] = {}
+    latencies: list[float] = []
+    clients = [Client(url, verbose=False) for _ in range(count)]
+    ready = threading.Barrier(count)
+
+    def visitor(number: int) -> None:
+        ready.wait(timeout=120)
+        began = time.monotonic()
+        try:
+            outcomes[number] = send(clients[number], QUESTIONS[0], left, right, max_new_tokens=MAX_NEW)
+            latencies.append(time.monotonic() - began)
+        except Exception as error:
+            outcomes[number] = error
+
+    threads = [threading.Thread(target=visitor, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    for client in clients:
+        client.close()
+    return outcomes, latencies
+
+
 @pytest.mark.slow
 def test_visitors_beyond_the_queue_size_are_turned_away_with_a_message(
     tiny_model_dir, adv_space_contenders, adv_space_settings
@@ -167,25 +194,8 @@ def test_visitors_beyond_the_queue_size_are_turned_away_with_a_message(
     expected = expected_answers(tiny_model_dir, {name: adv_space_contenders[name] for name in ("base", "beta")})
     settings = adv_space_settings(PHI3_SPACE_QUEUE_SIZE=str(queue_size), PHI3_SPACE_MAX_NEW_TOKENS="32")
     left, right = adv_space_contenders["base"], adv_space_contenders["beta"]
-    outcomes: dict[int, object] = {}
     with hub_reachable(), running_space(settings) as space:
-        clients = [Client(space.url, verbose=False) for _ in range(burst)]
-        ready = threading.Barrier(burst)
-
-        def visitor(number: int) -> None:
-            ready.wait(timeout=60)
-            try:
-                outcomes[number] = send(clients[number], QUESTIONS[0], left, right, max_new_tokens=MAX_NEW)
-            except Exception as error:
-                outcomes[number] = error
-
-        threads = [threading.Thread(target=visitor, args=(n,)) for n in range(burst)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=300)
-        for client in clients:
-            client.close()
+        outcomes, _ = visitors_at_once(space.url, burst, left, right)
         # Still serving. A new session: a visitor that was served would continue its conversation with a 2nd turn.
         newcomer = Client(space.url, verbose=False)
         try:
@@ -201,3 +211,27 @@ def test_visitors_beyond_the_queue_size_are_turned_away_with_a_message(
     print(
         f"\nqueue of {queue_size}: {len(served)} of {burst} served, {len(turned_away)} turned away: {turned_away[0]!r}"
     )
+
+
+@pytest.mark.slow
+def test_fifty_simultaneous_visitors_are_all_served_by_the_default_queue(
+    tiny_model_dir, adv_space_contenders, adv_space_settings
+):
+    """Issue 13: with the queue sized from the hardware (no PHI3_SPACE_QUEUE_SIZE), 50 visitors sending at the same
+    moment all get their answers (the former fixed 32 turned 17 of them away with "queue is full")."""
+    from phi3_lora_hub.space.launch import default_queue_size
+
+    left, right = adv_space_contenders["base"], adv_space_contenders["beta"]
+    expected = expected_answers(tiny_model_dir, {name: adv_space_contenders[name] for name in ("base", "beta")})
+    settings = adv_space_settings(PHI3_SPACE_MAX_NEW_TOKENS="32")
+    assert settings.queue_size is None
+    with hub_reachable(), running_space(settings) as space:
+        outcomes, latencies = visitors_at_once(space.url, SESSIONS, left, right)
+    turned_away = [str(o) for o in outcomes.values() if isinstance(o, Exception)]
+    print(
+        f"\n{SESSIONS} simultaneous visitors, queue of {default_queue_size()}: {len(latencies)} served, "
+        f"{len(turned_away)} turned away; wait+answer p50 {statistics.median(latencies):.2f} s, "
+        f"max {max(latencies):.2f} s"
+    )
+    assert turned_away == [] and len(outcomes) == SESSIONS
+    assert all(check_outputs(o, left, right, 0, expected) is None for o in outcomes.values())

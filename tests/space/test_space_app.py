@@ -228,3 +228,107 @@ def test_the_token_is_never_shown(space, client):
     config = json.loads(pages[1])
     about = [c["props"].get("value") for c in config["components"] if c.get("type") == "markdown"]
     assert any("| Hub token | set |" in str(value) for value in about)
+
+
+def test_pane_titles_name_the_model_each_pane_answers_with_after_every_event(client, hub_adapters):
+    step_4 = f"Model B · {COMPASS} @ step-4 ({hub_adapters.compass.commits['step-4'][:7]})"
+    picked = client.predict(COMPASS, "step-4", "base", None, api_name="/pick_second_revision")
+    assert (picked[1]["label"], picked[2]["label"]) == ("Model A · base model", step_4)
+    chat_a, chat_b, *_ = send(client, second=(COMPASS, "step-4"))
+    assert (chat_a["label"], chat_b["label"]) == ("Model A · base model", step_4)
+    cleared = client.predict(api_name="/clear")
+    assert (cleared[0]["label"], cleared[1]["label"]) == ("Model A · base model", step_4) and answers(cleared[1]) == []
+    terse = client.predict(TERSE, COMPASS, "step-4", api_name="/pick_first_repo")
+    assert terse[1]["label"].startswith(f"Model A · {TERSE} @ main") and terse[2]["label"] == step_4
+    blind = client.predict(True, TERSE, "main", COMPASS, "step-4", api_name="/blind_mode")
+    assert (blind[0]["label"], blind[1]["label"]) == ("Model A · hidden", "Model B · hidden")
+    named = client.predict(False, TERSE, "main", COMPASS, "step-4", api_name="/blind_mode")
+    assert named[0]["label"].startswith(f"Model A · {TERSE} @ main") and named[1]["label"] == step_4
+    refused = client.predict("someone-else/lora", COMPASS, "step-4", api_name="/pick_first_repo")
+    assert (refused[1]["label"], refused[2]["label"]) == ("Model A · no model", step_4)
+    assert "allowlist" in refused[-1]
+
+
+def test_a_vote_ends_the_blind_battle_and_new_round_starts_a_fresh_hidden_one(client, space):
+    chat_a, chat_b, *_ = send(client, blind=True, second=(TERSE, "main"))
+    assert (chat_a["label"], chat_b["label"]) == ("Model A · hidden", "Model B · hidden")
+    revealed = client.predict(api_name="/vote_a")
+    assert "hidden" not in revealed[0]["label"] + revealed[1]["label"]
+    first = read_votes(space.runtime.store.path)[-1]
+    chat_a, chat_b, *_ = send(client, prompt="What is the capital of Japan?", blind=True, second=(TERSE, "main"))
+    assert len(answers(chat_a)) == 2 and (chat_a["label"], chat_b["label"]) == (
+        revealed[0]["label"],
+        revealed[1]["label"],
+    )
+    client.predict(api_name="/vote_b")
+    second = read_votes(space.runtime.store.path)[-1]
+    assert (first.mode, second.mode) == ("blind", "named") and first.conv_id == second.conv_id
+    assert second.swapped == first.swapped and second.left.model == first.left.model
+    fresh = client.predict(api_name="/new_round")
+    assert (fresh[0]["label"], fresh[1]["label"]) == ("Model A · hidden", "Model B · hidden")
+    assert answers(fresh[0]) == answers(fresh[1]) == []
+    client.predict(QUESTION, "base", None, "base", None, "", 0, 1, MAX_NEW, 0, True, api_name="/send")
+    client.predict(api_name="/vote_tie")
+    battle = read_votes(space.runtime.store.path)[-1]
+    assert battle.mode == "blind" and battle.conv_id != first.conv_id
+    assert battle.left.model != battle.right.model  # the drawn pair answered, not the pickers' base and base
+
+
+def test_one_new_token_reads_1_token(client):
+    _, _, stats_a, stats_b, *_ = send(client, max_new_tokens=1)
+    assert stats_a.startswith("1 token · ") and stats_b.startswith("1 token · ")
+
+
+def test_every_api_endpoint_has_a_name_and_named_parameters_and_outputs(client):
+    """Scripts drive the Space through gradio_client by these names (the Space README's API section)."""
+    import re
+
+    api = client.view_api(return_format="dict", print_info=False)
+    endpoints = api["named_endpoints"]
+    assert api["unnamed_endpoints"] == {}
+    assert {"/send", "/regenerate", "/stop", "/clear", "/new_round", "/blind_mode", "/leaderboard"} <= set(endpoints)
+    assert {"/vote_a", "/vote_b", "/vote_tie", "/vote_bothbad", "/pick_first_repo", "/pick_second_revision"} <= set(
+        endpoints
+    )
+    for name, endpoint in endpoints.items():
+        for parameter in endpoint["parameters"]:
+            assert len(parameter["parameter_name"]) > 2, (name, parameter["parameter_name"])
+        for value in endpoint["parameters"] + endpoint["returns"]:
+            assert not re.fullmatch(r"value_\d+", value["label"] or ""), (name, value["label"])
+    send_names = [parameter["parameter_name"] for parameter in endpoints["/send"]["parameters"]]
+    assert send_names == [
+        "prompt",
+        "first_model",
+        "first_revision",
+        "second_model",
+        "second_revision",
+        "system_prompt",
+        "temperature",
+        "top_p",
+        "max_new_tokens",
+        "seed",
+        "blind",
+    ]
+    scripted = client.predict(  # as the Space README shows it
+        prompt=QUESTION,
+        first_model="base",
+        first_revision=None,
+        second_model=COMPASS,
+        second_revision="main",
+        system_prompt="",
+        temperature=0.0,
+        top_p=1.0,
+        max_new_tokens=MAX_NEW,
+        seed=0,
+        blind=False,
+        api_name="/send",
+    )
+    assert scripted[1]["label"].startswith(f"Model B · {COMPASS} @ main") and len(answers(scripted[1])) == 1
+    assert [value["label"] for value in endpoints["/send"]["returns"]] == [
+        "Model A",
+        "Model B",
+        "Model A answer",
+        "Model B answer",
+        "Status",
+        "Prompt",
+    ]

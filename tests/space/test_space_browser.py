@@ -289,3 +289,33 @@ def test_on_a_phone_the_panes_stack_and_the_prompt_is_in_view(browser, space, ti
     page.send(QUESTION)
     assert page.in_view("#prompt textarea") and page.in_view("#send")
     page.screenshot(shots / "space-phone.png")
+
+
+def test_stop_is_enabled_only_while_the_answers_stream(browser, space, monkeypatch):
+    """The answers held for 5 s after their first token: Stop is enabled (Send and Regenerate disabled) while they
+    stream; after Stop the panes keep what was said, and Stop is disabled again."""
+    import time
+
+    from phi3_lora_hub.space.streaming import SideProgress
+
+    stream = space.runtime.stream
+
+    def slow(*args, **kwargs):
+        for step, progress in enumerate(stream(*args, **kwargs)):
+            if step == 0:
+                yield [SideProgress(side.text[:8], 1) for side in progress]
+                time.sleep(5)
+            yield progress
+
+    monkeypatch.setattr(space.runtime, "stream", slow)
+    page = browser
+    page.open(space.url, DESKTOP)
+    assert not page.enabled("#stop")
+    page.find("#prompt textarea").send_keys(QUESTION)
+    page.find("#send").click()
+    page.until(lambda: "so far" in page.text("#stats-a"), "the answers to stream")
+    assert page.enabled("#stop") and not page.enabled("#send") and not page.enabled("#regenerate")
+    page.find("#stop").click()
+    page.until(lambda: "Stopped." in page.text("#status"), "the answers to stop")
+    assert not page.enabled("#stop") and page.enabled("#send") and page.enabled("#regenerate")
+    assert "so far" not in page.text("#stats-a") + page.text("#stats-b")  # no pane claims to be still answering

@@ -223,3 +223,28 @@ def test_votes_stay_local_when_the_dataset_cannot_be_set_up(hub, tmp_path):
     assert FAKE_TOKEN not in store.upload_error
     store.add(VOTES[0])
     assert len(read_votes(store.path)) == 1
+
+
+def test_a_vote_ends_a_blind_battle_later_votes_and_a_cleared_conversation_are_named():
+    match = Match.between((ADAPTER, BASE), blind=True, rng=_Coin(0.1))
+    assert match.label(0) == "Model A · hidden"
+    played(match)
+    assert match.cast_vote("leftvote", "s").mode == "blind"
+    assert match.label(1) == "Model B · tester/compass @ step-4 (aaaaaaa)"
+    match.add_user_turn("And in Chile?", max_turns=3)
+    assert match.label(1) == "Model B · tester/compass @ step-4 (aaaaaaa)"  # still shown while the next answer comes
+    match.show_progress([SideProgress("peso", 1, "stop", 0.1), SideProgress("the peso", 2, "stop", 0.1)])
+    later = match.cast_vote("rightvote", "s")
+    assert (later.mode, later.conv_id, later.swapped) == ("named", match.conv_id, True)
+    cleared = match.cleared()
+    assert cleared.user_turns == 0 and cleared.picks == match.picks and cleared.label(1) == match.label(1)
+    assert not cleared.needs_restart(match.picks, True) and cleared.conv_id != match.conv_id
+    fresh = Match.between((ADAPTER, BASE), blind=True)
+    assert fresh.label(0) == "Model A · hidden" and fresh.cleared().label(0) == "Model A · hidden"
+
+
+def test_a_pane_without_a_model_says_so_and_the_other_keeps_its_title():
+    match = Match.named([None, ADAPTER])
+    assert (match.label(0), match.label(1)) == ("Model A · no model", "Model B · tester/compass @ step-4 (aaaaaaa)")
+    assert match.picks is None
+    assert Match.named([BASE, ADAPTER]).label(0) == "Model A · base model"
