@@ -193,10 +193,8 @@ class Phi3LoraRecipe:
             eval_data, eval_report = prepare_dataset(eval_raw, tokenizer, options)
         elif config.eval_size:
             train, train_report, eval_data, eval_report = hold_out(
-                train, train_report, config.eval_size, config.training.get("data_seed") or 0
+                train, train_report, config.eval_size, config.training.get("data_seed") or 0, config.max_eval_samples
             )
-            if config.max_eval_samples is not None and len(eval_data) > config.max_eval_samples:
-                eval_data = eval_data.select(range(config.max_eval_samples))
         logger.info("Training data: %s", train_report.summary())
         if eval_report is not None:
             logger.info("Evaluation data: %s", eval_report.summary())

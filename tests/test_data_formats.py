@@ -213,3 +213,17 @@ def test_columns_a_format_does_not_read_are_reported_once(tmp_path, caplog, smal
     assert data.train_report.unused_columns == ["id", "score", "tools"]
     mentions = [r for r in caplog.records if "columns not used" in r.getMessage()]
     assert len(mentions) == 1
+
+
+def test_the_eval_report_counts_the_held_out_rows_actually_evaluated_on(small_base):
+    """max_eval_samples caps the held-out rows: the report (and so the card) counts what was measured."""
+    from phi3_lora_hub import Phi3LoraRecipe
+
+    rows = [{**EXAMPLES["alpaca"], "output": "answer " * (i + 1)} for i in range(20)]
+    recipe = Phi3LoraRecipe(str(small_base), rows, eval_size=10, max_eval_samples=3)
+    data = recipe.prepare_data()
+    assert len(data.eval) == 3 and data.eval_report.rows_used == 3
+    labels = [label for row in data.eval["labels"] for label in row]
+    assert data.eval_report.trained_tokens == sum(label != -100 for label in labels)
+    assert data.eval_report.tokens == sum(data.eval["length"])
+    assert len(data.train) == data.train_report.rows_used == 10  # the other 7 held out stay out of training

@@ -283,11 +283,12 @@ def prepare_dataset(raw: RawRows, tokenizer, options: DataOptions, *, use_cache:
     return dataset, report
 
 
-def hold_out(dataset, report: DataReport, eval_size: float, seed: int):
+def hold_out(dataset, report: DataReport, eval_size: float, seed: int, max_eval: int | None = None):
     """Split a prepared dataset into train and eval parts, deterministically for a given ``seed``.
 
-    ``eval_size`` is a fraction when below 1, else a number of conversations. Returns
-    ``(train, train_report, eval, eval_report)``.
+    ``eval_size`` is a fraction when below 1, else a number of conversations. At most ``max_eval`` of the held-out
+    rows are evaluated on (the rest are still kept out of training); the eval report counts the rows evaluated on.
+    Returns ``(train, train_report, eval, eval_report)``.
     """
     total = len(dataset)
     count = round(eval_size * total) if eval_size < 1 else int(eval_size)
@@ -309,4 +310,6 @@ def hold_out(dataset, report: DataReport, eval_size: float, seed: int):
         )
 
     train, held = parts["train"], parts["test"]
+    if max_eval is not None and len(held) > max_eval:
+        held = held.select(range(max_eval))
     return train, part_report(train, "train"), held, part_report(held, f"{count} held out for eval")
