@@ -227,3 +227,14 @@ def test_the_eval_report_counts_the_held_out_rows_actually_evaluated_on(small_ba
     assert data.eval_report.trained_tokens == sum(label != -100 for label in labels)
     assert data.eval_report.tokens == sum(data.eval["length"])
     assert len(data.train) == data.train_report.rows_used == 10  # the other 7 held out stay out of training
+
+
+def test_a_dataset_is_identified_by_its_rows_for_the_cache():
+    """The cache key of a Dataset is a hash of its rows (datasets' own fingerprint is private): equal rows give one
+    key, changed rows another."""
+    rows = [EXAMPLES["messages"], EXAMPLES["messages"]]
+    first = read_rows(datasets.Dataset.from_list(rows)).fingerprint
+    assert first is not None and first == read_rows(datasets.Dataset.from_list(rows)).fingerprint
+    goodbye = {**ASSISTANT, "content": "Goodbye."}
+    changed = [EXAMPLES["messages"], {"messages": [*EXAMPLES["messages"]["messages"][:-1], goodbye]}]
+    assert read_rows(datasets.Dataset.from_list(changed)).fingerprint not in (None, first)

@@ -169,6 +169,18 @@ def _file_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _rows_fingerprint(rows: list[dict[str, Any]]) -> str | None:
+    """A content hash of rows already in memory, for the prepared-data cache; ``None`` (no caching) when a value
+    is not JSON (bytes, dates). ``datasets`` keeps its own fingerprint private, so the rows are hashed here."""
+    import hashlib
+
+    try:
+        text = json.dumps(rows, sort_keys=True, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _pick_split(dataset_dict: Any, split: str | None, name: str) -> tuple[Any, str]:
     if split is not None:
         if split not in dataset_dict:
@@ -218,7 +230,8 @@ def read_rows(source: Any, *, split: str | None = None, config_name: str | None 
     if isinstance(source, datasets.DatasetDict):
         source, split = _pick_split(source, split, "the DatasetDict")
     if isinstance(source, datasets.Dataset):
-        return RawRows(source.to_list(), f"in-memory Dataset ({len(source)} rows)", source._fingerprint)
+        rows = source.to_list()
+        return RawRows(rows, f"in-memory Dataset ({len(source)} rows)", _rows_fingerprint(rows))
     if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
         rows = list(source)
         for index, row in enumerate(rows):
@@ -280,7 +293,8 @@ def _read_hub(dataset_id: str, split: str | None, config_name: str | None) -> Ra
         ) from error
     if isinstance(loaded, datasets.DatasetDict):
         loaded, split = _pick_split(loaded, split, dataset_id)
-    return RawRows(loaded.to_list(), f"{dataset_id} ({split})", loaded._fingerprint)
+    rows = loaded.to_list()
+    return RawRows(rows, f"{dataset_id} ({split})", _rows_fingerprint(rows))
 
 
 def _check_hub_split(dataset_id: str, config_name: str | None, split: str | None) -> None:

@@ -33,12 +33,11 @@ def process_state(training: Mapping[str, Any] | None = None):
     The first call initialises ``torch.distributed`` when the process was started by a launcher. The Trainer's
     arguments re-create the state later but keep the process group, so the backend and timeout chosen here are the
     ones of the whole run: they come from the recipe's ``training`` settings (``use_cpu``, ``ddp_backend``,
-    ``ddp_timeout``), exactly as ``TrainingArguments`` reads them. Later calls return the existing state.
+    ``ddp_timeout``), exactly as ``TrainingArguments`` reads them. Later calls return the existing state: once it is
+    initialised (by an earlier call or by ``TrainingArguments``), ``PartialState`` ignores its arguments.
     """
     from accelerate import PartialState
 
-    if PartialState._shared_state:  # initialised already (by an earlier call or by TrainingArguments)
-        return PartialState()
     training = training or {}
     kwargs: dict[str, Any] = {"timeout": timedelta(seconds=training.get("ddp_timeout") or _DEFAULT_TIMEOUT_S)}
     if training.get("ddp_backend"):
@@ -88,17 +87,19 @@ def weights_are_sharded(args: Any = None) -> bool:
     model (sample generations, the generation-based evaluation) must not run. Read from the Trainer's accelerator
     state when it exists, else from the training arguments and the launcher's environment.
     """
-    from accelerate.state import AcceleratorState, DistributedType
+    from accelerate.state import AcceleratorState, DistributedType, is_initialized
 
-    # The Trainer's Accelerator fills AcceleratorState; its plugin attributes exist only for their own strategy.
-    kind = AcceleratorState._shared_state.get("distributed_type")
+    # The Trainer's Accelerator fills AcceleratorState (constructing it before that would initialise it here);
+    # its plugin attributes exist only for their own strategy.
+    state = AcceleratorState() if is_initialized() else None
+    kind = state.distributed_type if state is not None else None
     if kind == DistributedType.FSDP:
         from torch.distributed.fsdp import ShardingStrategy
 
-        plugin = AcceleratorState._shared_state["fsdp_plugin"]
+        plugin = state.fsdp_plugin
         return plugin.fsdp_version == 2 or plugin.sharding_strategy != ShardingStrategy.NO_SHARD
     if kind == DistributedType.DEEPSPEED:
-        return AcceleratorState().deepspeed_plugin.zero_stage == 3
+        return state.deepspeed_plugin.zero_stage == 3
     if kind is not None:
         return False
     if getattr(args, "fsdp", None) or getattr(args, "deepspeed", None):
