@@ -147,7 +147,7 @@ def test_the_bundled_template_is_found_in_the_package_and_in_the_checkout():
 
 
 @pytest.mark.slow
-def test_the_wheel_ships_the_templates(tmp_path):
+def test_the_wheel_ships_the_templates_and_the_type_marker(tmp_path):
     import subprocess
     import sys
     import zipfile
@@ -169,6 +169,7 @@ def test_the_wheel_ships_the_templates(tmp_path):
     [wheel] = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "phi3_lora_hub/model_card_templates/phi3_lora_adapter.md.j2" in names
+    assert "phi3_lora_hub/py.typed" in names  # type checkers read the package's annotations (PEP 561)
 
 
 def test_a_checkpoint_card_names_the_data_each_number_was_measured_on(trained_run, tmp_path):
