@@ -53,7 +53,7 @@ def train(args: argparse.Namespace) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from phi3_lora_hub.hub import HubPushCallback
+    from phi3_lora_hub import HubPushCallback
 
     if args.tiny:
         from phi3_lora_hub.model.tiny import resolve_model_alias

@@ -18,15 +18,17 @@ from phi3_lora_hub.logs import install_default_handler, silence_known_dependency
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from phi3_lora_hub.hub.push_callback import HubPushCallback
     from phi3_lora_hub.recipe import Phi3LoraRecipe
     from phi3_lora_hub.result import TrainResult
 
-_EXPORTS = {"Phi3LoraRecipe": "recipe", "TrainResult": "result"}
+_EXPORTS = {"Phi3LoraRecipe": "recipe", "TrainResult": "result", "HubPushCallback": "hub.push_callback"}
 
 __all__ = [
     "ConfigError",
     "DataError",
     "DataProblem",
+    "HubPushCallback",
     "ModelError",
     "Phi3LoraHubError",
     "Phi3LoraRecipe",

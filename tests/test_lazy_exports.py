@@ -39,3 +39,11 @@ def test_an_unknown_name_is_an_attribute_error_naming_the_package(package):
     module, typo = importlib.import_module(package), "Phi3LoraRecipee"
     with pytest.raises(AttributeError, match=rf"module '{package}' has no attribute '{typo}'"):
         getattr(module, typo)
+
+
+def test_the_hub_push_callback_is_exported_from_the_package():
+    """Users of a plain Trainer/SFTTrainer import the callback from the package, as the README shows."""
+    from phi3_lora_hub import HubPushCallback
+    from phi3_lora_hub.hub.push_callback import HubPushCallback as defined
+
+    assert HubPushCallback is defined
