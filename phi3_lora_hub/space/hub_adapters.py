@@ -20,7 +20,6 @@ holds the token.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.arena.votes import ModelRef
-from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PICKLE_SUFFIXES
+from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PICKLE_SUFFIXES, sha256_of
 from phi3_lora_hub.space.compat import BaseSignature, check_config, check_weights, read_config
 from phi3_lora_hub.space.refusal import Refusal, quote
 from phi3_lora_hub.space.repo_policy import DEFAULT_REVISION, AllowList, check_repo_id, check_revision, is_commit
@@ -280,11 +279,7 @@ class AdapterSource:
         with self._hashes_lock:
             known = self._hashes.get(blob)
         if known is None:
-            digest = hashlib.sha256()
-            with blob.open("rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-            known = digest.hexdigest()
+            known = sha256_of(blob)
             with self._hashes_lock:
                 self._hashes[blob] = known
         return known
