@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 from phi3_lora_hub.errors import ConfigError, DataError, DataProblem, ModelError, Phi3LoraHubError
 from phi3_lora_hub.lazy_exports import lazy_exports
 from phi3_lora_hub.logs import install_default_handler, silence_known_dependency_warnings
-
-__version__ = "0.1.0"
+from phi3_lora_hub.version import __version__
 
 if TYPE_CHECKING:
     from phi3_lora_hub.hub.push_callback import HubPushCallback

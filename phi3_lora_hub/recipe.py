@@ -242,7 +242,7 @@ class Phi3LoraRecipe:
         """Check how this process was launched (``accelerate launch`` config, ``torchrun``) against the recipe.
 
         Raises ``ConfigError`` when the launch cannot produce a usable adapter (e.g. FSDP saving sharded state
-        dicts); returns the :class:`~phi3_lora_hub.distributed.launch.LaunchPlan`. ``build_trainer`` runs it too.
+        dicts); returns the :class:`~phi3_lora_hub.distributed.launch_plan.LaunchPlan`. ``build_trainer`` runs it too.
         """
         return prepare_launch(self.config, dict(self.config.training))
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from phi3_lora_hub import ConfigError, Phi3LoraRecipe
-from phi3_lora_hub.config.lora import LORA_DEFAULTS, PHI3_TARGET_MODULES, resolve_lora
+from phi3_lora_hub.config.lora import LORA_DEFAULTS, resolve_lora
 from phi3_lora_hub.config.recipe_config import apply_override
 from phi3_lora_hub.config.training import resolve_training
 from phi3_lora_hub.data.sample import sample_conversations
 from phi3_lora_hub.hardware import Hardware
+from phi3_lora_hub.model.targets import PHI3_TARGET_MODULES
 
 CPU = Hardware(cuda=False, bf16=False, flash_attention=False, device_name="cpu")
 GPU = Hardware(cuda=True, bf16=True, flash_attention=True, device_name="H100")

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from phi3_lora_hub.version import __version__
+
 SCHEMA_VERSION = 1
 
 Vote = Literal["leftvote", "rightvote", "tievote", "bothbad_vote"]
@@ -174,7 +176,6 @@ def _library_versions() -> dict[str, str]:
 
 
 def _app_version() -> str:
-    from phi3_lora_hub import __version__
 
     return __version__
 

@@ -20,6 +20,7 @@ from typing import Any
 from phi3_lora_hub.cards.run_files import RunFiles
 from phi3_lora_hub.evaluation.perplexity import perplexity_from_nll
 from phi3_lora_hub.hub.files import LORALIB_CONFIG
+from phi3_lora_hub.version import __version__
 
 TEMPLATE_VARIABLES: dict[str, str] = {
     "card_data": "the YAML metadata (between the --- lines at the top)",
@@ -158,8 +159,6 @@ def _at(history: list[dict[str, Any]], key: str, step: int) -> float | None:
 @functools.lru_cache(maxsize=4)  # reading package metadata is slow and nothing changes it while a run lasts
 def package_versions(extra: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """Installed versions of the libraries that made the adapter (as installed where the card is generated)."""
-    from phi3_lora_hub import __version__
-
     rows = []
     for name in _VERSIONED_PACKAGES + extra:
         try:

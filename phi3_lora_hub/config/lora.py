@@ -9,11 +9,8 @@ from typing import Any
 
 from phi3_lora_hub.config.field_types import check_values, coerce_numbers
 from phi3_lora_hub.errors import ConfigError, unknown_key_error
-
-# Phi-3 fuses q/k/v into `qkv_proj` and gate/up into `gate_up_proj`. The split names used by Llama recipes match
-# nothing (except o_proj/down_proj) and PEFT only errors when *nothing* matches, so a wrong list silently trains
-# a fraction of the model. These four are every linear layer of a Phi-3 block.
-PHI3_TARGET_MODULES: tuple[str, ...] = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+from phi3_lora_hub.loralib_backend import spec as loralib_spec
+from phi3_lora_hub.model.targets import PHI3_TARGET_MODULES
 
 # Keys the recipe sets itself, so a user value would only conflict.
 RESERVED_KEYS: dict[str, str] = {
@@ -60,8 +57,6 @@ def resolve_lora(user: Mapping[str, Any] | None) -> dict[str, Any]:
     (:func:`phi3_lora_hub.model.targets.check_target_modules`).
     """
     from peft import LoraConfig
-
-    from phi3_lora_hub.loralib_backend import spec as loralib_spec
 
     valid = lora_config_fields()
     user = coerce_numbers(dict(user or {}), LoraConfig)

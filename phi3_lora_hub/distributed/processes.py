@@ -21,6 +21,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from phi3_lora_hub.distributed.launch_plan import read_launch_plan
+
 logger = logging.getLogger(__name__)
 
 # TrainingArguments' own default for `ddp_timeout` (seconds): a barrier waits this long for the slowest process.
@@ -104,8 +106,6 @@ def weights_are_sharded(args: Any = None) -> bool:
         return False
     if getattr(args, "fsdp", None) or getattr(args, "deepspeed", None):
         return True
-    from phi3_lora_hub.distributed.launch import read_launch_plan
-
     return read_launch_plan().shards_weights
 
 

@@ -27,6 +27,7 @@ from phi3_lora_hub.hub.timeouts import TimeoutScope, install, scoped
 from phi3_lora_hub.hub.tokens import Redactor, check_token, raise_for_repo_access, resolve_token
 from phi3_lora_hub.hub.uploader import HubUploader
 from phi3_lora_hub.hub.worker import PushJob, PushWorker
+from phi3_lora_hub.version import __version__
 
 logger = logging.getLogger("phi3_lora_hub.hub")
 
@@ -37,8 +38,6 @@ _STARTUP_RETRY = RetryPolicy(max_attempts=3, initial_backoff=1.0, max_backoff=2.
 def make_api(endpoint: str | None, token: str | None) -> Any:
     """The publisher's own ``HfApi`` (its own endpoint and token; nothing shared with Trainer's singleton)."""
     from huggingface_hub import HfApi
-
-    from phi3_lora_hub import __version__
 
     return HfApi(endpoint=endpoint, token=token, library_name="phi3-lora-hub", library_version=__version__)
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from phi3_lora_hub.config.lora import PHI3_TARGET_MODULES
 from phi3_lora_hub.errors import ConfigError, unknown_key_error
+from phi3_lora_hub.model.targets import PHI3_TARGET_MODULES
 
 BACKEND_KEY = "backend"
 PEFT_BACKEND = "peft"

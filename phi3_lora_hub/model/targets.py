@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from phi3_lora_hub.errors import ModelError, closest
 
 ALL_LINEAR = "all-linear"
+# Phi-3 fuses q/k/v into `qkv_proj` and gate/up into `gate_up_proj`. The split names used by Llama recipes match
+# nothing (except o_proj/down_proj) and PEFT only errors when *nothing* matches, so a wrong list silently trains
+# a fraction of the model. These four are every linear layer of a Phi-3 block.
+PHI3_TARGET_MODULES: tuple[str, ...] = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
 
 
 def linear_module_names(model) -> list[str]:

@@ -17,7 +17,8 @@ from phi3_testing import free_port
 from scale_testing import ACCELERATE_CONFIGS
 
 from phi3_lora_hub import ConfigError, Phi3LoraRecipe
-from phi3_lora_hub.distributed.launch import check_launch, launch_training_overrides, read_launch_plan
+from phi3_lora_hub.distributed.launch import check_launch, launch_training_overrides
+from phi3_lora_hub.distributed.launch_plan import read_launch_plan
 
 EXPECTED = {
     "ddp.yaml": ("MULTI_GPU", "ddp"),

@@ -6,30 +6,28 @@ can always clear them. ``phi3_lora_hub.hub.server.control.RemoteHub`` is a Pytho
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.faults import rule_from_spec
 from phi3_lora_hub.hub.server.messages import Request, Response, json_response
 from phi3_lora_hub.hub.server.router import Params
-
-if TYPE_CHECKING:
-    from phi3_lora_hub.hub.server.app import HubApp
+from phi3_lora_hub.hub.server.state import HubState
 
 _RULE_OPTIONS = ("status", "delay", "drop", "stage", "count", "headers", "message")
 
 
-def health(app: HubApp, request: Request, params: Params) -> Response:
+def health(app: HubState, request: Request, params: Params) -> Response:
     """``GET /_local_hub/health``: liveness, no token needed."""
     return json_response({"status": "ok"})
 
 
-def list_faults(app: HubApp, request: Request, params: Params) -> Response:
+def list_faults(app: HubState, request: Request, params: Params) -> Response:
     """``GET /_local_hub/faults``: the rules with their remaining ``count`` and ``hits``."""
     return json_response([rule.to_json() for rule in app.faults.rules])
 
 
-def add_fault(app: HubApp, request: Request, params: Params) -> Response:
+def add_fault(app: HubState, request: Request, params: Params) -> Response:
     """``POST /_local_hub/faults``: ``{"endpoint" or "path", "method"?, "status"?, "delay"?, "drop"?, "stage"?,
     "count"?, "headers"?, "message"?}`` (see ``FaultInjector``); answers the rule with its id."""
     body = request.json_object()
@@ -44,24 +42,24 @@ def add_fault(app: HubApp, request: Request, params: Params) -> Response:
     return json_response(app.faults.add(rule).to_json())
 
 
-def clear_faults(app: HubApp, request: Request, params: Params) -> Response:
+def clear_faults(app: HubState, request: Request, params: Params) -> Response:
     """``DELETE /_local_hub/faults``: remove every rule."""
     app.faults.clear()
     return json_response({})
 
 
-def remove_fault(app: HubApp, request: Request, params: Params) -> Response:
+def remove_fault(app: HubState, request: Request, params: Params) -> Response:
     """``DELETE /_local_hub/faults/{id}``: remove one rule."""
     app.faults.remove(int(params["id"]))
     return json_response({})
 
 
-def get_settings(app: HubApp, request: Request, params: Params) -> Response:
+def get_settings(app: HubState, request: Request, params: Params) -> Response:
     """``GET /_local_hub/settings``."""
     return json_response(app.settings.to_json())
 
 
-def update_settings(app: HubApp, request: Request, params: Params) -> Response:
+def update_settings(app: HubState, request: Request, params: Params) -> Response:
     """``PATCH /_local_hub/settings``: change switches (checked; all or nothing)."""
     try:
         app.settings.update(request.json_object())
@@ -70,12 +68,12 @@ def update_settings(app: HubApp, request: Request, params: Params) -> Response:
     return json_response(app.settings.to_json())
 
 
-def list_requests(app: HubApp, request: Request, params: Params) -> Response:
+def list_requests(app: HubState, request: Request, params: Params) -> Response:
     """``GET /_local_hub/requests``: the request log (no tokens)."""
     return json_response([record.to_json() for record in app.log.records()])
 
 
-def clear_requests(app: HubApp, request: Request, params: Params) -> Response:
+def clear_requests(app: HubState, request: Request, params: Params) -> Response:
     """``DELETE /_local_hub/requests``."""
     app.log.clear()
     return json_response({})

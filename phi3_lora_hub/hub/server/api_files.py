@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import mimetypes
 import re
-from typing import TYPE_CHECKING
 
 from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.api_repos import open_repo
 from phi3_lora_hub.hub.server.messages import Request, Response, header_safe
 from phi3_lora_hub.hub.server.router import Params, segment
-
-if TYPE_CHECKING:
-    from phi3_lora_hub.hub.server.app import HubApp
+from phi3_lora_hub.hub.server.state import HubState
 
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -46,7 +43,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def resolve(app: HubApp, request: Request, params: Params) -> Response:
+def resolve(app: HubState, request: Request, params: Params) -> Response:
     """``HEAD``/``GET /[datasets/|spaces/]{repo}/resolve/{rev}/{path}``: the file, with Hub download headers."""
     repo = open_repo(app, request, params)
     commit = repo.resolve(segment(params, "rev"))

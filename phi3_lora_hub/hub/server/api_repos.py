@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import html
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from phi3_lora_hub.hub.files import CARD_NAME
@@ -24,9 +24,7 @@ from phi3_lora_hub.hub.server.objects import (
 )
 from phi3_lora_hub.hub.server.repos import REPO_TYPES, SPACE_SDKS, Repo, RepoMeta, validate_repo_name
 from phi3_lora_hub.hub.server.router import Params, segment
-
-if TYPE_CHECKING:
-    from phi3_lora_hub.hub.server.app import HubApp
+from phi3_lora_hub.hub.server.state import HubState
 
 _PLURALS = {f"{repo_type}s": repo_type for repo_type in REPO_TYPES}
 _URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -44,7 +42,7 @@ def repo_type_of(params: Params) -> str:
     return _PLURALS[params["prefix"]] if "prefix" in params else "model"
 
 
-def open_repo(app: HubApp, request: Request, params: Params, *, write: bool = False) -> Repo:
+def open_repo(app: HubState, request: Request, params: Params, *, write: bool = False) -> Repo:
     """The repository a route names, checked readable by the caller (404) and, with ``write``, writable (401/403)."""
     repo = app.repos.open(repo_type_of(params), f"{segment(params, 'ns')}/{segment(params, 'name')}")
     require_read(request.user, repo.meta)
@@ -81,14 +79,14 @@ def _page(
     return items[start:end], {"Link": f'<{request.base_url}{path}?{urlencode(query)}>; rel="next"'}
 
 
-def card_text(app: HubApp, entry: FileEntry | None) -> str | None:
+def card_text(app: HubState, entry: FileEntry | None) -> str | None:
     """The text of a ``README.md`` entry; ``None`` when there is none or it is too large to be a card."""
     if entry is None or entry.size > _MAX_CARD_BYTES:
         return None
     return app.blobs.read(entry.sha256).decode("utf-8", "replace")
 
 
-def read_card(app: HubApp, commit: Commit) -> dict[str, Any] | None:
+def read_card(app: HubState, commit: Commit) -> dict[str, Any] | None:
     """The README.md metadata of a commit (``None`` when absent, too large, unparsable or refused)."""
     text = card_text(app, commit.tree.get(CARD_NAME))
     return None if text is None else card_data(text)
@@ -121,7 +119,7 @@ def last_commits(repo: Repo, head: Commit, items: list[tuple[str, str]]) -> dict
 # --- identity --------------------------------------------------------------------------------------------------
 
 
-def whoami(app: HubApp, request: Request, params: Params) -> Response:
+def whoami(app: HubState, request: Request, params: Params) -> Response:
     """``GET /api/whoami-v2``: the token's user, organisations and role; 401 without a token."""
     user = request.user
     if user is None:
@@ -163,7 +161,7 @@ def _repo_target(request: Request) -> tuple[str, str, dict[str, Any]]:
     return repo_type, f"{namespace}/{name}", body
 
 
-def create_repo(app: HubApp, request: Request, params: Params) -> Response:
+def create_repo(app: HubState, request: Request, params: Params) -> Response:
     """``POST /api/repos/create``: create a repo (namespace defaults to the caller); 409 with ``url`` if taken."""
     repo_type, repo_id, body = _repo_target(request)
     namespace = repo_id.split("/")[0]
@@ -184,7 +182,7 @@ def create_repo(app: HubApp, request: Request, params: Params) -> Response:
     return json_response({"url": repo_url(request.base_url, meta), "name": repo_id, "id": repo_id})
 
 
-def move_repo(app: HubApp, request: Request, params: Params) -> Response:
+def move_repo(app: HubState, request: Request, params: Params) -> Response:
     """``POST /api/repos/move`` (``fromRepo``, ``toRepo``, ``type``): rename or transfer a repo; 409 if taken."""
     body = request.json_object()
     source, target, repo_type = body.get("fromRepo"), body.get("toRepo"), body.get("type") or "model"
@@ -202,7 +200,7 @@ def move_repo(app: HubApp, request: Request, params: Params) -> Response:
     return json_response({"url": repo_url(request.base_url, meta)})
 
 
-def delete_repo(app: HubApp, request: Request, params: Params) -> Response:
+def delete_repo(app: HubState, request: Request, params: Params) -> Response:
     """``DELETE /api/repos/delete``: delete a repo; 404 ``RepoNotFound`` if missing (``missing_ok`` relies on it)."""
     repo_type, repo_id, _ = _repo_target(request)
     repo = app.repos.open(repo_type, repo_id)
@@ -212,7 +210,7 @@ def delete_repo(app: HubApp, request: Request, params: Params) -> Response:
     return json_response({})
 
 
-def update_settings(app: HubApp, request: Request, params: Params) -> Response:
+def update_settings(app: HubState, request: Request, params: Params) -> Response:
     """``PUT /api/{type}s/{repo}/settings``: change ``private``/``visibility``/``gated``."""
     repo = open_repo(app, request, params, write=True)
     body = request.json_object()
@@ -236,7 +234,7 @@ def update_settings(app: HubApp, request: Request, params: Params) -> Response:
 # --- reading -------------------------------------------------------------------------------------------------
 
 
-def _info_json(app: HubApp, repo: Repo, commit: Commit, *, files_metadata: bool) -> dict[str, Any]:
+def _info_json(app: HubState, repo: Repo, commit: Commit, *, files_metadata: bool) -> dict[str, Any]:
     meta = repo.meta
     card = read_card(app, commit)
     siblings = []
@@ -277,14 +275,14 @@ def _info_json(app: HubApp, repo: Repo, commit: Commit, *, files_metadata: bool)
     return info
 
 
-def repo_info(app: HubApp, request: Request, params: Params) -> Response:
+def repo_info(app: HubState, request: Request, params: Params) -> Response:
     """``GET /api/{type}s/{repo}[/revision/{rev}]``: id, ``sha`` of the revision, siblings, card data."""
     repo = open_repo(app, request, params)
     commit = repo.resolve(segment(params, "rev", "main"))
     return json_response(_info_json(app, repo, commit, files_metadata=request.flag("blobs")))
 
 
-def list_repos(app: HubApp, request: Request, params: Params) -> Response:
+def list_repos(app: HubState, request: Request, params: Params) -> Response:
     """``GET /api/{type}s?author=&search=&limit=``: the readable repos, sorted by id."""
     repo_type = repo_type_of(params)
     author, search = request.param("author"), (request.param("search") or "").lower()
@@ -316,7 +314,7 @@ def list_repos(app: HubApp, request: Request, params: Params) -> Response:
     return json_response(listed[:limit])
 
 
-def list_refs(app: HubApp, request: Request, params: Params) -> Response:
+def list_refs(app: HubState, request: Request, params: Params) -> Response:
     """``GET /api/{type}s/{repo}/refs[?include_prs=1]``: branches, tags, converts (and PR refs)."""
     repo = open_repo(app, request, params)
     refs = repo.refs()
@@ -337,7 +335,7 @@ def list_refs(app: HubApp, request: Request, params: Params) -> Response:
     return json_response(answer)
 
 
-def list_commits(app: HubApp, request: Request, params: Params) -> Response:
+def list_commits(app: HubState, request: Request, params: Params) -> Response:
     """``GET /api/{type}s/{repo}/commits/{rev}``: first-parent history, newest first, paginated."""
     repo = open_repo(app, request, params)
     start = repo.resolve(segment(params, "rev", "main"))
@@ -358,7 +356,7 @@ def list_commits(app: HubApp, request: Request, params: Params) -> Response:
     return json_response(page, headers=headers)
 
 
-def list_tree(app: HubApp, request: Request, params: Params) -> Response:
+def list_tree(app: HubState, request: Request, params: Params) -> Response:
     """``GET /api/{type}s/{repo}/tree/{rev}[/{path}]``: files and folders, paginated; 404 ``EntryNotFound``."""
     repo = open_repo(app, request, params)
     commit = repo.resolve(segment(params, "rev"))
@@ -377,7 +375,7 @@ def list_tree(app: HubApp, request: Request, params: Params) -> Response:
     )
 
 
-def paths_info(app: HubApp, request: Request, params: Params) -> Response:
+def paths_info(app: HubState, request: Request, params: Params) -> Response:
     """``POST /api/{type}s/{repo}/paths-info/{rev}`` (form ``paths=``): entries of the paths that exist."""
     repo = open_repo(app, request, params)
     commit = repo.resolve(segment(params, "rev"))
@@ -400,7 +398,7 @@ def paths_info(app: HubApp, request: Request, params: Params) -> Response:
 # --- refs ----------------------------------------------------------------------------------------------------
 
 
-def create_branch(app: HubApp, request: Request, params: Params) -> Response:
+def create_branch(app: HubState, request: Request, params: Params) -> Response:
     """``POST /api/{type}s/{repo}/branch/{branch}`` (``startingPoint``): 409 if the branch exists."""
     repo = open_repo(app, request, params, write=True)
     body = request.json_object()
@@ -411,13 +409,13 @@ def create_branch(app: HubApp, request: Request, params: Params) -> Response:
     return json_response({})
 
 
-def delete_branch(app: HubApp, request: Request, params: Params) -> Response:
+def delete_branch(app: HubState, request: Request, params: Params) -> Response:
     """``DELETE /api/{type}s/{repo}/branch/{branch}``."""
     open_repo(app, request, params, write=True).delete_branch(segment(params, "ref"))
     return json_response({})
 
 
-def create_tag(app: HubApp, request: Request, params: Params) -> Response:
+def create_tag(app: HubState, request: Request, params: Params) -> Response:
     """``POST /api/{type}s/{repo}/tag/{rev}`` (``{"tag": name}``): 409 if the tag exists."""
     repo = open_repo(app, request, params, write=True)
     tag = request.json_object().get("tag")
@@ -427,7 +425,7 @@ def create_tag(app: HubApp, request: Request, params: Params) -> Response:
     return json_response({})
 
 
-def delete_tag(app: HubApp, request: Request, params: Params) -> Response:
+def delete_tag(app: HubState, request: Request, params: Params) -> Response:
     """``DELETE /api/{type}s/{repo}/tag/{tag}``."""
     open_repo(app, request, params, write=True).delete_tag(segment(params, "ref"))
     return json_response({})
@@ -436,7 +434,7 @@ def delete_tag(app: HubApp, request: Request, params: Params) -> Response:
 # --- cards ---------------------------------------------------------------------------------------------------
 
 
-def validate_yaml(app: HubApp, request: Request, params: Params) -> Response:
+def validate_yaml(app: HubState, request: Request, params: Params) -> Response:
     """``POST /api/validate-yaml``: check README metadata; always JSON (text only if ``Accept: text/plain``)."""
     body = request.json_object()
     content, repo_type = body.get("content"), body.get("repoType") or "model"

@@ -7,7 +7,7 @@ import binascii
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from phi3_lora_hub.hub.files import CARD_NAME
 from phi3_lora_hub.hub.server import errors
@@ -28,9 +28,7 @@ from phi3_lora_hub.hub.server.repos import (
     validate_file_path,
 )
 from phi3_lora_hub.hub.server.router import Params, segment
-
-if TYPE_CHECKING:
-    from phi3_lora_hub.hub.server.app import HubApp
+from phi3_lora_hub.hub.server.state import HubState
 
 _LFS_CONTENT_TYPE = "application/vnd.git-lfs+json"
 _PREUPLOAD_MAX_FILES = 256  # what huggingface_hub sends per call at most
@@ -40,7 +38,7 @@ _XET_MESSAGE = (
 )
 
 
-def _text_of(app: HubApp, commit: Commit, path: str) -> str:
+def _text_of(app: HubState, commit: Commit, path: str) -> str:
     entry = commit.tree.get(path)
     return app.blobs.read(entry.sha256).decode("utf-8", "replace") if entry else ""
 
@@ -48,7 +46,7 @@ def _text_of(app: HubApp, commit: Commit, path: str) -> str:
 # --- preupload -----------------------------------------------------------------------------------------------
 
 
-def preupload(app: HubApp, request: Request, params: Params) -> Response:
+def preupload(app: HubState, request: Request, params: Params) -> Response:
     """``POST /api/{type}s/{repo}/preupload/{rev}``: upload mode, ``shouldIgnore`` and remote oid per file."""
     repo = open_repo(app, request, params, write=True)
     commit = repo.resolve(segment(params, "rev"))
@@ -96,14 +94,14 @@ def _check_patterns(name: str, text: str) -> None:
         raise errors.bad_request(f"The {name} is too large to apply: {error}. Shorten it.") from None
 
 
-def _regular_oid(app: HubApp, entry: FileEntry) -> str:
+def _regular_oid(app: HubState, entry: FileEntry) -> str:
     return app.blobs.git_oid(entry.sha256) if entry.lfs else entry.git_oid
 
 
 # --- commit --------------------------------------------------------------------------------------------------
 
 
-def _commit_lines(app: HubApp, request: Request) -> Iterator[dict[str, Any]]:
+def _commit_lines(app: HubState, request: Request) -> Iterator[dict[str, Any]]:
     """The NDJSON commit payload, line by line, starting with its header line; 400 for a malformed line.
 
     The payload carries regular files inline, so it is spooled to a file under the root's ``tmp`` (never
@@ -134,7 +132,7 @@ def _commit_lines(app: HubApp, request: Request) -> Iterator[dict[str, Any]]:
             raise errors.bad_request('The commit payload must start with a {"key": "header", ...} line.')
 
 
-def _operation(app: HubApp, repo: Repo, key: str, value: dict[str, Any]) -> CommitOperation:
+def _operation(app: HubState, repo: Repo, key: str, value: dict[str, Any]) -> CommitOperation:
     path = value.get("path")
     if not isinstance(path, str):
         raise errors.bad_request(f'Each "{key}" line needs a "path" string.')
@@ -170,7 +168,7 @@ def _operation(app: HubApp, repo: Repo, key: str, value: dict[str, Any]) -> Comm
     raise errors.bad_request(f'Unknown commit operation "{key}": use file, lfsFile, deletedFile or deletedFolder.')
 
 
-def commit(app: HubApp, request: Request, params: Params) -> Response:
+def commit(app: HubState, request: Request, params: Params) -> Response:
     """``POST /api/{type}s/{repo}/commit/{rev}`` (NDJSON): one atomic commit; 412 on a stale ``parentCommit``."""
     repo = open_repo(app, request, params, write=True)
     lines = _commit_lines(app, request)
@@ -208,7 +206,7 @@ def commit(app: HubApp, request: Request, params: Params) -> Response:
     )
 
 
-def _refuse_unsafe_card(app: HubApp, entry: FileEntry) -> None:
+def _refuse_unsafe_card(app: HubState, entry: FileEntry) -> None:
     """400 when a committed README.md has metadata that would blow up when read (see ``cards.load_metadata``)."""
     text = card_text(app, entry)
     refusal = None if text is None else metadata_refusal(text)
@@ -216,13 +214,13 @@ def _refuse_unsafe_card(app: HubApp, entry: FileEntry) -> None:
         raise errors.HubError(400, "InvalidMetadata", f"Invalid metadata in README.md: {refusal}.")
 
 
-def xet_token(app: HubApp, request: Request, params: Params) -> Response:
+def xet_token(app: HubState, request: Request, params: Params) -> Response:
     """``GET .../xet-{read,write}-token/...``: 501 with the way out (this server does not speak Xet)."""
     open_repo(app, request, params)
     raise errors.not_implemented(_XET_MESSAGE)
 
 
-def discussions(app: HubApp, request: Request, params: Params) -> Response:
+def discussions(app: HubState, request: Request, params: Params) -> Response:
     """``.../discussions``: 501; pull requests are opened by committing with ``create_pr=1``."""
     open_repo(app, request, params)
     raise errors.not_implemented(
@@ -242,7 +240,7 @@ def _object_error(oid: Any, size: Any, code: int, message: str) -> dict[str, Any
     return {"oid": str(oid), "size": size if isinstance(size, int) else 0, "error": {"code": code, "message": message}}
 
 
-def lfs_batch(app: HubApp, request: Request, params: Params) -> Response:
+def lfs_batch(app: HubState, request: Request, params: Params) -> Response:
     """``POST /{repo}.git/info/lfs/objects/batch``: pre-signed upload/verify (or download) actions."""
     body = request.json_object()
     operation = body.get("operation")
@@ -271,14 +269,14 @@ def _upload_header(answer: dict[str, Any]) -> dict[str, Any]:
     return answer.get("actions", {}).get("upload", {}).get("header", {})
 
 
-def _download_action(app: HubApp, repo: Repo, base: str, oid: str, size: int) -> dict[str, Any]:
+def _download_action(app: HubState, repo: Repo, base: str, oid: str, size: int) -> dict[str, Any]:
     if not repo.has_lfs_object(oid):
         return _object_error(oid, size, 404, "Object does not exist in this repository")
     query = app.signer.query("download", repo.meta.repo_type, repo.meta.repo_id, oid)
     return {"oid": oid, "size": size, "actions": {"download": {"href": f"{base}/objects/{oid}?{query}"}}}
 
 
-def _upload_action(app: HubApp, repo: Repo, base: str, oid: str, size: int, multipart_ok: bool) -> dict[str, Any]:
+def _upload_action(app: HubState, repo: Repo, base: str, oid: str, size: int, multipart_ok: bool) -> dict[str, Any]:
     meta = repo.meta
     if repo.has_lfs_object(oid):
         if app.blobs.size(oid) != size:
@@ -306,7 +304,7 @@ def _upload_action(app: HubApp, repo: Repo, base: str, oid: str, size: int, mult
 # --- LFS transfers (pre-signed, no token) --------------------------------------------------------------------
 
 
-def _signed_repo(app: HubApp, request: Request, params: Params, *parts: str) -> Repo:
+def _signed_repo(app: HubState, request: Request, params: Params, *parts: str) -> Repo:
     repo = app.repos.open(repo_type_of(params), f"{segment(params, 'ns')}/{segment(params, 'name')}")
     app.signer.check(parts, request.param("expires"), request.param("sig"))
     return repo
@@ -319,7 +317,7 @@ def _size_param(request: Request) -> int:
         raise errors.bad_request("This LFS URL lacks its size; ask the LFS batch endpoint for a new one.") from None
 
 
-def lfs_put_object(app: HubApp, request: Request, params: Params) -> Response:
+def lfs_put_object(app: HubState, request: Request, params: Params) -> Response:
     """``PUT /_lfs/.../objects/{oid}`` (pre-signed): store the object if its sha256 and size match."""
     oid, size = params["oid"], _size_param(request)
     repo = _signed_repo(app, request, params, "upload", repo_type_of(params), _repo_id(params), oid, str(size))
@@ -332,7 +330,7 @@ def lfs_put_object(app: HubApp, request: Request, params: Params) -> Response:
     return json_response({})
 
 
-def lfs_get_object(app: HubApp, request: Request, params: Params) -> Response:
+def lfs_get_object(app: HubState, request: Request, params: Params) -> Response:
     """``GET /_lfs/.../objects/{oid}`` (pre-signed): the object's bytes."""
     oid = params["oid"]
     repo = _signed_repo(app, request, params, "download", repo_type_of(params), _repo_id(params), oid)
@@ -342,7 +340,7 @@ def lfs_get_object(app: HubApp, request: Request, params: Params) -> Response:
     return Response(200, {"Content-Type": "application/octet-stream"}, file=app.blobs.path(oid), length=size)
 
 
-def lfs_verify(app: HubApp, request: Request, params: Params) -> Response:
+def lfs_verify(app: HubState, request: Request, params: Params) -> Response:
     """``POST /_lfs/.../objects/{oid}/verify`` (pre-signed): 200 if the object is stored with this size."""
     oid, size = params["oid"], _size_param(request)
     repo = _signed_repo(app, request, params, "verify", repo_type_of(params), _repo_id(params), oid, str(size))
@@ -354,7 +352,7 @@ def lfs_verify(app: HubApp, request: Request, params: Params) -> Response:
     return json_response({})
 
 
-def lfs_put_part(app: HubApp, request: Request, params: Params) -> Response:
+def lfs_put_part(app: HubState, request: Request, params: Params) -> Response:
     """``PUT /_lfs/.../multipart/{upload}/{n}`` (pre-signed): stage part ``n``; answers its ``ETag``."""
     upload_id, number = params["upload"], int(params["part"])
     app.signer.check(("part", upload_id, str(number)), request.param("expires"), request.param("sig"))
@@ -369,7 +367,7 @@ def lfs_put_part(app: HubApp, request: Request, params: Params) -> Response:
     return Response(200, {"ETag": f'"{part_etag(path)}"'})
 
 
-def lfs_complete_multipart(app: HubApp, request: Request, params: Params) -> Response:
+def lfs_complete_multipart(app: HubState, request: Request, params: Params) -> Response:
     """``POST /_lfs/.../multipart/{upload}`` (pre-signed): assemble the parts, check the ETags and sha256."""
     upload_id = params["upload"]
     app.signer.check(("complete", upload_id), request.param("expires"), request.param("sig"))

@@ -9,7 +9,6 @@ escaped, links are site-relative (they survive a change of port), and no script 
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from phi3_lora_hub.hub.files import CARD_NAME
@@ -19,9 +18,7 @@ from phi3_lora_hub.hub.server.messages import Request, Response
 from phi3_lora_hub.hub.server.objects import Commit, is_directory, list_directory
 from phi3_lora_hub.hub.server.repos import Repo
 from phi3_lora_hub.hub.server.router import Params, segment
-
-if TYPE_CHECKING:
-    from phi3_lora_hub.hub.server.app import HubApp
+from phi3_lora_hub.hub.server.state import HubState
 
 _PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _PREVIEW_BYTES = 200_000
@@ -70,7 +67,7 @@ def _branches(repo: Repo) -> str:
     return f"<p>Branches: {', '.join(links)}</p>"
 
 
-def repo_page(app: HubApp, request: Request, params: Params) -> Response:
+def repo_page(app: HubState, request: Request, params: Params) -> Response:
     """``GET /{repo}``: the files of ``main``, the branches and the model card's text."""
     repo = open_repo(app, request, params)
     commit = repo.resolve("main")
@@ -80,7 +77,7 @@ def repo_page(app: HubApp, request: Request, params: Params) -> Response:
     return _page(repo, repo.meta.repo_id, body)
 
 
-def tree_page(app: HubApp, request: Request, params: Params) -> Response:
+def tree_page(app: HubState, request: Request, params: Params) -> Response:
     """``GET /{repo}/tree/{rev}[/{path}]``: one folder at a revision; 404 ``EntryNotFound`` if it is none."""
     repo = open_repo(app, request, params)
     revision = segment(params, "rev")
@@ -93,7 +90,7 @@ def tree_page(app: HubApp, request: Request, params: Params) -> Response:
     return _page(repo, title, f"{_branches(repo)}<h2>{escape(title)}</h2><p>Commit {commit.oid}</p>{listing}")
 
 
-def blob_page(app: HubApp, request: Request, params: Params) -> Response:
+def blob_page(app: HubState, request: Request, params: Params) -> Response:
     """``GET /{repo}/blob/{rev}/{path}``: one file, its text shown when it is small and not binary."""
     repo = open_repo(app, request, params)
     revision, path = segment(params, "rev"), segment(params, "path")
@@ -108,7 +105,7 @@ def blob_page(app: HubApp, request: Request, params: Params) -> Response:
     return _page(repo, title, f"<h2>{escape(title)}</h2><p>{entry.size} bytes, {download}</p>{preview}")
 
 
-def commit_page(app: HubApp, request: Request, params: Params) -> Response:
+def commit_page(app: HubState, request: Request, params: Params) -> Response:
     """``GET /{repo}/commit/{oid}``: a commit's title, message, author, date and files."""
     repo = open_repo(app, request, params)
     commit = repo.resolve(segment(params, "rev"))

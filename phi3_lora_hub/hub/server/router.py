@@ -9,17 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.messages import Request, Response
-
-if TYPE_CHECKING:
-    from phi3_lora_hub.hub.server.app import HubApp
+from phi3_lora_hub.hub.server.state import HubState
 
 Params = dict[str, str]
-Handler = Callable[["HubApp", Request, Params], Response]
+Handler = Callable[[HubState, Request, Params], Response]
 
 REPO = r"(?P<type>models|datasets|spaces)/(?P<ns>[^/]+)/(?P<name>[^/]+)"
 """A repository in an ``/api/`` path: ``models|datasets|spaces/<namespace>/<name>``."""
