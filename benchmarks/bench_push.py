@@ -38,7 +38,7 @@ from common import child_env, free_port, interleaved, run_worker, table
 
 def start_hub(root: Path, delay: float) -> tuple[subprocess.Popen, str]:
     """``phi3-lora-hub hub serve`` in its own process, every request delayed by ``delay`` seconds."""
-    from phi3_lora_hub.hub.server import RemoteHub, root_credentials
+    from phi3_lora_hub.local_hub import RemoteHub, root_credentials
 
     port = free_port()
     server = subprocess.Popen(
@@ -132,7 +132,7 @@ def main() -> int:
         return 0
 
     from phi3_lora_hub.data.sample import write_sample_dataset
-    from phi3_lora_hub.hub.server import root_credentials
+    from phi3_lora_hub.local_hub import root_credentials
     from phi3_lora_hub.model.tiny import TinyPhi3Config, tiny_phi3_cache_dir
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-push-"))

@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     port = free_port()
     env = _environment(port, args.threads)
     os.environ.update(env)  # before huggingface_hub is imported
-    from phi3_lora_hub.hub.server import LocalHub
+    from phi3_lora_hub.local_hub import LocalHub
 
     with LocalHub(WORK / "hub", port=port) as hub:
         hub.add_token(TOKEN, "bench")

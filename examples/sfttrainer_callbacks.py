@@ -23,7 +23,7 @@ from _offline import TINY_TRAINING, add_tiny_flag, output_dir, tiny_model_and_da
 
 def start_local_hub():
     """A local Hub on 127.0.0.1 for this process, started before huggingface_hub is imported (it reads HF_ENDPOINT)."""
-    from phi3_lora_hub.hub.server import LocalHub
+    from phi3_lora_hub.local_hub import LocalHub
 
     assert "huggingface_hub" not in sys.modules, "start the local Hub before importing Hugging Face libraries"
     hub = LocalHub(tempfile.mkdtemp(prefix="phi3-example-hub-"), port=0).start()

@@ -89,7 +89,7 @@ def start_local_hub(root: Path):
     variables are set only if it has not been imported yet; the push callback is given the address and token
     explicitly either way, so the pushes reach this Hub in any case.
     """
-    from phi3_lora_hub.hub.server import LocalHub
+    from phi3_lora_hub.local_hub import LocalHub
 
     hub = LocalHub(root, port=0).start()
     if "huggingface_hub" not in sys.modules:

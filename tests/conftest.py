@@ -67,7 +67,7 @@ def local_hub():
     Tokens: ``FAKE_TOKEN`` (the ``HF_TOKEN`` of every test) and the root's random ``write_token`` are user
     ``tester`` with the write role, its ``read_token`` is ``tester`` read-only. Prefer the ``hub`` fixture.
     """
-    from phi3_lora_hub.hub.server import LocalHub
+    from phi3_lora_hub.local_hub import LocalHub
 
     with LocalHub(SESSION_DIR / "local-hub", port=HUB_PORT) as server:
         server.add_token(FAKE_TOKEN, "tester")
@@ -95,7 +95,7 @@ def hub_online(monkeypatch):
 def hub(local_hub, hub_online):
     """The session's local Hub, reachable for this test; its request log starts empty, its faults and switches
     are reset afterwards."""
-    from phi3_lora_hub.hub.server import HubSettings
+    from phi3_lora_hub.local_hub import HubSettings
 
     local_hub.clear_requests()
     yield local_hub

@@ -1,4 +1,6 @@
-"""Everything that talks to the Hugging Face Hub. ``phi3_lora_hub.hub.server`` is the local Hub server.
+"""Everything that talks to the Hugging Face Hub as a client.
+
+The local Hub server is an application of its own (``phi3_lora_hub.local_hub``); nothing here imports it.
 
 Publishing checkpoints while training runs:
 

@@ -10,7 +10,7 @@ import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from phi3_lora_hub.hub.server import RemoteHub
+from phi3_lora_hub.local_hub import RemoteHub
 from tests.hub.helpers import child_env
 
 

@@ -10,7 +10,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils._http import default_client_factory, hf_request_event_hook
 
-from phi3_lora_hub.hub.server import FaultRule, RemoteHub
+from phi3_lora_hub.local_hub import FaultRule, RemoteHub
 from tests.hub.helpers import write_checkpoint
 
 
@@ -130,7 +130,7 @@ def test_fault_rules_are_validated():
     with pytest.raises(ValueError, match="either answers with a status or drops"):
         FaultRule(path="/x", status=500, drop=True)
     with pytest.raises(ValueError, match="unknown endpoint"):
-        from phi3_lora_hub.hub.server.faults import rule_from_spec
+        from phi3_lora_hub.local_hub.faults import rule_from_spec
 
         rule_from_spec("comit", None, None, status=500)
 

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phi3_lora_hub.hub.server import root_credentials
+from phi3_lora_hub.local_hub import root_credentials
 from tests.hub.helpers import child_env
 from tests.hub.wire import Answer, exchange, request_bytes
 
 SERVER = """
 import sys, threading
-from phi3_lora_hub.hub.server import LocalHub
+from phi3_lora_hub.local_hub import LocalHub
 hub = LocalHub(sys.argv[1]).start()
 print(hub.port, flush=True)
 threading.Event().wait()

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from phi3_lora_hub.hub.server import LocalHub, root_credentials
+from phi3_lora_hub.local_hub import LocalHub, root_credentials
 from tests.hub.helpers import child_env
 from tests.hub.wire import exchange, request_bytes
 
@@ -383,9 +383,9 @@ def test_card_metadata_that_blows_up_is_refused_at_validation_and_commit(hub, ap
 def test_a_bomb_already_stored_is_never_expanded_on_read(tmp_path, hub_online):
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    from phi3_lora_hub.hub.server.blobs import BlobStore
-    from phi3_lora_hub.hub.server.objects import FileEntry
-    from phi3_lora_hub.hub.server.repos import AddFile, RepoStore
+    from phi3_lora_hub.local_hub.blobs import BlobStore
+    from phi3_lora_hub.local_hub.objects import FileEntry
+    from phi3_lora_hub.local_hub.repos import AddFile, RepoStore
 
     root = tmp_path / "hub"
     hub = LocalHub(root)

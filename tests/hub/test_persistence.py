@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from phi3_lora_hub.hub.server import LocalHub, LocalHubError, root_credentials
-from phi3_lora_hub.hub.server.blobs import BlobStore
-from phi3_lora_hub.hub.server.objects import FileEntry
-from phi3_lora_hub.hub.server.repos import AddFile, RepoMeta, RepoStore
+from phi3_lora_hub.local_hub import LocalHub, LocalHubError, root_credentials
+from phi3_lora_hub.local_hub.blobs import BlobStore
+from phi3_lora_hub.local_hub.objects import FileEntry
+from phi3_lora_hub.local_hub.repos import AddFile, RepoMeta, RepoStore
 from tests.hub.helpers import child_env, write_checkpoint
 
 
@@ -67,7 +67,7 @@ def test_a_failed_commit_write_leaves_the_branch_on_a_complete_commit(tmp_path, 
     data = b"content"
     entry = FileEntry.regular(store.blobs.put_bytes(data), data)
 
-    import phi3_lora_hub.hub.server.repos as repos_module
+    import phi3_lora_hub.local_hub.repos as repos_module
 
     real_write = repos_module.atomic_write_json
 
@@ -91,7 +91,7 @@ def test_killed_server_process_leaves_a_usable_root(tmp_path, hub_online):
     root = tmp_path / "hub"
     script = f"""
 import sys, threading
-from phi3_lora_hub.hub.server import LocalHub
+from phi3_lora_hub.local_hub import LocalHub
 hub = LocalHub({str(root)!r}).start()
 print(hub.url, flush=True)
 threading.Event().wait()

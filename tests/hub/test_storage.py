@@ -10,8 +10,8 @@ from huggingface_hub.errors import HfHubHTTPError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phi3_lora_hub.hub.server import HubSettings
-from phi3_lora_hub.hub.server.patterns import DEFAULT_GITATTRIBUTES, choose_upload_mode, is_ignored, is_lfs_tracked
+from phi3_lora_hub.local_hub import HubSettings
+from phi3_lora_hub.local_hub.patterns import DEFAULT_GITATTRIBUTES, choose_upload_mode, is_ignored, is_lfs_tracked
 
 
 def _run_concurrently(count: int, work) -> list[BaseException | None]:
@@ -145,7 +145,7 @@ def _reference_match(glob: str, path: str) -> bool:
 )
 @settings(max_examples=400, deadline=None)
 def test_linear_glob_matching_agrees_with_the_plain_definition(glob, path):
-    from phi3_lora_hub.hub.server.patterns import PathPattern
+    from phi3_lora_hub.local_hub.patterns import PathPattern
 
     pattern = PathPattern.compile("/" + "/".join(glob))  # anchored: the whole glob against the whole path
     assert pattern.matches_file("/".join(path)) is _reference_match("/".join(glob), "/".join(path))

@@ -111,9 +111,9 @@ def test_deploy_creates_the_space_with_the_app_and_only_the_modules_it_runs(depl
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
     assert files - {".gitattributes"} == set(result.files) and result.url.endswith(f"/spaces/{space_id}")
     assert package == set(space_modules(ROOT / "space_app" / "app.py"))
-    for left_out in ("hub/server/server.py", "training/trainer.py", "recipe.py", "space/deploy.py", "cli/main.py"):
+    for left_out in ("local_hub/server.py", "training/trainer.py", "recipe.py", "space/deploy.py", "cli/main.py"):
         assert (ROOT / "phi3_lora_hub" / left_out).is_file() and f"phi3_lora_hub/{left_out}" not in files
-    assert not any(name.startswith(("phi3_lora_hub/hub/server", "phi3_lora_hub/space_app")) for name in files)
+    assert not any(name.startswith(("phi3_lora_hub/local_hub", "phi3_lora_hub/space_app")) for name in files)
     total = sum(Path(hf_hub_download(space_id, name, repo_type="space")).stat().st_size for name in result.files)
     assert result.bundle_bytes == total < 400_000
     meta = front_matter(Path(hf_hub_download(space_id, "README.md", repo_type="space")).read_text())
@@ -201,7 +201,7 @@ def test_the_built_space_runs_on_its_vendored_package(tiny_model_dir, tmp_path):
 
     folder = tmp_path / "space"
     files = build_space(folder, settings_for_deploy(BASE, ["tester/space-compass"]))
-    assert not any(name.startswith("phi3_lora_hub/hub/server") for name in files)  # no local Hub server shipped
+    assert not any(name.startswith("phi3_lora_hub/local_hub") for name in files)  # no local Hub server shipped
     port = free_port()
     env = subprocess_env(
         HF_HUB_OFFLINE="0",

@@ -83,7 +83,7 @@ def test_space_deploy_works_from_an_installed_wheel(installed_wheel, hub, traine
     assert {"app.py", "requirements.txt", "README.md", "space_config.json", "phi3_lora_hub/space/runtime.py"} <= set(
         files
     )
-    assert not any(name.startswith("phi3_lora_hub/hub/server") for name in files)
+    assert not any(name.startswith("phi3_lora_hub/local_hub") for name in files)
     app = Path(hf_hub_download("tester/space-from-wheel", "app.py", repo_type="space")).read_text()
     assert app == (ROOT / "space_app" / "app.py").read_text()
 

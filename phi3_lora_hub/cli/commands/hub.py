@@ -82,8 +82,8 @@ def register(subparsers: Any) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from phi3_lora_hub.hub.server import HubSettings, LocalHub, User
-    from phi3_lora_hub.hub.server.rootdir import CREDENTIALS_FILE
+    from phi3_lora_hub.local_hub import HubSettings, LocalHub, User
+    from phi3_lora_hub.local_hub.rootdir import CREDENTIALS_FILE
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}.")
@@ -115,7 +115,7 @@ def _serve_banner(hub: Any, args: argparse.Namespace, new_root: bool) -> list[st
 
     A token given on the command line is never echoed (it would land in terminal logs a second time).
     """
-    from phi3_lora_hub.hub.server.rootdir import CREDENTIALS_FILE
+    from phi3_lora_hub.local_hub.rootdir import CREDENTIALS_FILE
 
     token_command = f"phi3-lora-hub hub token --root {shlex.quote(str(hub.root))}"
     show_tokens = new_root and not args.token
@@ -141,7 +141,7 @@ def _serve_banner(hub: Any, args: argparse.Namespace, new_root: bool) -> list[st
 
 
 def token_command(args: argparse.Namespace) -> int:
-    from phi3_lora_hub.hub.server import root_credentials
+    from phi3_lora_hub.local_hub import root_credentials
 
     credentials = root_credentials(args.root)
     tokens = {"write": credentials.write_token, "read": credentials.read_token, "admin": credentials.admin_token}

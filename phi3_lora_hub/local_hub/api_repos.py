@@ -9,11 +9,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from phi3_lora_hub.hub.files import CARD_NAME
-from phi3_lora_hub.hub.server import errors
-from phi3_lora_hub.hub.server.auth import can_read, require_read, require_write
-from phi3_lora_hub.hub.server.cards import card_data, validate_card
-from phi3_lora_hub.hub.server.messages import Request, Response, error_response, json_response
-from phi3_lora_hub.hub.server.objects import (
+from phi3_lora_hub.local_hub import errors
+from phi3_lora_hub.local_hub.auth import can_read, require_read, require_write
+from phi3_lora_hub.local_hub.cards import card_data, validate_card
+from phi3_lora_hub.local_hub.messages import Request, Response, error_response, json_response
+from phi3_lora_hub.local_hub.objects import (
     Commit,
     FileEntry,
     directories,
@@ -22,9 +22,9 @@ from phi3_lora_hub.hub.server.objects import (
     list_directory,
     tree_item_json,
 )
-from phi3_lora_hub.hub.server.repos import REPO_TYPES, SPACE_SDKS, Repo, RepoMeta, validate_repo_name
-from phi3_lora_hub.hub.server.router import Params, segment
-from phi3_lora_hub.hub.server.state import HubState
+from phi3_lora_hub.local_hub.repos import REPO_TYPES, SPACE_SDKS, Repo, RepoMeta, validate_repo_name
+from phi3_lora_hub.local_hub.router import Params, segment
+from phi3_lora_hub.local_hub.state import HubState
 
 _PLURALS = {f"{repo_type}s": repo_type for repo_type in REPO_TYPES}
 _URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}

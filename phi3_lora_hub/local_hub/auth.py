@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from phi3_lora_hub.hub.server import errors
-from phi3_lora_hub.hub.server.repos import RepoMeta
-from phi3_lora_hub.hub.server.rootdir import random_token
+from phi3_lora_hub.local_hub import errors
+from phi3_lora_hub.local_hub.repos import RepoMeta
+from phi3_lora_hub.local_hub.rootdir import random_token
 
 Role = Literal["read", "write"]
 ROLES: tuple[Role, ...] = ("read", "write")

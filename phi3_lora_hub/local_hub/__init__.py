@@ -10,7 +10,7 @@ tokens (``root_credentials``); only loopback ``Host`` names are answered; hostil
 
 ::
 
-    from phi3_lora_hub.hub.server import LocalHub
+    from phi3_lora_hub.local_hub import LocalHub
 
     with LocalHub(root="hub-data", port=0) as hub:
         print(hub.url)                             # export HF_ENDPOINT=<this> before importing huggingface_hub
@@ -21,13 +21,13 @@ tokens (``root_credentials``); only loopback ``Host`` names are answered; hostil
 The same code that pushes here pushes to the real Hub: only ``HF_ENDPOINT`` and the token differ.
 """
 
-from phi3_lora_hub.hub.server.auth import Role, User
-from phi3_lora_hub.hub.server.control import RemoteFaults, RemoteHub
-from phi3_lora_hub.hub.server.faults import ENDPOINTS, FaultInjector, FaultRule
-from phi3_lora_hub.hub.server.requestlog import RequestRecord
-from phi3_lora_hub.hub.server.rootdir import DEFAULT_USER, LocalHubError, RootCredentials, root_credentials
-from phi3_lora_hub.hub.server.server import LocalHub
-from phi3_lora_hub.hub.server.settings import HubSettings
+from phi3_lora_hub.local_hub.auth import Role, User
+from phi3_lora_hub.local_hub.control import RemoteFaults, RemoteHub
+from phi3_lora_hub.local_hub.faults import ENDPOINTS, FaultInjector, FaultRule
+from phi3_lora_hub.local_hub.requestlog import RequestRecord
+from phi3_lora_hub.local_hub.rootdir import DEFAULT_USER, LocalHubError, RootCredentials, root_credentials
+from phi3_lora_hub.local_hub.server import LocalHub
+from phi3_lora_hub.local_hub.settings import HubSettings
 
 __all__ = [
     "DEFAULT_USER",

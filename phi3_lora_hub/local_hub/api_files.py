@@ -11,11 +11,11 @@ from __future__ import annotations
 import mimetypes
 import re
 
-from phi3_lora_hub.hub.server import errors
-from phi3_lora_hub.hub.server.api_repos import open_repo
-from phi3_lora_hub.hub.server.messages import Request, Response, header_safe
-from phi3_lora_hub.hub.server.router import Params, segment
-from phi3_lora_hub.hub.server.state import HubState
+from phi3_lora_hub.local_hub import errors
+from phi3_lora_hub.local_hub.api_repos import open_repo
+from phi3_lora_hub.local_hub.messages import Request, Response, header_safe
+from phi3_lora_hub.local_hub.router import Params, segment
+from phi3_lora_hub.local_hub.state import HubState
 
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from phi3_lora_hub.hub.server import errors
-from phi3_lora_hub.hub.server.fsutil import atomic_write_json, read_json
+from phi3_lora_hub.local_hub import errors
+from phi3_lora_hub.local_hub.fsutil import atomic_write_json, read_json
 
 URL_LIFETIME_S = 3600
 

@@ -1,18 +1,18 @@
 """Control endpoints under ``/_local_hub/`` so tests can drive a server running in another process.
 
 All but ``health`` need ``Authorization: Bearer <admin token>``; faults never apply to these paths, so a test
-can always clear them. ``phi3_lora_hub.hub.server.control.RemoteHub`` is a Python client for them.
+can always clear them. ``phi3_lora_hub.local_hub.control.RemoteHub`` is a Python client for them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from phi3_lora_hub.hub.server import errors
-from phi3_lora_hub.hub.server.faults import rule_from_spec
-from phi3_lora_hub.hub.server.messages import Request, Response, json_response
-from phi3_lora_hub.hub.server.router import Params
-from phi3_lora_hub.hub.server.state import HubState
+from phi3_lora_hub.local_hub import errors
+from phi3_lora_hub.local_hub.faults import rule_from_spec
+from phi3_lora_hub.local_hub.messages import Request, Response, json_response
+from phi3_lora_hub.local_hub.router import Params
+from phi3_lora_hub.local_hub.state import HubState
 
 _RULE_OPTIONS = ("status", "delay", "drop", "stage", "count", "headers", "message")
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from phi3_lora_hub.hub.server import errors
-from phi3_lora_hub.hub.server.messages import Request, Response
-from phi3_lora_hub.hub.server.state import HubState
+from phi3_lora_hub.local_hub import errors
+from phi3_lora_hub.local_hub.messages import Request, Response
+from phi3_lora_hub.local_hub.state import HubState
 
 Params = dict[str, str]
 Handler = Callable[[HubState, Request, Params], Response]

@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from phi3_lora_hub.hub.server import errors
-from phi3_lora_hub.hub.server.blobs import BlobStore
-from phi3_lora_hub.hub.server.errors import HubError
-from phi3_lora_hub.hub.server.fsutil import atomic_write_bytes, atomic_write_json, read_json
-from phi3_lora_hub.hub.server.objects import Commit, FileEntry, utc_now_iso
-from phi3_lora_hub.hub.server.patterns import DEFAULT_GITATTRIBUTES
+from phi3_lora_hub.local_hub import errors
+from phi3_lora_hub.local_hub.blobs import BlobStore
+from phi3_lora_hub.local_hub.errors import HubError
+from phi3_lora_hub.local_hub.fsutil import atomic_write_bytes, atomic_write_json, read_json
+from phi3_lora_hub.local_hub.objects import Commit, FileEntry, utc_now_iso
+from phi3_lora_hub.local_hub.patterns import DEFAULT_GITATTRIBUTES
 
 REPO_TYPES = ("model", "dataset", "space")
 SPACE_SDKS = ("gradio", "streamlit", "docker", "static")

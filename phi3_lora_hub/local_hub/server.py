@@ -24,21 +24,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from phi3_lora_hub.hub.server.app import HubApp
-from phi3_lora_hub.hub.server.auth import Role, TokenRegistry, User
-from phi3_lora_hub.hub.server.errors import HubError
-from phi3_lora_hub.hub.server.faults import FaultInjector
-from phi3_lora_hub.hub.server.fsutil import remove_stale_temporaries
-from phi3_lora_hub.hub.server.messages import BodyReader, Request, Response, error_response, header_safe
-from phi3_lora_hub.hub.server.requestlog import RequestRecord
-from phi3_lora_hub.hub.server.rootdir import (
+from phi3_lora_hub.local_hub.app import HubApp
+from phi3_lora_hub.local_hub.auth import Role, TokenRegistry, User
+from phi3_lora_hub.local_hub.errors import HubError
+from phi3_lora_hub.local_hub.faults import FaultInjector
+from phi3_lora_hub.local_hub.fsutil import remove_stale_temporaries
+from phi3_lora_hub.local_hub.messages import BodyReader, Request, Response, error_response, header_safe
+from phi3_lora_hub.local_hub.requestlog import RequestRecord
+from phi3_lora_hub.local_hub.rootdir import (
     DEFAULT_USER,
     ROOT_MARKER,
     LocalHubError,
     check_root,
     root_credentials,
 )
-from phi3_lora_hub.hub.server.settings import HubSettings
+from phi3_lora_hub.local_hub.settings import HubSettings
 
 try:  # POSIX only; elsewhere a second server on the same root is not detected
     import fcntl
@@ -293,7 +293,7 @@ class LocalHub:
         self._lock_file: IO[str] | None = None
         self._stopping = threading.Event()
         self.faults = FaultInjector()
-        """Fault rules: ``fail``, ``delay``, ``drop``, ``clear`` (see ``phi3_lora_hub.hub.server.faults``)."""
+        """Fault rules: ``fail``, ``delay``, ``drop``, ``clear`` (see ``phi3_lora_hub.local_hub.faults``)."""
 
     @property
     def write_token(self) -> str:

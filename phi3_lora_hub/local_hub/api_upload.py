@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.hub.files import CARD_NAME
-from phi3_lora_hub.hub.server import errors
-from phi3_lora_hub.hub.server.api_repos import card_text, open_repo, repo_type_of, repo_url
-from phi3_lora_hub.hub.server.blobs import SHA256_RE, BlobMismatchError
-from phi3_lora_hub.hub.server.cards import metadata_refusal
-from phi3_lora_hub.hub.server.fsutil import atomic_writer
-from phi3_lora_hub.hub.server.lfs import part_etag
-from phi3_lora_hub.hub.server.messages import Request, Response, json_response, parse_json
-from phi3_lora_hub.hub.server.objects import Commit, FileEntry
-from phi3_lora_hub.hub.server.patterns import PATTERN_FILES, check_patterns, choose_upload_mode, is_ignored
-from phi3_lora_hub.hub.server.repos import (
+from phi3_lora_hub.local_hub import errors
+from phi3_lora_hub.local_hub.api_repos import card_text, open_repo, repo_type_of, repo_url
+from phi3_lora_hub.local_hub.blobs import SHA256_RE, BlobMismatchError
+from phi3_lora_hub.local_hub.cards import metadata_refusal
+from phi3_lora_hub.local_hub.fsutil import atomic_writer
+from phi3_lora_hub.local_hub.lfs import part_etag
+from phi3_lora_hub.local_hub.messages import Request, Response, json_response, parse_json
+from phi3_lora_hub.local_hub.objects import Commit, FileEntry
+from phi3_lora_hub.local_hub.patterns import PATTERN_FILES, check_patterns, choose_upload_mode, is_ignored
+from phi3_lora_hub.local_hub.repos import (
     AddFile,
     CommitOperation,
     DeleteFile,
@@ -27,8 +27,8 @@ from phi3_lora_hub.hub.server.repos import (
     Repo,
     validate_file_path,
 )
-from phi3_lora_hub.hub.server.router import Params, segment
-from phi3_lora_hub.hub.server.state import HubState
+from phi3_lora_hub.local_hub.router import Params, segment
+from phi3_lora_hub.local_hub.state import HubState
 
 _LFS_CONTENT_TYPE = "application/vnd.git-lfs+json"
 _PREUPLOAD_MAX_FILES = 256  # what huggingface_hub sends per call at most

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from phi3_lora_hub.hub.server.blobs import BlobStore
-from phi3_lora_hub.hub.server.faults import FaultInjector
-from phi3_lora_hub.hub.server.lfs import MultipartSessions, UrlSigner
-from phi3_lora_hub.hub.server.repos import RepoStore
-from phi3_lora_hub.hub.server.requestlog import RequestLog
-from phi3_lora_hub.hub.server.settings import HubSettings
+from phi3_lora_hub.local_hub.blobs import BlobStore
+from phi3_lora_hub.local_hub.faults import FaultInjector
+from phi3_lora_hub.local_hub.lfs import MultipartSessions, UrlSigner
+from phi3_lora_hub.local_hub.repos import RepoStore
+from phi3_lora_hub.local_hub.requestlog import RequestLog
+from phi3_lora_hub.local_hub.settings import HubSettings
 
 
 class HubState(Protocol):

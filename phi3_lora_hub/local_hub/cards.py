@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from phi3_lora_hub.hub.server.repos import SPACE_SDKS
+from phi3_lora_hub.local_hub.repos import SPACE_SDKS
 
 _TEXT_FIELDS = ("library_name", "pipeline_tag", "license_name", "license_link", "base_model_relation", "title")
 _LIST_FIELDS = ("tags", "datasets", "language", "base_model", "metrics", "models")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from phi3_lora_hub.hub.server.blobs import git_blob_sha1
+from phi3_lora_hub.local_hub.blobs import git_blob_sha1
 
 
 def utc_now_iso() -> str:

@@ -16,9 +16,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from phi3_lora_hub.hub.server.faults import FaultInjector, FaultRule
-from phi3_lora_hub.hub.server.requestlog import RequestRecord
-from phi3_lora_hub.hub.server.rootdir import LocalHubError
+from phi3_lora_hub.local_hub.faults import FaultInjector, FaultRule
+from phi3_lora_hub.local_hub.requestlog import RequestRecord
+from phi3_lora_hub.local_hub.rootdir import LocalHubError
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

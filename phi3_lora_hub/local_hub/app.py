@@ -12,17 +12,17 @@ import threading
 import time
 from pathlib import Path
 
-from phi3_lora_hub.hub.server import api_admin, api_files, api_repos, api_upload, errors, pages
-from phi3_lora_hub.hub.server.auth import TokenRegistry, parse_authorization
-from phi3_lora_hub.hub.server.blobs import BlobStore
-from phi3_lora_hub.hub.server.errors import HubError
-from phi3_lora_hub.hub.server.faults import FaultInjector, FaultRule
-from phi3_lora_hub.hub.server.lfs import MultipartSessions, UrlSigner
-from phi3_lora_hub.hub.server.messages import Request, Response, error_response
-from phi3_lora_hub.hub.server.repos import RepoStore
-from phi3_lora_hub.hub.server.requestlog import RequestLog, RequestRecord, redact
-from phi3_lora_hub.hub.server.router import GIT_REPO, REPO, Router
-from phi3_lora_hub.hub.server.settings import HubSettings
+from phi3_lora_hub.local_hub import api_admin, api_files, api_repos, api_upload, errors, pages
+from phi3_lora_hub.local_hub.auth import TokenRegistry, parse_authorization
+from phi3_lora_hub.local_hub.blobs import BlobStore
+from phi3_lora_hub.local_hub.errors import HubError
+from phi3_lora_hub.local_hub.faults import FaultInjector, FaultRule
+from phi3_lora_hub.local_hub.lfs import MultipartSessions, UrlSigner
+from phi3_lora_hub.local_hub.messages import Request, Response, error_response
+from phi3_lora_hub.local_hub.repos import RepoStore
+from phi3_lora_hub.local_hub.requestlog import RequestLog, RequestRecord, redact
+from phi3_lora_hub.local_hub.router import GIT_REPO, REPO, Router
+from phi3_lora_hub.local_hub.settings import HubSettings
 
 logger = logging.getLogger(__name__)
 

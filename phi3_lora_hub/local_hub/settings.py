@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from phi3_lora_hub.hub.server.patterns import DEFAULT_LFS_THRESHOLD
+from phi3_lora_hub.local_hub.patterns import DEFAULT_LFS_THRESHOLD
 
 
 @dataclass

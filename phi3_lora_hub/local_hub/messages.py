@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from phi3_lora_hub.hub.server import errors
-from phi3_lora_hub.hub.server.auth import User
+from phi3_lora_hub.local_hub import errors
+from phi3_lora_hub.local_hub.auth import User
 
 _CHUNK = 1 << 16
 _DISCARD_LIMIT = 1 << 16
