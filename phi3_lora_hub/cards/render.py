@@ -25,19 +25,14 @@ from phi3_lora_hub.errors import ConfigError, closest
 from phi3_lora_hub.hub.files import CARD_NAME, LORALIB_CONFIG, LOSS_CURVE_NAME
 
 DEFAULT_TEMPLATE = "phi3_lora_adapter.md.j2"
-TEMPLATES_DIRNAME = "model_card_templates"
+TEMPLATES_PACKAGE = "phi3_lora_hub.model_card_templates"
 BASE_TAGS = ("phi3", "peft", "lora", "sft", "trl", "text-generation", "phi3-lora-hub")
 
 
 def templates_dir() -> Path:
-    """The folder of the bundled templates: inside the installed package, or at the top of a source checkout."""
-    packaged = resources.files("phi3_lora_hub") / TEMPLATES_DIRNAME
-    if packaged.is_dir():
-        return Path(str(packaged))
-    checkout = Path(__file__).resolve().parents[2] / TEMPLATES_DIRNAME
-    if checkout.is_dir():
-        return checkout
-    raise FileNotFoundError(f"The model card templates ({TEMPLATES_DIRNAME}/) are missing from this installation.")
+    """The folder of the bundled templates: the package ``phi3_lora_hub.model_card_templates``, which is the
+    top-level ``model_card_templates/`` of a checkout (editable installs map it there) and ships in the wheel."""
+    return Path(str(resources.files(TEMPLATES_PACKAGE)))
 
 
 def template_path(template: str | Path | None = None) -> Path:

@@ -27,8 +27,10 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
+from phi3_lora_hub.cards.render import templates_dir
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.space.repo_policy import AllowList, repo_id_problem
 from phi3_lora_hub.space.settings import CONFIG_FILE, SpaceSettings
@@ -73,16 +75,17 @@ class DeployResult:
 
 
 def package_dir() -> Path:
-    """This package's folder (in a checkout or installed), holding ``space_app/`` and ``model_card_templates/``."""
+    """This package's folder (in a checkout or installed): the Space bundle copies its modules from there."""
     return Path(__file__).resolve().parents[1]
 
 
 def default_app_dir() -> Path:
-    return package_dir() / "space_app"
+    """The Space app's folder: the package ``phi3_lora_hub.space_app``, i.e. the checkout's ``space_app/``."""
+    return Path(str(resources.files("phi3_lora_hub.space_app")))
 
 
 def default_template() -> Path:
-    return package_dir() / "model_card_templates" / TEMPLATE_NAME
+    return templates_dir() / TEMPLATE_NAME
 
 
 def _check_sources(app_dir: Path, template: Path) -> None:
