@@ -42,17 +42,25 @@ def plain_parts(small_base):
 
 
 @pytest.fixture
-def sft_run(plain_parts):
+def sft_args():
+    """``sft_args(output_dir)``: the ``trl.SFTConfig`` of these short runs."""
+    from trl import SFTConfig
+
+    return lambda output_dir: SFTConfig(output_dir=str(output_dir), **TRAINING)
+
+
+@pytest.fixture
+def sft_run(plain_parts, sft_args):
     """``sft_run(output_dir, callbacks)``: a trained plain ``trl.SFTTrainer``."""
     from transformers import AutoModelForCausalLM
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     model_dir, tokenizer, rows, lora = plain_parts
 
     def run(output_dir: Path, callbacks: list[Any]) -> SFTTrainer:
         trainer = SFTTrainer(
             model=AutoModelForCausalLM.from_pretrained(model_dir),
-            args=SFTConfig(output_dir=str(output_dir), **TRAINING),
+            args=sft_args(output_dir),
             train_dataset=rows,
             processing_class=tokenizer,
             peft_config=lora,
