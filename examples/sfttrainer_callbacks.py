@@ -1,12 +1,16 @@
-"""Publish every checkpoint of a plain TRL ``SFTTrainer`` run to the Hub with ``HubPushCallback`` (no recipe).
+"""A plain TRL ``SFTTrainer`` run with all of phi3-lora-hub's callbacks, and no recipe: every checkpoint holds
+sample answers, Phi-3's generation config and a model card, and is published to the Hub.
 
     python examples/sfttrainer_callbacks.py --hub-model-id you/phi3-sft-lora     # Phi-3-mini on UltraChat (GPU)
     python examples/sfttrainer_callbacks.py --tiny                              # offline tiny Phi-3, local Hub
 
-At each save the callback stages the checkpoint's adapter files and pushes them, with a generated model card and
-loss curve, to branch ``step-N`` and to ``main`` in the background. ``trainer.train()`` returns after a flush
-bounded by ``flush_timeout``, and ``callback.report`` says which checkpoints reached the Hub. The token comes from
-``HF_TOKEN`` or ``hf auth login``; it is never put into the training arguments.
+At each save ``SampleGenerationsCallback`` answers two fixed prompts (``sample_generations.json``),
+``CheckpointFilesCallback`` writes ``generation_config.json`` (it stops on Phi-3's end of turn), ``ModelCardCallback``
+writes ``README.md`` and ``loss_curve.png``, and ``HubPushCallback`` stages the checkpoint's adapter files and pushes
+them, with a card of its own for the repository, to branch ``step-N`` and to ``main`` in the background.
+``trainer.train()`` returns after a flush bounded by ``flush_timeout``, and ``callback.report`` says which
+checkpoints reached the Hub. The token comes from ``HF_TOKEN`` or ``hf auth login``; it is never put into the
+training arguments.
 
 With ``--tiny`` and no ``HF_ENDPOINT`` set, a local Hub is served on 127.0.0.1 for the run.
 """
@@ -50,10 +54,10 @@ def main() -> int:
 def train(args: argparse.Namespace) -> int:
     from datasets import load_dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
     from trl import SFTConfig, SFTTrainer
 
-    from phi3_lora_hub import HubPushCallback
+    from phi3_lora_hub import CheckpointFilesCallback, HubPushCallback, ModelCardCallback, SampleGenerationsCallback
 
     if args.tiny:
         from phi3_lora_hub.model.tiny import resolve_model_alias
@@ -63,11 +67,13 @@ def train(args: argparse.Namespace) -> int:
         train_data = load_dataset("json", data_files=data_file, split="train")
         training = {**TINY_TRAINING, "use_cpu": True}
         repo_id = args.hub_model_id or "tester/phi3-sft-example"
+        dataset = "the bundled sample conversations"
     else:
         model_name = "microsoft/Phi-3-mini-4k-instruct"
         train_data = load_dataset("HuggingFaceH4/ultrachat_200k", split="train_sft[:2000]")
         training = {"max_steps": 200, "per_device_train_batch_size": 4, "learning_rate": 1e-4, "save_steps": 50}
         repo_id = args.hub_model_id
+        dataset = "HuggingFaceH4/ultrachat_200k"
 
     tokenizer = AutoTokenizer.from_pretrained(model_name)
     tokenizer.pad_token = tokenizer.unk_token  # never pad with <|endoftext|>: the model would learn to ignore it
@@ -75,14 +81,24 @@ def train(args: argparse.Namespace) -> int:
     lora = LoraConfig(
         r=16, lora_alpha=32, target_modules=["qkv_proj", "o_proj", "gate_up_proj", "down_proj"], task_type="CAUSAL_LM"
     )
+    prompts = [
+        [{"role": "user", "content": "What is the capital of Peru?"}],
+        [{"role": "user", "content": "Which way does a compass needle point?"}],
+    ]
     callback = HubPushCallback(repo_id, push_resumable_state=args.resumable)
+    callbacks = [
+        SampleGenerationsCallback(prompts, GenerationConfig(do_sample=False, max_new_tokens=32)),
+        CheckpointFilesCallback(),  # generation_config.json with Phi-3's stop ids, from the tokenizer
+        ModelCardCallback(repo_id, dataset=dataset),  # the base model: as the adapter config records it
+        callback,  # last: it pushes what the others wrote; checks the token when the trainer is created
+    ]
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(output_dir=output_dir(args.output_dir, "phi3-sft-lora"), report_to="none", **training),
         train_dataset=train_data.select_columns(["messages"]),
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[callback],  # checks the token now, before any training step
+        callbacks=callbacks,
     )
     trainer.train()
     print(callback.report.summary())

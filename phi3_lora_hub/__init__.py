@@ -17,20 +17,33 @@ from phi3_lora_hub.logs import install_default_handler, silence_known_dependency
 from phi3_lora_hub.version import __version__
 
 if TYPE_CHECKING:
+    from phi3_lora_hub.cards.card_callback import ModelCardCallback
+    from phi3_lora_hub.evaluation.samples import SampleGenerationsCallback
     from phi3_lora_hub.hub.push_callback import HubPushCallback
     from phi3_lora_hub.recipe import Phi3LoraRecipe
     from phi3_lora_hub.result import TrainResult
+    from phi3_lora_hub.training.checkpoint_files import CheckpointFilesCallback
 
-_EXPORTS = {"Phi3LoraRecipe": "recipe", "TrainResult": "result", "HubPushCallback": "hub.push_callback"}
+_EXPORTS = {
+    "Phi3LoraRecipe": "recipe",
+    "TrainResult": "result",
+    "HubPushCallback": "hub.push_callback",
+    "ModelCardCallback": "cards.card_callback",
+    "CheckpointFilesCallback": "training.checkpoint_files",
+    "SampleGenerationsCallback": "evaluation.samples",
+}
 
 __all__ = [
+    "CheckpointFilesCallback",
     "ConfigError",
     "DataError",
     "DataProblem",
     "HubPushCallback",
+    "ModelCardCallback",
     "ModelError",
     "Phi3LoraHubError",
     "Phi3LoraRecipe",
+    "SampleGenerationsCallback",
     "TrainResult",
     "__version__",
 ]

@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phi3_lora_hub.config.field_types import check_values, coerce_numbers
 from phi3_lora_hub.config.lora import build_lora_config, resolve_lora
@@ -37,13 +37,16 @@ from phi3_lora_hub.distributed.processes import (
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.evaluation.settings import resolve_evaluation
 from phi3_lora_hub.hardware import Hardware, detect_hardware
-from phi3_lora_hub.hub.files import DATA_REPORT_FILE, RECIPE_FILE
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec, is_loralib
 from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, model_reference
 from phi3_lora_hub.model.quantization import check_quantization
 from phi3_lora_hub.model.targets import check_target_modules
 from phi3_lora_hub.model.tiny import resolve_model_alias
 from phi3_lora_hub.result import TrainResult
+
+if TYPE_CHECKING:
+    from phi3_lora_hub.cards.card_callback import ModelCardCallback
+    from phi3_lora_hub.training.checkpoint_files import CheckpointFilesCallback
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +149,8 @@ class Phi3LoraRecipe:
         eval_source = config.eval_dataset if config.eval_dataset is not None else self._data_source()
         check_split(eval_source, config.eval_split)
 
-    def _data_options(self) -> DataOptions:
+    def data_options(self) -> DataOptions:
+        """How the recipe reads chat data (format, bad rows, roles, ``max_length``): for any other data to match."""
         config = self.config
         return DataOptions(
             format=config.format,
@@ -170,7 +174,7 @@ class Phi3LoraRecipe:
     def _prepare_data(self, tokenizer=None) -> PreparedData:
         config = self.config
         tokenizer = tokenizer or self.load_tokenizer()
-        options = self._data_options()
+        options = self.data_options()
         source = self._data_source()
         if source is None:
             raise ConfigError("No dataset: pass dataset= (a Hub id, a file, a Dataset or a list of dicts).")
@@ -250,7 +254,7 @@ class Phi3LoraRecipe:
         """A ready ``trl.SFTTrainer`` with the LoRA config, the prepared data and the recipe's callbacks."""
         from trl import SFTConfig
 
-        from phi3_lora_hub.training.artifacts_callback import CheckpointArtifactsCallback
+        from phi3_lora_hub.evaluation.recipe_eval import sample_callback
         from phi3_lora_hub.training.progress import install_progress, quiet_library_progress_bars
         from phi3_lora_hub.training.trainer import Phi3SFTTrainer, trainer_arguments
 
@@ -274,12 +278,16 @@ class Phi3LoraRecipe:
         if is_main_process():
             logger.info(global_batch_summary(training, args.world_size))
         model = model if model is not None else self.load_model()
-        from phi3_lora_hub.evaluation.recipe_eval import sample_callback
-
-        # Sample answers are written into each checkpoint first: its model card (CheckpointArtifactsCallback) shows
-        # them, and any user (or upload) callback sees the checkpoint complete.
-        self.samples_callback = sample_callback(self, data, tokenizer)
-        callbacks = [*filter(None, [self.samples_callback]), CheckpointArtifactsCallback(self), *self.callbacks]
+        # Sample answers and run files are written into each checkpoint first: its model card shows them, and any
+        # user (or upload) callback sees the checkpoint complete.
+        max_length = training.get("max_length")
+        self.samples_callback = sample_callback(config.evaluation, data.train, data.eval, tokenizer, max_length)
+        callbacks = [
+            *filter(None, [self.samples_callback]),
+            self._files_callback(),
+            self._card_callback(),
+            *self.callbacks,
+        ]
         if self.hub_callback is not None and self.hub_callback not in callbacks:
             callbacks.append(self.hub_callback)  # last: it pushes what the other callbacks wrote into checkpoints
         if is_loralib(config.lora):
@@ -410,19 +418,35 @@ class Phi3LoraRecipe:
 
     # -- saving and using the adapter ------------------------------------------------------------------------------
 
-    def write_artifacts(self, directory: str | Path) -> None:
-        """Write the files that travel with every adapter: recipe YAML, generation config, data report."""
+    def _files_callback(self) -> CheckpointFilesCallback:
+        """The :class:`~phi3_lora_hub.training.checkpoint_files.CheckpointFilesCallback` with this recipe's values:
+        its YAML, Phi-3's generation config, and the data report once the data is prepared."""
         from phi3_lora_hub.generation import phi3_generation_config
+        from phi3_lora_hub.training.checkpoint_files import CheckpointFilesCallback
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.to_yaml(directory / RECIPE_FILE)
-        phi3_generation_config(self.load_tokenizer()).save_pretrained(directory)
+        reports = None
         if self.data is not None:
             reports = {"train": asdict(self.data.train_report)}
             if self.data.eval_report is not None:
                 reports["eval"] = asdict(self.data.eval_report)
-            (directory / DATA_REPORT_FILE).write_text(json.dumps(reports, indent=2))
+        return CheckpointFilesCallback(
+            recipe_yaml=self.to_yaml(),
+            generation_config=phi3_generation_config(self.load_tokenizer()),
+            data_report=reports,
+        )
+
+    def _card_callback(self) -> ModelCardCallback:
+        """The :class:`~phi3_lora_hub.cards.card_callback.ModelCardCallback` with this recipe's card settings."""
+        from phi3_lora_hub.cards.card_callback import ModelCardCallback
+
+        config = self.config
+        return ModelCardCallback(
+            config.hub_model_id, template=config.hub_card_template, license=config.hub_card_license
+        )
+
+    def write_artifacts(self, directory: str | Path) -> None:
+        """Write the files that travel with every adapter: recipe YAML, generation config, data report."""
+        self._files_callback().write(directory)
 
     def save(self, directory: str | Path, *, card: bool = True) -> Path:
         """Save the trained adapter (safetensors), tokenizer, generation config and recipe YAML to ``directory``.
@@ -456,10 +480,7 @@ class Phi3LoraRecipe:
         It replaces PEFT's blank template. The card loads the adapter from ``hub_model_id`` when set, else from
         ``directory``; each push to the Hub renders a card of its own for where it goes.
         """
-        from phi3_lora_hub.cards import CardOptions, write_card
-
-        options = CardOptions(repo_id=self.config.hub_model_id or str(directory), license=self.config.hub_card_license)
-        write_card(directory, options, self.config.hub_card_template)
+        self._card_callback().write(directory)
 
     def adapter_dir(self) -> Path:
         return Path(self.config.output_dir) / ADAPTER_SUBDIR

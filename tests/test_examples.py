@@ -59,7 +59,10 @@ def test_sfttrainer_callbacks_example_pushes_to_the_local_hub(hub, hub_repo_id, 
     assert {ref.name for ref in api.list_repo_refs(hub_repo_id).branches} == {"main", "step-10", "step-20"}
     files = api.list_repo_files(hub_repo_id)
     assert {"README.md", "adapter_model.safetensors", "adapter_config.json", "training_args.json"} <= set(files)
+    assert {"generation_config.json", "sample_generations.json"} <= set(files)  # from the example's other callbacks
     assert not [name for name in files if name.endswith((".bin", ".pt", ".pth"))]
+    for step in (10, 20):
+        assert (tmp_path / "out" / f"checkpoint-{step}" / "README.md").is_file()
 
 
 # --- Every command and path in the READMEs runs as written ---------------------------------------------------------

@@ -5,7 +5,8 @@
     write_card("phi3-lora-output/adapter", CardOptions(repo_id="me/phi3-chat-lora"))  # README.md + loss_curve.png
 
 :mod:`.run_files` reads the files, :mod:`.context` turns them into template variables, :mod:`.loss_curve` draws the
-image, :mod:`.render` renders through ``huggingface_hub.ModelCard``.
+image, :mod:`.render` renders through ``huggingface_hub.ModelCard``; :mod:`.card_callback` (``ModelCardCallback``,
+not imported here: it needs transformers) writes the card into each checkpoint of any Trainer.
 """
 
 from __future__ import annotations

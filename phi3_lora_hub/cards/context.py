@@ -102,6 +102,15 @@ class CardOptions:
     license: str = "mit"
     loss_curve: str | None = None
     """File name of the loss curve image beside the card, when one was drawn."""
+    base_model: str | None = None
+    """The base model the card names (a Hub id gives the metadata's ``base_model``); default: the run files' (the
+    recipe YAML's ``model``, else ``adapter_config.json``'s ``base_model_name_or_path``)."""
+    dataset: str | None = None
+    """What the adapter was trained on: a Hub dataset id (then also the metadata's ``datasets``) or a few words;
+    default: the data report's source, else the recipe YAML's ``dataset``."""
+    training_args: Mapping[str, Any] | None = None
+    """The training settings the card lists when the files hold neither a recipe YAML nor ``training_args.json``
+    (e.g. ``TrainingArguments.to_dict()`` of a plain Trainer run)."""
 
     @property
     def repo_url(self) -> str:
@@ -121,6 +130,11 @@ def hub_model_id(reference: str | None) -> str | None:
     if not reference or os.path.isabs(reference) or reference.startswith(".") or Path(reference).exists():
         return None
     return reference if _HUB_ID.fullmatch(reference) else None
+
+
+def base_model_of(files: RunFiles, options: CardOptions) -> str | None:
+    """The base model the card names: the one given in ``options``, else the one the run files record."""
+    return options.base_model or files.base_model
 
 
 def number(value: Any, digits: int = 4) -> str:
@@ -276,15 +290,15 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
     recipe = files.recipe or {}
     step = files.step
     history = files.log_history
-    base = files.base_model or "microsoft/Phi-3-mini-4k-instruct"
+    base = base_model_of(files, options) or "microsoft/Phi-3-mini-4k-instruct"
     data = (files.data_report or {}).get("train") or {}
-    dataset = data.get("source") or recipe.get("dataset") or "an unnamed dataset"
+    dataset = options.dataset or data.get("source") or recipe.get("dataset") or "an unnamed dataset"
     on_checkpoint = options.checkpoint
 
     lora = recipe.get("lora") or files.adapter_config or {}
     lora_rows = [(key, cell(lora[key])) for key in _LORA_KEYS_SHOWN if key in lora]
     lora_rows += [(key, cell(value)) for key, value in sorted(lora.items()) if key == "backend"]
-    training = recipe.get("training") or files.training_args or {}
+    training = recipe.get("training") or files.training_args or options.training_args or {}
     training_rows = [(key, cell(value)) for key, value in sorted(training.items())]
     recipe_rows = [(key, cell(recipe[key])) for key in _RECIPE_KEYS_SHOWN if key in recipe]
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from phi3_lora_hub.cards.context import (
     CardOptions,
+    base_model_of,
     build_context,
     data_description,
     hub_model_id,
@@ -82,14 +83,16 @@ def card_data(files: RunFiles, options: CardOptions) -> Any:
     from huggingface_hub import EvalResult, ModelCardData
 
     recipe = files.recipe or {}
-    base_id = hub_model_id(files.base_model)
-    dataset_id = hub_model_id(recipe.get("dataset"))
+    base_id = hub_model_id(base_model_of(files, options))
+    dataset_id = hub_model_id(options.dataset or recipe.get("dataset"))
     tags = list(BASE_TAGS)
     if (files.directory / LORALIB_CONFIG).is_file():
         tags.append("loralib")
     if recipe.get("quantization"):
         tags.append("qlora")
-    dataset_name = dataset_id or ((files.data_report or {}).get("train") or {}).get("source") or "custom"
+    dataset_name = (
+        dataset_id or options.dataset or ((files.data_report or {}).get("train") or {}).get("source") or "custom"
+    )
     if files.evaluation is not None:  # the same numbers as the evaluation table of the card, on the same data
         evaluated_id = next(
             (
@@ -162,13 +165,18 @@ def render_card(directory: str | Path, options: CardOptions, template: str | Pat
     return _render(RunFiles.read(directory), options, template)
 
 
-def write_card(directory: str | Path, options: CardOptions, template: str | Path | None = None) -> Any:
+def write_card(
+    directory: str | Path, options: CardOptions, template: str | Path | None = None, *, evaluation: Any = None
+) -> Any:
     """Draw ``loss_curve.png`` and write ``README.md`` into ``directory``; return the ``ModelCard``.
 
-    The card describes the step of the files in ``directory`` (its loss curve ends there too).
+    The card describes the step of the files in ``directory`` (its loss curve ends there too). ``evaluation`` (an
+    ``EvaluationReport``) is shown instead of the directory's own ``eval_results.json``, when given.
     """
     directory = Path(directory)
     files = RunFiles.read(directory)
+    if evaluation is not None:
+        files.evaluation = evaluation
     drawn = draw_loss_curve(files.log_history, directory / LOSS_CURVE_NAME, up_to=files.step)
     if not drawn:
         (directory / LOSS_CURVE_NAME).unlink(missing_ok=True)

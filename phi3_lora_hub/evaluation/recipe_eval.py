@@ -7,8 +7,12 @@ Kept out of ``recipe.py`` so the recipe only delegates; everything here works fr
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from datasets import Dataset
+from transformers import GenerationConfig
 
 from phi3_lora_hub.errors import ConfigError, DataError
 from phi3_lora_hub.evaluation.data import (
@@ -20,11 +24,11 @@ from phi3_lora_hub.evaluation.data import (
 from phi3_lora_hub.evaluation.report import ADAPTER_LABEL, BASE_LABEL, REPORT_FILE, EvaluationReport
 from phi3_lora_hub.evaluation.runner import EvalSettings, build_report, evaluate_adapter, evaluate_variants
 from phi3_lora_hub.evaluation.samples import SampleGenerationsCallback, SamplePrompt
-from phi3_lora_hub.evaluation.settings import eval_settings, gen_params, resolve_evaluation, sample_prompt_messages
+from phi3_lora_hub.evaluation.settings import eval_settings, resolve_evaluation, sample_prompt_messages
 from phi3_lora_hub.hub.files import RECIPE_FILE
 
 if TYPE_CHECKING:
-    from phi3_lora_hub.recipe import Phi3LoraRecipe, PreparedData
+    from phi3_lora_hub.recipe import Phi3LoraRecipe
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +41,29 @@ def _prepared_examples(tokenizer, dataset, limit: int | None) -> list[EvalExampl
     return examples_from_conversations(conversations_from_token_ids(tokenizer, rows))
 
 
-def sample_callback(recipe: Phi3LoraRecipe, data: PreparedData, tokenizer) -> SampleGenerationsCallback | None:
-    """The callback answering the recipe's sample prompts during training, or ``None`` when ``num_samples`` is 0.
+def sample_generation_config(section: Mapping[str, Any]) -> GenerationConfig:
+    """How the sample answers of an ``evaluation`` section are decoded (its ``sample_max_new_tokens``)."""
+    temperature = float(section["temperature"])
+    sampling = {"temperature": temperature, "top_p": float(section["top_p"])} if temperature > 0 else {}
+    return GenerationConfig(
+        do_sample=temperature > 0,
+        max_new_tokens=int(section["sample_max_new_tokens"]),
+        repetition_penalty=float(section["repetition_penalty"]),
+        **sampling,
+    )
+
+
+def sample_callback(
+    section: Mapping[str, Any], train: Dataset, eval_data: Dataset | None, tokenizer, max_length: int | None
+) -> SampleGenerationsCallback | None:
+    """The callback answering the sample prompts of the ``evaluation`` section during training, or ``None`` when
+    ``num_samples`` is 0.
 
     Prompts: every one of ``evaluation.sample_prompts`` when given, else the first ``num_samples`` conversations of
-    the eval split, else of the training data (each cut before its last answer, which becomes the reference), among
-    the first ``SAMPLE_SEARCH_FACTOR * num_samples`` rows that still hold a complete answer within ``max_length``.
-    When none does, the callback carries a note saying why, and training goes on without samples.
+    the prepared ``eval_data``, else of ``train`` (each cut before its last answer, which becomes the reference),
+    among the first ``SAMPLE_SEARCH_FACTOR * num_samples`` rows that still hold a complete answer within
+    ``max_length``. When none does, the callback carries a note saying why, and training goes on without samples.
     """
-    section = recipe.config.evaluation
     count = section["num_samples"]
     if count == 0:
         return None
@@ -54,18 +72,17 @@ def sample_callback(recipe: Phi3LoraRecipe, data: PreparedData, tokenizer) -> Sa
     if user is not None:
         prompts, source = [SamplePrompt(messages) for messages in user], "user"
     else:
-        dataset, source = (data.eval, "eval split") if data.eval is not None else (data.train, "train split")
+        dataset, source = (eval_data, "eval split") if eval_data is not None else (train, "train split")
         searched = min(len(dataset), SAMPLE_SEARCH_FACTOR * count)
         examples = _prepared_examples(tokenizer, dataset, searched)[:count]
         prompts = [SamplePrompt(e.prompt, e.reference) for e in examples]
         if not prompts:
             note = (
                 f"none of the first {searched} conversations of the {source} has a complete assistant answer within "
-                f"max_length={recipe.config.training.get('max_length')} tokens; raise training.max_length or give "
-                "evaluation.sample_prompts"
+                f"max_length={max_length} tokens; raise training.max_length or give evaluation.sample_prompts"
             )
-    params = gen_params(section, max_new_tokens=section["sample_max_new_tokens"])
-    return SampleGenerationsCallback(prompts, params, source, note=note)
+    config = sample_generation_config(section)
+    return SampleGenerationsCallback(prompts, config, source=source, seed=section["seed"], note=note)
 
 
 def _evaluate_trained(
@@ -115,7 +132,7 @@ def evaluate_recipe(
     limit = section["max_examples"]
     if dataset is not None:
         examples, source = load_examples(
-            dataset, split=split, config_name=config.dataset_config, options=recipe._data_options(), max_examples=limit
+            dataset, split=split, config_name=config.dataset_config, options=recipe.data_options(), max_examples=limit
         )
         dataset_split = split
     else:

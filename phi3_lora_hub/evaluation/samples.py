@@ -24,21 +24,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import GenerationConfig, TrainerCallback
 
 from phi3_lora_hub.arena.votes import GenParams
 from phi3_lora_hub.distributed.processes import weights_are_sharded
+from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.evaluation.generate import generate_answers
+from phi3_lora_hub.evaluation.settings import EVALUATION_DEFAULTS
 
 logger = logging.getLogger(__name__)
 
 SAMPLES_FILE = "sample_generations.json"
 SAMPLES_FORMAT_VERSION = 1
+SAMPLE_MAX_NEW_TOKENS: int = EVALUATION_DEFAULTS["sample_max_new_tokens"]
 
 
 @dataclass
@@ -144,22 +147,58 @@ class SampleGenerations:
         return "\n".join(parts).rstrip() + "\n"
 
 
+def _gen_params(config: GenerationConfig, seed: int | None) -> GenParams:
+    """The decoding settings of ``config`` as the samples file records them (greedy: temperature 0)."""
+    sampling = bool(config.do_sample)
+    return GenParams(
+        temperature=float(config.temperature) if sampling and config.temperature is not None else 0.0,
+        top_p=float(config.top_p) if sampling and config.top_p is not None else 1.0,
+        max_new_tokens=config.max_new_tokens or SAMPLE_MAX_NEW_TOKENS,
+        repetition_penalty=float(config.repetition_penalty or 1.0),
+        seed=seed,
+    )
+
+
 class SampleGenerationsCallback(TrainerCallback):
     """Answers fixed prompts at step 0, at every evaluation and at every save; stores them in each checkpoint.
+
+    Args:
+        prompts: conversations to answer, each a list of ``{"role", "content"}`` messages ending with the user's
+            turn (or a :class:`SamplePrompt`, which may carry a reference answer).
+        generation_config: how to decode; default: greedy, ``max_new_tokens=64``. Generation always stops on
+            Phi-3's end-of-turn tokens (``<|end|>``, ``<|assistant|>``, ``<|endoftext|>``).
+        source: where the prompts came from, as the file and the model card say (``user``, ``eval split``, ...).
+        seed: seeds sampling, in a private RNG state, so answers repeat and training randomness is untouched.
+        note: with no prompts, why there are none (required then).
 
     Runs on the main process only. Answers for a step are generated once even when an evaluation and a save
     happen at the same step. Must come before any callback that uploads checkpoints, so the file is there.
 
-    With no prompts, ``note`` must say why: it is logged once when training begins and written into every
-    checkpoint's file (and so its model card) instead of answers.
+    With no prompts, ``note`` is logged once when training begins and written into every checkpoint's file (and so
+    its model card) instead of answers.
     """
 
     def __init__(
-        self, prompts: Sequence[SamplePrompt], gen_params: GenParams, source: str, *, note: str | None = None
+        self,
+        prompts: Sequence[Sequence[Mapping[str, str]] | SamplePrompt],
+        generation_config: GenerationConfig | None = None,
+        *,
+        source: str = "user",
+        seed: int | None = 0,
+        note: str | None = None,
     ) -> None:
         if not prompts and not note:
             raise ValueError("SampleGenerationsCallback without prompts needs a note saying why there are none")
-        self.samples = SampleGenerations(list(prompts), gen_params, source, note=None if prompts else note)
+        prompts = [p if isinstance(p, SamplePrompt) else SamplePrompt([dict(m) for m in p]) for p in prompts]
+        for index, prompt in enumerate(prompts):
+            if not prompt.messages or prompt.messages[-1].get("role") != "user":
+                raise ConfigError(f"Sample prompt {index} must end with a user message: the model answers it.")
+        self.generation_config = generation_config or GenerationConfig(
+            do_sample=False, max_new_tokens=SAMPLE_MAX_NEW_TOKENS
+        )
+        # GenParams until generate_answers takes the GenerationConfig itself (branch genload): converted here, once.
+        params = _gen_params(self.generation_config, seed)
+        self.samples = SampleGenerations(prompts, params, source, note=None if prompts else note)
         self._disabled = not prompts
 
     def _answers_at(self, args, state, model, tokenizer) -> StepSamples | None:

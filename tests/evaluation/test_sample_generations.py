@@ -6,7 +6,7 @@ import pytest
 from transformers import TrainerState
 
 from phi3_lora_hub.errors import ConfigError
-from phi3_lora_hub.evaluation.samples import SAMPLES_FILE, SampleGenerations, SampleGenerationsCallback, SamplePrompt
+from phi3_lora_hub.evaluation.samples import SAMPLES_FILE, SampleGenerations, SampleGenerationsCallback
 
 
 def test_each_checkpoint_stores_the_answers_up_to_its_step(trained_run):
@@ -62,7 +62,7 @@ def test_user_prompts_and_switching_it_off(tiny_model_dir):
         evaluation={"sample_prompts": ["Where is Peru?", [{"role": "user", "content": "Hi"}]], "num_samples": 5},
     )
     data = recipe.prepare_data()
-    callback = sample_callback(recipe, data, recipe.load_tokenizer())
+    callback = sample_callback(recipe.config.evaluation, data.train, data.eval, recipe.load_tokenizer(), None)
     assert callback.samples.source == "user"
     assert [p.messages for p in callback.samples.prompts] == [
         [{"role": "user", "content": "Where is Peru?"}],
@@ -70,10 +70,12 @@ def test_user_prompts_and_switching_it_off(tiny_model_dir):
     ]
     # Without eval data the prompts come from the training data.
     recipe = Phi3LoraRecipe(str(tiny_model_dir), sample_conversations(8), evaluation={"num_samples": 1})
-    callback = sample_callback(recipe, recipe.prepare_data(), recipe.load_tokenizer())
+    data = recipe.prepare_data()
+    callback = sample_callback(recipe.config.evaluation, data.train, data.eval, recipe.load_tokenizer(), None)
     assert callback.samples.source == "train split" and len(callback.samples.prompts) == 1
     off = Phi3LoraRecipe(str(tiny_model_dir), sample_conversations(8), evaluation={"num_samples": 0})
-    assert sample_callback(off, off.prepare_data(), off.load_tokenizer()) is None
+    data = off.prepare_data()
+    assert sample_callback(off.config.evaluation, data.train, data.eval, off.load_tokenizer(), None) is None
     with pytest.raises(ConfigError, match="end with a user message"):
         Phi3LoraRecipe(
             str(tiny_model_dir),
@@ -83,9 +85,8 @@ def test_user_prompts_and_switching_it_off(tiny_model_dir):
 
 
 def test_callback_runs_on_the_main_process_only_and_once_per_step(tmp_path, tiny_model_dir, monkeypatch):
-    from transformers import TrainerControl, TrainingArguments
+    from transformers import GenerationConfig, TrainerControl, TrainingArguments
 
-    from phi3_lora_hub.arena.votes import GenParams
     from phi3_lora_hub.evaluation import samples as samples_module
     from phi3_lora_hub.generation import load_for_inference
 
@@ -95,7 +96,7 @@ def test_callback_runs_on_the_main_process_only_and_once_per_step(tmp_path, tiny
 
     model, tokenizer = load_for_inference(str(tiny_model_dir))
     callback = SampleGenerationsCallback(
-        [SamplePrompt([{"role": "user", "content": "Where is Peru?"}])], GenParams(max_new_tokens=4), "user"
+        [[{"role": "user", "content": "Where is Peru?"}]], GenerationConfig(max_new_tokens=4)
     )
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     worker = TrainerState(global_step=5, is_world_process_zero=False)
