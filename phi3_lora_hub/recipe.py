@@ -37,13 +37,13 @@ from phi3_lora_hub.distributed.processes import (
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.evaluation.settings import resolve_evaluation
 from phi3_lora_hub.hardware import Hardware, detect_hardware
-from phi3_lora_hub.hub.files import DATA_REPORT_FILE, RECIPE_FILE
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec, is_loralib
 from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, model_reference
 from phi3_lora_hub.model.quantization import check_quantization
 from phi3_lora_hub.model.targets import check_target_modules
 from phi3_lora_hub.model.tiny import resolve_model_alias
 from phi3_lora_hub.result import TrainResult
+from phi3_lora_hub.run_file_names import DATA_REPORT_FILE, RECIPE_FILE
 
 logger = logging.getLogger(__name__)
 

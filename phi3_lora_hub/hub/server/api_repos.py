@@ -8,7 +8,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from phi3_lora_hub.hub.files import CARD_NAME
 from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.auth import can_read, require_read, require_write
 from phi3_lora_hub.hub.server.cards import card_data, validate_card
@@ -24,6 +23,7 @@ from phi3_lora_hub.hub.server.objects import (
 )
 from phi3_lora_hub.hub.server.repos import REPO_TYPES, SPACE_SDKS, Repo, RepoMeta, validate_repo_name
 from phi3_lora_hub.hub.server.router import Params, segment
+from phi3_lora_hub.run_file_names import CARD_NAME
 
 if TYPE_CHECKING:
     from phi3_lora_hub.hub.server.app import HubApp

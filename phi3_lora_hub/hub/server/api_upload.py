@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phi3_lora_hub.hub.files import CARD_NAME
 from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.api_repos import card_text, open_repo, repo_type_of, repo_url
 from phi3_lora_hub.hub.server.blobs import SHA256_RE, BlobMismatchError
@@ -28,6 +27,7 @@ from phi3_lora_hub.hub.server.repos import (
     validate_file_path,
 )
 from phi3_lora_hub.hub.server.router import Params, segment
+from phi3_lora_hub.run_file_names import CARD_NAME
 
 if TYPE_CHECKING:
     from phi3_lora_hub.hub.server.app import HubApp

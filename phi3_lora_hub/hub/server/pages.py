@@ -12,13 +12,13 @@ from html import escape
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from phi3_lora_hub.hub.files import CARD_NAME
 from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.api_repos import card_text, open_repo
 from phi3_lora_hub.hub.server.messages import Request, Response
 from phi3_lora_hub.hub.server.objects import Commit, is_directory, list_directory
 from phi3_lora_hub.hub.server.repos import Repo
 from phi3_lora_hub.hub.server.router import Params, segment
+from phi3_lora_hub.run_file_names import CARD_NAME
 
 if TYPE_CHECKING:
     from phi3_lora_hub.hub.server.app import HubApp
