@@ -176,7 +176,7 @@ def create_repo(app: HubApp, request: Request, params: Params) -> Response:
     meta = RepoMeta(repo_type, repo_id, private=private, sdk=sdk if repo_type == "space" else None)
     try:
         app.repos.create(meta, author=user.name)
-    except errors.HubError as error:
+    except errors.HubHttpError as error:
         if error.status == 409:  # `create_repo(exist_ok=True)` reads the existing repo's url (any letter case)
             existing = replace(meta, repo_id=app.repos.find(repo_type, repo_id) or repo_id)
             raise errors.conflict(error.message, url=repo_url(request.base_url, existing)) from None
@@ -447,7 +447,7 @@ def validate_yaml(app: HubApp, request: Request, params: Params) -> Response:
         message = "\n".join(f"- {error}" for error in check.errors)
         # `ModelCard.validate` asks for text and shows it; `create_commit` reads JSON before checking the status.
         if request.headers.get("Accept", "").strip().lower() == "text/plain":
-            return error_response(errors.HubError(400, "InvalidMetadata", message), plain_text=True)
+            return error_response(errors.HubHttpError(400, "InvalidMetadata", message), plain_text=True)
         headers = {"X-Error-Code": "InvalidMetadata", "X-Error-Message": "Invalid metadata in README.md"}
         return json_response(check.to_json(), 400, headers)
     return json_response(check.to_json())

@@ -153,7 +153,7 @@ def _operation(app: HubApp, repo: Repo, key: str, value: dict[str, Any]) -> Comm
         if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not SHA256_RE.fullmatch(oid):
             raise errors.bad_request(f'"lfsFile" {path!r} needs "algo": "sha256" and a sha256 hex "oid".')
         if not repo.has_lfs_object(oid):
-            raise errors.HubError(
+            raise errors.HubHttpError(
                 422,
                 "LfsObjectNotFound",
                 f"LFS object {oid} for {path!r} was never uploaded to this repository: upload it through the LFS "
@@ -161,7 +161,7 @@ def _operation(app: HubApp, repo: Repo, key: str, value: dict[str, Any]) -> Comm
             )
         stored = app.blobs.size(oid)
         if size is not None and size != stored:
-            raise errors.HubError(422, "LfsSizeMismatch", f"LFS object {oid} has {stored} bytes, not {size}.")
+            raise errors.HubHttpError(422, "LfsSizeMismatch", f"LFS object {oid} has {stored} bytes, not {size}.")
         return AddFile(path, FileEntry.large(oid, stored))
     if key == "deletedFile":
         return DeleteFile(path)
@@ -213,7 +213,7 @@ def _refuse_unsafe_card(app: HubApp, entry: FileEntry) -> None:
     text = card_text(app, entry)
     refusal = None if text is None else metadata_refusal(text)
     if refusal:
-        raise errors.HubError(400, "InvalidMetadata", f"Invalid metadata in README.md: {refusal}.")
+        raise errors.HubHttpError(400, "InvalidMetadata", f"Invalid metadata in README.md: {refusal}.")
 
 
 def xet_token(app: HubApp, request: Request, params: Params) -> Response:
@@ -337,7 +337,7 @@ def lfs_get_object(app: HubApp, request: Request, params: Params) -> Response:
     oid = params["oid"]
     repo = _signed_repo(app, request, params, "download", repo_type_of(params), _repo_id(params), oid)
     if not repo.has_lfs_object(oid):
-        raise errors.HubError(404, "LfsObjectNotFound", f"LFS object {oid} is not stored in this repository.")
+        raise errors.HubHttpError(404, "LfsObjectNotFound", f"LFS object {oid} is not stored in this repository.")
     size = app.blobs.size(oid)
     return Response(200, {"Content-Type": "application/octet-stream"}, file=app.blobs.path(oid), length=size)
 
@@ -350,7 +350,7 @@ def lfs_verify(app: HubApp, request: Request, params: Params) -> Response:
     if body.get("oid") != oid or body.get("size") != size:
         raise errors.bad_request(f"Verify body must be {{'oid': '{oid}', 'size': {size}}}.")
     if not repo.has_lfs_object(oid) or app.blobs.size(oid) != size:
-        raise errors.HubError(404, "LfsObjectNotFound", f"LFS object {oid} ({size} bytes) was not uploaded.")
+        raise errors.HubHttpError(404, "LfsObjectNotFound", f"LFS object {oid} ({size} bytes) was not uploaded.")
     return json_response({})
 
 
