@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from phi3_lora_hub.atomic_write import atomic_writer
 from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.api_repos import card_text, open_repo, repo_type_of, repo_url
 from phi3_lora_hub.hub.server.blobs import SHA256_RE, BlobMismatchError
 from phi3_lora_hub.hub.server.cards import metadata_refusal
-from phi3_lora_hub.hub.server.fsutil import atomic_writer
 from phi3_lora_hub.hub.server.lfs import part_etag
 from phi3_lora_hub.hub.server.messages import Request, Response, json_response, parse_json
 from phi3_lora_hub.hub.server.objects import Commit, FileEntry

@@ -26,10 +26,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from phi3_lora_hub.atomic_write import atomic_write_bytes
 from phi3_lora_hub.hub.server import errors
 from phi3_lora_hub.hub.server.blobs import BlobStore
 from phi3_lora_hub.hub.server.errors import HubHttpError
-from phi3_lora_hub.hub.server.fsutil import atomic_write_bytes, atomic_write_json, read_json
+from phi3_lora_hub.hub.server.fsutil import atomic_write_json, read_json
 from phi3_lora_hub.hub.server.objects import Commit, FileEntry, utc_now_iso
 from phi3_lora_hub.hub.server.patterns import DEFAULT_GITATTRIBUTES
 
