@@ -29,14 +29,17 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import httpx2
-from huggingface_hub import get_session, set_client_factory
+from typing import TYPE_CHECKING, Any
 
 from phi3_lora_hub.hub.retry import PushAborted
 
-ClientFactory = Callable[[], httpx2.Client]
+if TYPE_CHECKING:
+    import httpx2
+
+# httpx2 and huggingface_hub are imported where they are used: the settings (and through them the recipe's config)
+# import this module for HttpTimeouts, and must stay cheap to import.
+
+ClientFactory = Callable[[], "httpx2.Client"]
 
 _install_lock = threading.Lock()
 _ours: weakref.WeakSet[httpx2.Client] = weakref.WeakSet()
@@ -99,6 +102,7 @@ def like(template: httpx2.Client) -> ClientFactory:
 
     The transport (proxy, certificates, retries) is not among them: httpx2 keeps it private.
     """
+    import httpx2
 
     def factory() -> httpx2.Client:
         return httpx2.Client(
@@ -126,6 +130,8 @@ def install(base_factory: ClientFactory | None = None) -> None:
     the live client, which is harmless before training starts but may fail requests other threads have in flight
     at that moment.
     """
+    from huggingface_hub import get_session, set_client_factory
+
     with _install_lock:
         live = get_session()
         if live not in _ours:
@@ -142,6 +148,8 @@ def install(base_factory: ClientFactory | None = None) -> None:
 
 def ensure_hook() -> None:
     """Put the hook on the live client if it lacks it (after someone installed another client factory)."""
+    from huggingface_hub import get_session
+
     _add_hook(get_session())
 
 
