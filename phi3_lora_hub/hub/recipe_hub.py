@@ -44,16 +44,7 @@ def hub_callback_for(config: RecipeConfig, callbacks: list[Any]) -> HubPushCallb
                 f"{callback.settings.repo_id!r}: set one of them."
             )
     elif config.hub_model_id:
-        callback = HubPushCallback(
-            config.hub_model_id,
-            private=config.hub_private,
-            branch_template=config.hub_branch_template,
-            push_resumable_state=config.hub_push_resumable_state,
-            flush_timeout=config.hub_flush_timeout,
-            on_failure=config.hub_on_push_failure,  # type: ignore[arg-type]
-            card_template=config.hub_card_template,
-            card_license=config.hub_card_license,
-        )
+        callback = HubPushCallback(config.hub_model_id, **config.hub_settings())
     else:
         return None
     return callback
