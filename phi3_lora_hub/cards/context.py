@@ -19,7 +19,7 @@ from typing import Any
 
 from phi3_lora_hub.cards.run_files import RunFiles
 from phi3_lora_hub.evaluation.perplexity import perplexity_from_nll
-from phi3_lora_hub.hub.files import LORALIB_CONFIG
+from phi3_lora_hub.run_file_names import LORALIB_CONFIG
 from phi3_lora_hub.version import __version__
 
 TEMPLATE_VARIABLES: dict[str, str] = {

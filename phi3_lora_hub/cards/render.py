@@ -23,7 +23,7 @@ from phi3_lora_hub.cards.context import (
 from phi3_lora_hub.cards.loss_curve import draw_loss_curve
 from phi3_lora_hub.cards.run_files import RunFiles
 from phi3_lora_hub.errors import ConfigError, closest
-from phi3_lora_hub.hub.files import CARD_NAME, LORALIB_CONFIG, LOSS_CURVE_NAME
+from phi3_lora_hub.run_file_names import CARD_NAME, LORALIB_CONFIG, LOSS_CURVE_NAME
 
 DEFAULT_TEMPLATE = "phi3_lora_adapter.md.j2"
 TEMPLATES_PACKAGE = "phi3_lora_hub.model_card_templates"

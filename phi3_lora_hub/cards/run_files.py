@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from phi3_lora_hub.hub.files import (
+from phi3_lora_hub.run_file_names import (
     ADAPTER_CONFIG,
     DATA_REPORT_FILE,
     GENERATION_CONFIG,

@@ -11,9 +11,12 @@ from typing import Any
 import yaml
 
 from phi3_lora_hub.errors import ConfigError, unknown_key_error
+from phi3_lora_hub.hub.settings import hub_default
 
 DEFAULT_MODEL = "microsoft/Phi-3-mini-4k-instruct"
 DEFAULT_DATASET = "HuggingFaceH4/ultrachat_200k"
+HUB_SETTING_NAMES = {"hub_on_push_failure": "on_failure"}
+"""The ``hub_*`` recipe settings not named ``hub_`` + their ``HubPushSettings`` field."""
 
 
 @dataclass
@@ -62,23 +65,17 @@ class RecipeConfig:
     output_dir: str = "phi3-lora-output"
     """Where checkpoints, the final adapter (``adapter/``) and logs go."""
     hub_model_id: str | None = None
-    """When set, every checkpoint is pushed to this Hub repository while training runs (``namespace/name``)."""
-    hub_private: bool = False
-    """Create the Hub repository as private (an existing one keeps its visibility)."""
-    hub_branch_template: str = "step-{step}"
-    """The branch of each pushed checkpoint; ``{step}`` becomes the step. Letters, digits, ``.``, ``_``, ``-``."""
-    hub_push_resumable_state: bool = False
-    """Also push each checkpoint's optimizer, scheduler and RNG state (with a completion marker, last), so
-    ``train(resume_from_hub=True)`` can continue a killed run on any machine."""
-    hub_flush_timeout: float = 600.0
-    """Seconds the end of training waits, at most, for pushes still queued or running."""
-    hub_on_push_failure: str = "warn"
-    """``warn``: a checkpoint that did not reach the Hub is logged and listed in ``TrainResult.hub``; ``raise``:
-    ``HubPushError`` after training (the adapter is saved locally either way)."""
-    hub_card_template: str | None = None
-    """A Jinja model card template of your own (default: ``model_card_templates/phi3_lora_adapter.md.j2``)."""
-    hub_card_license: str = "mit"
-    """``license`` in the model card metadata. Phi-3 Mini is MIT; set what your data's license requires."""
+    """When set, every checkpoint is pushed to this Hub repository while training runs (``namespace/name``).
+
+    The other ``hub_*`` settings are the fields of :class:`~phi3_lora_hub.hub.settings.HubPushSettings`, which
+    documents each one, with its default (``hub_on_push_failure`` is its ``on_failure``)."""
+    hub_private: bool = hub_default("private")
+    hub_branch_template: str = hub_default("branch_template")
+    hub_push_resumable_state: bool = hub_default("push_resumable_state")
+    hub_flush_timeout: float = hub_default("flush_timeout")
+    hub_on_push_failure: str = hub_default("on_failure")
+    hub_card_template: str | None = hub_default("card_template")
+    hub_card_license: str = hub_default("card_license")
     training: dict[str, Any] = field(default_factory=dict)
     """Resolved ``trl.SFTConfig`` arguments."""
     lora: dict[str, Any] = field(default_factory=dict)
@@ -97,6 +94,14 @@ class RecipeConfig:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text, encoding="utf-8")
         return text
+
+    def hub_settings(self) -> dict[str, Any]:
+        """The ``hub_*`` settings other than ``hub_model_id``, named as :class:`HubPushSettings` fields."""
+        return {
+            HUB_SETTING_NAMES.get(name, name.removeprefix("hub_")): value
+            for name, value in self.to_dict().items()
+            if name.startswith("hub_") and name != "hub_model_id"
+        }
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 
+from phi3_lora_hub.atomic_write import build_directory_once
 from phi3_lora_hub.data.formats import DEFAULT_TEXT_PART_TYPES, RowConverter, detect_format, unused_columns
 from phi3_lora_hub.data.sources import RawRows
 from phi3_lora_hub.data.tokenization import IGNORE_INDEX, FlatTokens, tokenize_flat
@@ -271,14 +271,13 @@ def prepare_dataset(raw: RawRows, tokenizer, options: DataOptions, *, use_cache:
     dataset = tokenize_rows(tokenizer, converted, options)
     report = converted.report
     if directory is not None:
-        staging = directory.with_name(directory.name + f".tmp{os.getpid()}")
-        dataset.save_to_disk(str(staging / "dataset"))
-        (staging / "report.json").write_text(json.dumps(asdict(report)))
-        try:
-            staging.rename(directory)  # atomic: a half-written cache entry is never read
+
+        def build(staging: Path) -> None:
+            dataset.save_to_disk(str(staging / "dataset"))
+            (staging / "report.json").write_text(json.dumps(asdict(report)))
+
+        if build_directory_once(directory, build):  # a half-written cache entry is never read
             logger.info("Prepared %s and cached it in %s", report.source, directory)
-        except OSError:  # another process (another node on a shared disk) cached it first: keep theirs
-            shutil.rmtree(staging, ignore_errors=True)
         dataset = datasets.load_from_disk(str(directory / "dataset")) if directory.exists() else dataset
     return dataset, report
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.errors import ConfigError, DataError
+from phi3_lora_hub.file_digest import sha256_of
 from phi3_lora_hub.local_paths import looks_local
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -159,16 +160,6 @@ def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str] | None]:
     return rows, lines
 
 
-def _file_fingerprint(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _rows_fingerprint(rows: list[dict[str, Any]]) -> str | None:
     """A content hash of rows already in memory, for the prepared-data cache; ``None`` (no caching) when a value
     is not JSON (bytes, dates). ``datasets`` keeps its own fingerprint private, so the rows are hashed here."""
@@ -245,7 +236,7 @@ def read_rows(source: Any, *, split: str | None = None, config_name: str | None 
                 raise DataError(
                     f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}."
                 )
-            fingerprint = _file_fingerprint(path)
+            fingerprint = sha256_of(path)
             if lazy:
                 return RawRows(lambda: _read_file(path), path.name, fingerprint)
             rows, locations = _read_file(path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -48,7 +49,15 @@ def process_state(training: Mapping[str, Any] | None = None):
 
 
 def is_main_process() -> bool:
-    """True on the one process that writes run-wide files and talks to the Hub (global rank 0)."""
+    """True on the one process that writes run-wide files and talks to the Hub (global rank 0).
+
+    Until the process group is set up, the answer is the launcher's ``RANK`` (set by torchrun, accelerate and
+    deepspeed), so asking early, before the recipe sets up distribution with its own settings, sets nothing up.
+    """
+    import torch.distributed
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return int(os.environ.get("RANK", "0")) == 0
     return process_state().is_main_process
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from phi3_lora_hub.hub.naming import DEFAULT_BRANCH_TEMPLATE, validate_branch_name
+from phi3_lora_hub.hub.naming import validate_branch_name
 from phi3_lora_hub.hub.publisher import HubPublisher
 from phi3_lora_hub.hub.retry import RetryPolicy
-from phi3_lora_hub.hub.settings import HubPushSettings
+from phi3_lora_hub.hub.settings import HubPushSettings, hub_default
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,13 @@ def push_adapter(
     repo_id: str,
     *,
     branch: str | None = None,
-    private: bool = False,
+    private: bool = hub_default("private"),
     token: str | None = None,
     endpoint: str | None = None,
     card_template: str | Path | None = None,
-    card_license: str = "mit",
-    branch_template: str = DEFAULT_BRANCH_TEMPLATE,
-    timeout: float = 600.0,
+    card_license: str = hub_default("card_license"),
+    branch_template: str = hub_default("branch_template"),
+    timeout: float = hub_default("flush_timeout"),
     retry: RetryPolicy | None = None,
 ) -> AdapterPush:
     """Push the adapter in ``adapter_dir`` to ``main`` of ``repo_id`` (and to ``branch``), with a generated card.

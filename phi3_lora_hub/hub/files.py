@@ -8,31 +8,30 @@ The resumable state pushed with ``push_resumable_state=True`` is the whole check
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-# The two files a PEFT LoRA adapter is made of (safetensors only: a pickled ``adapter_model.bin`` is never used).
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-TRAINER_STATE = "trainer_state.json"
-TRAINER_LOG = "trainer_log.json"
-TRAINING_ARGS_JSON = "training_args.json"
-"""Written by the push callback when a checkpoint has no recipe YAML: the hyperparameters, as JSON."""
-
-RECIPE_FILE = "phi3_lora_recipe.yaml"
-"""The resolved recipe, written by the recipe into every adapter and checkpoint."""
-DATA_REPORT_FILE = "data_report.json"
-GENERATION_CONFIG = "generation_config.json"
-LORALIB_CONFIG = "loralib_config.json"
-"""Written by a loralib run next to its ``lora_state_dict`` (``phi3_lora_hub.loralib_backend``)."""
-
-CARD_NAME = "README.md"
-LOSS_CURVE_NAME = "loss_curve.png"
+from phi3_lora_hub.file_digest import sha256_of as sha256_of  # re-exported: the Space's adapter cache imports it here
+from phi3_lora_hub.run_file_names import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    CARD_NAME,
+    DATA_REPORT_FILE,
+    EVAL_REPORT_FILE,
+    GENERATION_CONFIG,
+    LORALIB_CONFIG,
+    LORALIB_STATE_DICT,
+    LOSS_CURVE_NAME,
+    RECIPE_FILE,
+    SAMPLES_FILE,
+    TRAINER_LOG,
+    TRAINER_STATE,
+    TRAINING_ARGS_JSON,
+)
 
 ADAPTER_FILES: tuple[str, ...] = (
     ADAPTER_WEIGHTS,
     ADAPTER_CONFIG,
-    "loralib_state_dict.safetensors",
+    LORALIB_STATE_DICT,
     LORALIB_CONFIG,
     GENERATION_CONFIG,
     RECIPE_FILE,
@@ -40,8 +39,8 @@ ADAPTER_FILES: tuple[str, ...] = (
     TRAINER_STATE,
     TRAINER_LOG,
     TRAINING_ARGS_JSON,
-    "eval_results.json",  # phi3_lora_hub.evaluation.report.REPORT_FILE
-    "sample_generations.json",  # phi3_lora_hub.evaluation.samples.SAMPLES_FILE
+    EVAL_REPORT_FILE,
+    SAMPLES_FILE,
 )
 TOKENIZER_FILES: tuple[str, ...] = (
     "tokenizer.json",
@@ -100,12 +99,3 @@ def missing_checkpoint_files(directory: str | Path, *, resumable: bool) -> list[
         if not any(directory.glob("rng_state*.pth")):
             missing.append("rng_state.pth")
     return missing
-
-
-def sha256_of(path: str | Path) -> str:
-    """The sha256 hex digest of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

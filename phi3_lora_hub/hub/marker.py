@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from phi3_lora_hub.hub.files import resumable_file_names, sha256_of
+from phi3_lora_hub.file_digest import sha256_of
+from phi3_lora_hub.hub.files import resumable_file_names
 
 MARKER_NAME = "COMPLETE.json"
 MARKER_FORMAT = "phi3-lora-hub/checkpoint-complete@1"

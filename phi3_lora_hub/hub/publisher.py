@@ -17,7 +17,7 @@ from typing import Any
 
 from phi3_lora_hub.cards import CardOptions, write_card
 from phi3_lora_hub.hub.errors import HubAuthError, HubError, HubPushError
-from phi3_lora_hub.hub.files import RECIPE_FILE, TRAINING_ARGS_JSON, missing_adapter_files, missing_checkpoint_files
+from phi3_lora_hub.hub.files import missing_adapter_files, missing_checkpoint_files
 from phi3_lora_hub.hub.naming import branch_name
 from phi3_lora_hub.hub.report import CheckpointPush, HubPushReport
 from phi3_lora_hub.hub.retry import PushAborted, PushFailed, RetryPolicy, failure_of, retrying
@@ -27,6 +27,7 @@ from phi3_lora_hub.hub.timeouts import TimeoutScope, install, scoped
 from phi3_lora_hub.hub.tokens import Redactor, check_token, raise_for_repo_access, resolve_token
 from phi3_lora_hub.hub.uploader import HubUploader
 from phi3_lora_hub.hub.worker import PushJob, PushWorker
+from phi3_lora_hub.run_file_names import RECIPE_FILE, TRAINING_ARGS_JSON
 from phi3_lora_hub.version import __version__
 
 logger = logging.getLogger("phi3_lora_hub.hub")

@@ -17,6 +17,7 @@ Only the main process of a multi-process run pushes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from pathlib import Path
@@ -25,14 +26,15 @@ from typing import Any
 from transformers import TrainerCallback
 
 from phi3_lora_hub.errors import ConfigError
-from phi3_lora_hub.hub.naming import DEFAULT_BRANCH_TEMPLATE
 from phi3_lora_hub.hub.publisher import HubPublisher
 from phi3_lora_hub.hub.report import HubPushReport
-from phi3_lora_hub.hub.retry import RetryPolicy
-from phi3_lora_hub.hub.settings import HubPushSettings, OnFailure
+from phi3_lora_hub.hub.settings import HubPushSettings
 from phi3_lora_hub.hub.timeouts import HttpTimeouts
 
 logger = logging.getLogger("phi3_lora_hub.hub")
+
+CALLBACK_SETTINGS = frozenset(field.name for field in dataclasses.fields(HubPushSettings)) - {"repo_id", "timeouts"}
+"""The :class:`HubPushSettings` fields ``HubPushCallback`` takes as keyword arguments, under the same names."""
 
 
 class HubPushCallback(TrainerCallback):
@@ -42,17 +44,10 @@ class HubPushCallback(TrainerCallback):
         repo_id: ``namespace/name`` of the model repository; created if missing.
         token: a Hub token with write access. Default: ``HF_TOKEN``, else the login of ``hf auth login``. It is
             kept in the callback's own ``HfApi`` only, never in the training arguments, files or messages.
-        endpoint: the Hub address (default ``HF_ENDPOINT``, i.e. https://huggingface.co).
-        private: create the repository as private.
-        branch_template: branch per checkpoint, ``{step}`` replaced by the step (default ``step-{step}``).
-        push_resumable_state: also push the whole checkpoint and a completion marker (for ``resume_from_hub``).
-        flush_timeout: seconds the end of training waits, at most, for pushes still queued.
-        on_failure: ``"warn"`` (log the report) or ``"raise"`` (``HubPushError`` after training) when a push
-            did not reach the Hub.
-        card_template: a Jinja model card template of your own.
-        card_license: ``license`` of the card metadata.
-        request_timeout, connect_timeout: per-request HTTP timeouts in seconds.
-        retry: attempts and backoff of each request.
+        request_timeout, connect_timeout: per-request HTTP timeouts in seconds (default: :class:`HttpTimeouts`).
+        **options: any other field of :class:`~phi3_lora_hub.hub.settings.HubPushSettings`, which documents
+            each one and its default: ``endpoint``, ``private``, ``branch_template``, ``push_resumable_state``,
+            ``flush_timeout``, ``on_failure``, ``card_template``, ``card_license``, ``retry``.
 
     Raises ``ConfigError`` for invalid settings here, and ``HubAuthError`` when the Trainer is created (or at
     ``prepare()``) if the token is missing, rejected or read-only.
@@ -63,35 +58,26 @@ class HubPushCallback(TrainerCallback):
         repo_id: str,
         *,
         token: str | None = None,
-        endpoint: str | None = None,
-        private: bool = False,
-        branch_template: str = DEFAULT_BRANCH_TEMPLATE,
-        push_resumable_state: bool = False,
-        flush_timeout: float = 600.0,
-        on_failure: OnFailure = "warn",
-        card_template: str | Path | None = None,
-        card_license: str = "mit",
-        request_timeout: float = 60.0,
-        connect_timeout: float = 10.0,
-        retry: RetryPolicy | None = None,
+        request_timeout: float | None = None,
+        connect_timeout: float | None = None,
+        **options: Any,
     ) -> None:
+        unknown = sorted(set(options) - CALLBACK_SETTINGS)
+        if unknown:
+            raise ConfigError(
+                f"HubPushCallback got unknown settings {unknown}; the settings are "
+                f"{sorted(CALLBACK_SETTINGS | {'token', 'request_timeout', 'connect_timeout'})}."
+            )
+        given = {"connect": connect_timeout, "read": request_timeout}
         try:
-            timeouts = HttpTimeouts(connect=connect_timeout, read=request_timeout)
+            timeouts = HttpTimeouts(**{name: value for name, value in given.items() if value is not None})
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        settings = HubPushSettings(
-            repo_id=repo_id,
-            endpoint=endpoint,
-            private=private,
-            branch_template=branch_template,
-            push_resumable_state=push_resumable_state,
-            flush_timeout=flush_timeout,
-            on_failure=on_failure,
-            card_template=None if card_template is None else str(card_template),
-            card_license=card_license,
-            timeouts=timeouts,
-            retry=retry or RetryPolicy(),
-        )
+        if options.get("retry") is None:
+            options.pop("retry", None)  # None: the default policy
+        if options.get("card_template") is not None:
+            options["card_template"] = str(options["card_template"])
+        settings = HubPushSettings(repo_id=repo_id, timeouts=timeouts, **options)
         self.publisher = HubPublisher(settings, token=token)
         self.finish_on_train_end = True
         """Flush and report in ``on_train_end``. The recipe turns it off: it pushes the final adapter first."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from phi3_lora_hub.distributed.processes import is_main_process
 from phi3_lora_hub.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,16 +44,7 @@ def hub_callback_for(config: RecipeConfig, callbacks: list[Any]) -> HubPushCallb
                 f"{callback.settings.repo_id!r}: set one of them."
             )
     elif config.hub_model_id:
-        callback = HubPushCallback(
-            config.hub_model_id,
-            private=config.hub_private,
-            branch_template=config.hub_branch_template,
-            push_resumable_state=config.hub_push_resumable_state,
-            flush_timeout=config.hub_flush_timeout,
-            on_failure=config.hub_on_push_failure,  # type: ignore[arg-type]
-            card_template=config.hub_card_template,
-            card_license=config.hub_card_license,
-        )
+        callback = HubPushCallback(config.hub_model_id, **config.hub_settings())
     else:
         return None
     return callback
@@ -160,12 +151,6 @@ class Publishing:
         """Queue the saved final adapter (with its trainer log and evaluation) for ``main``."""
         if self.callback is not None and self.callback.publisher.running:
             self.callback.publisher.submit_final(adapter_dir, step)
-
-
-def is_main_process() -> bool:
-    """The process that pushes: the only one, or rank 0 of a multi-process run (``RANK``, as set by torchrun,
-    accelerate and deepspeed; read from the environment because the Trainer has not set up distribution yet)."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @contextlib.contextmanager

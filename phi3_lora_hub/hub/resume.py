@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.hub.errors import HubResumeError
-from phi3_lora_hub.hub.files import TRAINER_STATE, missing_checkpoint_files
+from phi3_lora_hub.hub.files import missing_checkpoint_files
 from phi3_lora_hub.hub.marker import MARKER_NAME, CompletionMarker
 from phi3_lora_hub.hub.naming import DEFAULT_BRANCH_TEMPLATE, step_of_branch, validate_branch_template
 from phi3_lora_hub.hub.retry import PushFailed, RetryPolicy, retrying
 from phi3_lora_hub.hub.staging import RESUME_SUBDIR
 from phi3_lora_hub.hub.timeouts import HttpTimeouts, TimeoutScope, install, scoped
 from phi3_lora_hub.hub.tokens import Redactor, resolve_token
+from phi3_lora_hub.run_file_names import TRAINER_STATE
 
 logger = logging.getLogger("phi3_lora_hub.hub")
 

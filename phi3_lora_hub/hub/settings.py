@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.hub.naming import DEFAULT_BRANCH_TEMPLATE, validate_branch_template
@@ -68,3 +69,11 @@ class HubPushSettings:
         return HttpTimeouts(
             connect=min(self.timeouts.connect, self.flush_timeout), read=min(self.timeouts.read, self.flush_timeout)
         )
+
+
+def hub_default(name: str) -> Any:
+    """The default of the ``HubPushSettings`` field ``name`` (for settings built from these, e.g. the recipe's)."""
+    (declared,) = (candidate for candidate in dataclasses.fields(HubPushSettings) if candidate.name == name)
+    if declared.default is dataclasses.MISSING:
+        raise ValueError(f"HubPushSettings.{name} has no plain default.")
+    return declared.default

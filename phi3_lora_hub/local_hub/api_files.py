@@ -34,7 +34,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         start, end = max(0, size - int(last)), size
     end = min(end, size)
     if start >= size or start >= end:
-        raise errors.HubError(
+        raise errors.HubHttpError(
             416,
             "RangeNotSatisfiable",
             f"Range {header!r} is outside the file ({size} bytes).",

@@ -8,7 +8,6 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
-from phi3_lora_hub.hub.files import CARD_NAME
 from phi3_lora_hub.local_hub import errors
 from phi3_lora_hub.local_hub.auth import can_read, require_read, require_write
 from phi3_lora_hub.local_hub.cards import card_data, validate_card
@@ -25,6 +24,7 @@ from phi3_lora_hub.local_hub.objects import (
 from phi3_lora_hub.local_hub.repos import REPO_TYPES, SPACE_SDKS, Repo, RepoMeta, validate_repo_name
 from phi3_lora_hub.local_hub.router import Params, segment
 from phi3_lora_hub.local_hub.state import HubState
+from phi3_lora_hub.run_file_names import CARD_NAME
 
 _PLURALS = {f"{repo_type}s": repo_type for repo_type in REPO_TYPES}
 _URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -174,7 +174,7 @@ def create_repo(app: HubState, request: Request, params: Params) -> Response:
     meta = RepoMeta(repo_type, repo_id, private=private, sdk=sdk if repo_type == "space" else None)
     try:
         app.repos.create(meta, author=user.name)
-    except errors.HubError as error:
+    except errors.HubHttpError as error:
         if error.status == 409:  # `create_repo(exist_ok=True)` reads the existing repo's url (any letter case)
             existing = replace(meta, repo_id=app.repos.find(repo_type, repo_id) or repo_id)
             raise errors.conflict(error.message, url=repo_url(request.base_url, existing)) from None
@@ -445,7 +445,7 @@ def validate_yaml(app: HubState, request: Request, params: Params) -> Response:
         message = "\n".join(f"- {error}" for error in check.errors)
         # `ModelCard.validate` asks for text and shows it; `create_commit` reads JSON before checking the status.
         if request.headers.get("Accept", "").strip().lower() == "text/plain":
-            return error_response(errors.HubError(400, "InvalidMetadata", message), plain_text=True)
+            return error_response(errors.HubHttpError(400, "InvalidMetadata", message), plain_text=True)
         headers = {"X-Error-Code": "InvalidMetadata", "X-Error-Message": "Invalid metadata in README.md"}
         return json_response(check.to_json(), 400, headers)
     return json_response(check.to_json())

@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from phi3_lora_hub.hub.files import CARD_NAME
+from phi3_lora_hub.atomic_write import atomic_writer
 from phi3_lora_hub.local_hub import errors
 from phi3_lora_hub.local_hub.api_repos import card_text, open_repo, repo_type_of, repo_url
 from phi3_lora_hub.local_hub.blobs import SHA256_RE, BlobMismatchError
 from phi3_lora_hub.local_hub.cards import metadata_refusal
-from phi3_lora_hub.local_hub.fsutil import atomic_writer
 from phi3_lora_hub.local_hub.lfs import part_etag
 from phi3_lora_hub.local_hub.messages import Request, Response, json_response, parse_json
 from phi3_lora_hub.local_hub.objects import Commit, FileEntry
@@ -29,6 +28,7 @@ from phi3_lora_hub.local_hub.repos import (
 )
 from phi3_lora_hub.local_hub.router import Params, segment
 from phi3_lora_hub.local_hub.state import HubState
+from phi3_lora_hub.run_file_names import CARD_NAME
 
 _LFS_CONTENT_TYPE = "application/vnd.git-lfs+json"
 _PREUPLOAD_MAX_FILES = 256  # what huggingface_hub sends per call at most
@@ -151,7 +151,7 @@ def _operation(app: HubState, repo: Repo, key: str, value: dict[str, Any]) -> Co
         if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not SHA256_RE.fullmatch(oid):
             raise errors.bad_request(f'"lfsFile" {path!r} needs "algo": "sha256" and a sha256 hex "oid".')
         if not repo.has_lfs_object(oid):
-            raise errors.HubError(
+            raise errors.HubHttpError(
                 422,
                 "LfsObjectNotFound",
                 f"LFS object {oid} for {path!r} was never uploaded to this repository: upload it through the LFS "
@@ -159,7 +159,7 @@ def _operation(app: HubState, repo: Repo, key: str, value: dict[str, Any]) -> Co
             )
         stored = app.blobs.size(oid)
         if size is not None and size != stored:
-            raise errors.HubError(422, "LfsSizeMismatch", f"LFS object {oid} has {stored} bytes, not {size}.")
+            raise errors.HubHttpError(422, "LfsSizeMismatch", f"LFS object {oid} has {stored} bytes, not {size}.")
         return AddFile(path, FileEntry.large(oid, stored))
     if key == "deletedFile":
         return DeleteFile(path)
@@ -211,7 +211,7 @@ def _refuse_unsafe_card(app: HubState, entry: FileEntry) -> None:
     text = card_text(app, entry)
     refusal = None if text is None else metadata_refusal(text)
     if refusal:
-        raise errors.HubError(400, "InvalidMetadata", f"Invalid metadata in README.md: {refusal}.")
+        raise errors.HubHttpError(400, "InvalidMetadata", f"Invalid metadata in README.md: {refusal}.")
 
 
 def xet_token(app: HubState, request: Request, params: Params) -> Response:
@@ -335,7 +335,7 @@ def lfs_get_object(app: HubState, request: Request, params: Params) -> Response:
     oid = params["oid"]
     repo = _signed_repo(app, request, params, "download", repo_type_of(params), _repo_id(params), oid)
     if not repo.has_lfs_object(oid):
-        raise errors.HubError(404, "LfsObjectNotFound", f"LFS object {oid} is not stored in this repository.")
+        raise errors.HubHttpError(404, "LfsObjectNotFound", f"LFS object {oid} is not stored in this repository.")
     size = app.blobs.size(oid)
     return Response(200, {"Content-Type": "application/octet-stream"}, file=app.blobs.path(oid), length=size)
 
@@ -348,7 +348,7 @@ def lfs_verify(app: HubState, request: Request, params: Params) -> Response:
     if body.get("oid") != oid or body.get("size") != size:
         raise errors.bad_request(f"Verify body must be {{'oid': '{oid}', 'size': {size}}}.")
     if not repo.has_lfs_object(oid) or app.blobs.size(oid) != size:
-        raise errors.HubError(404, "LfsObjectNotFound", f"LFS object {oid} ({size} bytes) was not uploaded.")
+        raise errors.HubHttpError(404, "LfsObjectNotFound", f"LFS object {oid} ({size} bytes) was not uploaded.")
     return json_response({})
 
 

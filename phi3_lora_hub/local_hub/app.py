@@ -15,7 +15,7 @@ from pathlib import Path
 from phi3_lora_hub.local_hub import api_admin, api_files, api_repos, api_upload, errors, pages
 from phi3_lora_hub.local_hub.auth import TokenRegistry, parse_authorization
 from phi3_lora_hub.local_hub.blobs import BlobStore
-from phi3_lora_hub.local_hub.errors import HubError
+from phi3_lora_hub.local_hub.errors import HubHttpError
 from phi3_lora_hub.local_hub.faults import FaultInjector, FaultRule
 from phi3_lora_hub.local_hub.lfs import MultipartSessions, UrlSigner
 from phi3_lora_hub.local_hub.messages import Request, Response, error_response
@@ -171,14 +171,14 @@ class HubApp:
             elif not route.signed:
                 request.user = self.tokens.lookup(parse_authorization(request.headers.get("Authorization")))
             return route.handler(self, request, params)
-        except HubError as error:
+        except HubHttpError as error:
             return error_response(error)
         except ConnectionError:
             raise  # the client went away: nothing to answer
         except Exception as error:
             logger.exception("local hub: %s %s failed", request.method, request.raw_path)
             return error_response(
-                HubError(
+                HubHttpError(
                     500,
                     "InternalError",
                     f"The local hub failed on {request.method} {request.raw_path}: {type(error).__name__}: {error}. "
@@ -194,4 +194,4 @@ class HubApp:
 
 def _injected(rule: FaultRule) -> Response:
     message = rule.message or f"Fault injected by the local hub (rule #{rule.id})"
-    return error_response(HubError(rule.status or 500, "InjectedFault", message, rule.headers))
+    return error_response(HubHttpError(rule.status or 500, "InjectedFault", message, rule.headers))

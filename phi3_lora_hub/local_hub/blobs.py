@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from phi3_lora_hub.local_hub.fsutil import fsync_directory
+from phi3_lora_hub.atomic_write import fsync_directory
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 

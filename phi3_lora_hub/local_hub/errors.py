@@ -1,4 +1,5 @@
-"""The one exception type endpoints raise, and constructors for the errors the Hub client understands.
+"""``HubHttpError``, the one exception type endpoints raise (an HTTP error response, unlike the client-side
+``phi3_lora_hub.hub.errors.HubError``), and constructors for the errors the Hub client understands.
 
 ``huggingface_hub`` maps errors to exception classes through the ``X-Error-Code`` response header
 (``RepoNotFound`` -> ``RepositoryNotFoundError``, ``RevisionNotFound`` -> ``RevisionNotFoundError``,
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 
-class HubError(Exception):
+class HubHttpError(Exception):
     """An HTTP error response: status, ``X-Error-Code``, a message for the user, extra headers and body fields."""
 
     def __init__(
@@ -30,21 +31,21 @@ class HubError(Exception):
         self.body = dict(body or {})
 
 
-def bad_request(message: str) -> HubError:
-    return HubError(400, "BadRequest", message)
+def bad_request(message: str) -> HubHttpError:
+    return HubHttpError(400, "BadRequest", message)
 
 
-def unauthorized(message: str = "Invalid credentials in Authorization header") -> HubError:
+def unauthorized(message: str = "Invalid credentials in Authorization header") -> HubHttpError:
     # The client recognises this exact message as "bad token" and never mistakes it for a missing repo.
-    return HubError(401, "Unauthorized", message)
+    return HubHttpError(401, "Unauthorized", message)
 
 
-def forbidden(message: str) -> HubError:
-    return HubError(403, "Forbidden", message)
+def forbidden(message: str) -> HubHttpError:
+    return HubHttpError(403, "Forbidden", message)
 
 
-def repo_not_found(repo_type: str, repo_id: str) -> HubError:
-    return HubError(
+def repo_not_found(repo_type: str, repo_id: str) -> HubHttpError:
+    return HubHttpError(
         404,
         "RepoNotFound",
         f"Repository not found: {repo_type} '{repo_id}'. Check the repo id and repo_type, create it with "
@@ -52,9 +53,9 @@ def repo_not_found(repo_type: str, repo_id: str) -> HubError:
     )
 
 
-def revision_not_found(revision: str, commit: str | None = None) -> HubError:
+def revision_not_found(revision: str, commit: str | None = None) -> HubHttpError:
     headers = {"X-Repo-Commit": commit} if commit else None
-    return HubError(
+    return HubHttpError(
         404,
         "RevisionNotFound",
         f"Invalid rev id: {revision!r} is not a branch, tag or commit of this repository. "
@@ -63,9 +64,9 @@ def revision_not_found(revision: str, commit: str | None = None) -> HubError:
     )
 
 
-def entry_not_found(path: str, commit: str, what: str = "file") -> HubError:
+def entry_not_found(path: str, commit: str, what: str = "file") -> HubHttpError:
     # X-Repo-Commit lets the client cache the file's absence for this commit (`.no_exist`).
-    return HubError(
+    return HubHttpError(
         404,
         "EntryNotFound",
         f"A {what} with this name doesn't exist: {path!r} at commit {commit}.",
@@ -73,10 +74,10 @@ def entry_not_found(path: str, commit: str, what: str = "file") -> HubError:
     )
 
 
-def conflict(message: str, **body: str) -> HubError:
+def conflict(message: str, **body: str) -> HubHttpError:
     # `body` carries e.g. the existing repo's url, which `create_repo(exist_ok=True)` reads from the 409.
-    return HubError(409, "Conflict", message, body=body)
+    return HubHttpError(409, "Conflict", message, body=body)
 
 
-def not_implemented(message: str) -> HubError:
-    return HubError(501, "NotImplemented", message)
+def not_implemented(message: str) -> HubHttpError:
+    return HubHttpError(501, "NotImplemented", message)

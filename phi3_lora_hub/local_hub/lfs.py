@@ -91,7 +91,7 @@ class MultipartSessions:
         try:
             return MultipartUpload(**read_json(self.directory / upload_id / "session.json"))
         except FileNotFoundError:
-            raise errors.HubError(
+            raise errors.HubHttpError(
                 404, "UploadNotFound", "Unknown or finished multipart upload: request new URLs from the LFS batch API."
             ) from None
 

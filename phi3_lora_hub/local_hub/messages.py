@@ -26,8 +26,8 @@ _LENGTH_RE = re.compile(r"[0-9]{1,18}")
 _CHUNK_SIZE_RE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
-def payload_too_large(size: int, limit: int) -> errors.HubError:
-    return errors.HubError(
+def payload_too_large(size: int, limit: int) -> errors.HubHttpError:
+    return errors.HubHttpError(
         413,
         "PayloadTooLarge",
         f"The request body has {size} bytes or more; this endpoint accepts at most {limit} bytes. File content "
@@ -40,7 +40,7 @@ class BodyReader:
     """Reads a request body framed by ``Content-Length`` or ``Transfer-Encoding: chunked`` (RFC 9112 §6).
 
     The framing is checked when the reader is made: a malformed ``Content-Length``, two different ones, both
-    headers at once, or a transfer coding other than ``chunked`` raise a 400 ``HubError`` (the body length
+    headers at once, or a transfer coding other than ``chunked`` raise a 400 ``HubHttpError`` (the body length
     cannot be known, so the connection must be closed). ``limit`` caps the body: a declared length above it is
     refused with 413 before any byte is read, a chunked body as soon as it goes past it.
     """
@@ -145,7 +145,7 @@ class BodyReader:
         try:
             for _ in self.chunks():
                 pass
-        except (errors.HubError, OSError):
+        except (errors.HubHttpError, OSError):
             return False
         return True
 
@@ -160,8 +160,8 @@ def parse_json(data: bytes, what: str) -> Any:
         raise errors.bad_request(f"{what} is not valid JSON: {error}") from None
 
 
-def _framing_error(problem: str) -> errors.HubError:
-    return errors.HubError(
+def _framing_error(problem: str) -> errors.HubHttpError:
+    return errors.HubHttpError(
         400, "ProtocolError", f"Malformed HTTP request: {problem} (RFC 9112 §6).", {"Connection": "close"}
     )
 
@@ -252,7 +252,7 @@ def header_safe(text: str) -> str:
     return flat.encode("latin-1", "replace").decode("latin-1")[:1000]
 
 
-def error_response(error: errors.HubError, *, plain_text: bool = False) -> Response:
+def error_response(error: errors.HubHttpError, *, plain_text: bool = False) -> Response:
     """The response for ``error``: JSON ``{"error": message, ...}`` plus ``X-Error-Code``/``X-Error-Message``."""
     headers = {"X-Error-Code": error.code, "X-Error-Message": header_safe(error.message), **error.headers}
     if plain_text:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import quote
 
-from phi3_lora_hub.hub.files import CARD_NAME
 from phi3_lora_hub.local_hub import errors
 from phi3_lora_hub.local_hub.api_repos import card_text, open_repo
 from phi3_lora_hub.local_hub.messages import Request, Response
@@ -19,6 +18,7 @@ from phi3_lora_hub.local_hub.objects import Commit, is_directory, list_directory
 from phi3_lora_hub.local_hub.repos import Repo
 from phi3_lora_hub.local_hub.router import Params, segment
 from phi3_lora_hub.local_hub.state import HubState
+from phi3_lora_hub.run_file_names import CARD_NAME
 
 _PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _PREVIEW_BYTES = 200_000

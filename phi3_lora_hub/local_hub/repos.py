@@ -26,10 +26,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from phi3_lora_hub.atomic_write import atomic_write_bytes
 from phi3_lora_hub.local_hub import errors
 from phi3_lora_hub.local_hub.blobs import BlobStore
-from phi3_lora_hub.local_hub.errors import HubError
-from phi3_lora_hub.local_hub.fsutil import atomic_write_bytes, atomic_write_json, read_json
+from phi3_lora_hub.local_hub.errors import HubHttpError
+from phi3_lora_hub.local_hub.fsutil import atomic_write_json, read_json
 from phi3_lora_hub.local_hub.objects import Commit, FileEntry, utc_now_iso
 from phi3_lora_hub.local_hub.patterns import DEFAULT_GITATTRIBUTES
 
@@ -266,7 +267,7 @@ class Repo:
                     if not base_oid:
                         raise errors.revision_not_found(parent_commit)
                 elif not head_oid.startswith(parent_commit.lower()):
-                    raise HubError(
+                    raise HubHttpError(
                         412,
                         "PreconditionFailed",
                         f"A commit has happened since. Please refresh and try again. (parent_commit is "
@@ -412,7 +413,7 @@ class RepoStore:
         namespace, _, name = repo_id.partition("/")
         try:
             validate_repo_name(namespace, name)
-        except HubError:
+        except HubHttpError:
             raise errors.repo_not_found(repo_type, repo_id) from None
         if repo_type not in REPO_TYPES:
             raise errors.repo_not_found(repo_type, repo_id)
@@ -449,7 +450,7 @@ class RepoStore:
     def exists(self, repo_type: str, repo_id: str) -> bool:
         try:
             return self.find(repo_type, repo_id) is not None
-        except HubError:
+        except HubHttpError:
             return False
 
     def create(self, meta: RepoMeta, *, author: str) -> Repo:

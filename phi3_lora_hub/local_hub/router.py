@@ -73,13 +73,13 @@ class Router:
                 return route, {key: value for key, value in match.groupdict().items() if value is not None}
             allowed |= route.methods
         if allowed:
-            raise errors.HubError(
+            raise errors.HubHttpError(
                 405,
                 "MethodNotAllowed",
                 f"{method} is not supported on {raw_path}; use {', '.join(sorted(allowed))}.",
                 {"Allow": ", ".join(sorted(allowed))},
             )
-        raise errors.HubError(
+        raise errors.HubHttpError(
             404,
             "RouteNotFound",
             f"The local hub does not implement {method} {raw_path}. It serves the part of the Hub API that "

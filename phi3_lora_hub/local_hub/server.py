@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from phi3_lora_hub.local_hub.app import HubApp
 from phi3_lora_hub.local_hub.auth import Role, TokenRegistry, User
-from phi3_lora_hub.local_hub.errors import HubError
+from phi3_lora_hub.local_hub.errors import HubHttpError
 from phi3_lora_hub.local_hub.faults import FaultInjector
 from phi3_lora_hub.local_hub.fsutil import remove_stale_temporaries
 from phi3_lora_hub.local_hub.messages import BodyReader, Request, Response, error_response, header_safe
@@ -105,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
             code = 405  # an unknown method: this server implements none beyond GET, HEAD, POST, PUT, DELETE, PATCH
         self.request_version = "HTTP/1.1"
         self.close_connection = True
-        self._send(error_response(HubError(code, "ProtocolError", f"Malformed HTTP request: {text}")))
+        self._send(error_response(HubHttpError(code, "ProtocolError", f"Malformed HTTP request: {text}")))
 
     def _serve(self) -> None:
         server = self.server
@@ -113,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             reader = BodyReader(self.rfile, self.headers)
             base_url = f"http://{server.host_of(self.headers.get_all('Host'), self.request_version)}"
-        except HubError as error:  # the body cannot be framed, or the Host is not this server's
+        except HubHttpError as error:  # the body cannot be framed, or the Host is not this server's
             self.close_connection = True
             self._send(error_response(error))
             return
@@ -187,7 +187,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__((HOST, port), _Handler)
 
     def host_of(self, values: list[str] | None, version: str) -> str:
-        """The request's ``Host`` (``host[:port]``) if it names this server; a 400 ``HubError`` otherwise.
+        """The request's ``Host`` (``host[:port]``) if it names this server; a 400 ``HubHttpError`` otherwise.
 
         Only loopback names and the operator's ``allowed_hosts`` are accepted, so a web page cannot reach the
         hub through a name of its own (DNS rebinding), and every URL built on the Host points back here.
@@ -195,12 +195,12 @@ class _Server(ThreadingHTTPServer):
         if not values:
             if version == "HTTP/1.0":
                 return f"{HOST}:{self.server_port}"
-            raise HubError(400, "MissingHost", "An HTTP/1.1 request needs a Host header (RFC 9112 §3.2).")
+            raise HubHttpError(400, "MissingHost", "An HTTP/1.1 request needs a Host header (RFC 9112 §3.2).")
         value = values[0].strip()
         name, port = _split_host(value)
         if len(values) > 1 or name not in self.allowed_hosts or not (port == "" or port.isdigit()):
             allowed = ", ".join(sorted(self.allowed_hosts))
-            raise HubError(
+            raise HubHttpError(
                 400,
                 "HostNotAllowed",
                 f"Host {header_safe(value)!r} is not served here; this hub answers to {allowed} (the operator "

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.errors import ConfigError
-from phi3_lora_hub.hub.files import LORALIB_CONFIG
 from phi3_lora_hub.loralib_backend.conversion import PeftAdapter, loralib_to_peft, peft_to_loralib
 from phi3_lora_hub.loralib_backend.dependency import loralib_version
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec
+from phi3_lora_hub.run_file_names import LORALIB_CONFIG, LORALIB_STATE_DICT
 
-LORALIB_WEIGHTS_NAME = "loralib_state_dict.safetensors"
+LORALIB_WEIGHTS_NAME = LORALIB_STATE_DICT
 LORALIB_TORCH_WEIGHTS_NAMES = ("loralib_state_dict.pt", "lora.pt", "ckpt_lora.pt")
 PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_TORCH_WEIGHTS_NAME = "adapter_model.bin"

@@ -26,7 +26,7 @@ def model_reference(model: Any) -> str:
     """The id or path a model was loaded from (for configs and cards)."""
     if isinstance(model, (str, Path)):
         return str(model)
-    return str(getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "") or "<in-memory model>")
+    return str(getattr(model, "name_or_path", "") or getattr(model.config, "name_or_path", "") or "<in-memory model>")
 
 
 def check_phi3_config(config, source: str) -> None:

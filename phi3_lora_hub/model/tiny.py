@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from phi3_lora_hub import phi3_format
+from phi3_lora_hub.atomic_write import build_directory_once
 from phi3_lora_hub.data.sample import COUNTRIES, plain_conversations, sample_conversations
 
 TINY_ALIAS = "tiny"
@@ -212,7 +213,6 @@ def tiny_phi3_cache_dir(
     """Build the tiny model once per config and reuse it: returns the cached directory (built if missing, with a
     progress bar on a terminal when ``progress``)."""
     import hashlib
-    import os
 
     from phi3_lora_hub.data.prepare import cache_root
 
@@ -220,14 +220,10 @@ def tiny_phi3_cache_dir(
     key = json.dumps([asdict(config), str(tokenizer_path) if tokenizer_path else None, _BUILD_VERSION], sort_keys=True)
     directory = cache_root().parent / "tiny" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if not (directory / "tiny_phi3.json").is_file():
-        staging = directory.with_name(f"{directory.name}.tmp{os.getpid()}")
-        build_tiny_phi3(staging, config=config, tokenizer_path=tokenizer_path, progress=progress)
-        try:
-            staging.rename(directory)
-        except OSError:  # built concurrently by another process: keep theirs
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)
+        build_directory_once(  # built concurrently by another process: theirs is kept
+            directory,
+            lambda staging: build_tiny_phi3(staging, config=config, tokenizer_path=tokenizer_path, progress=progress),
+        )
     return directory
 
 

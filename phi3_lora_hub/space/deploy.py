@@ -3,8 +3,9 @@
 A Space built here holds:
 
 - ``app.py`` and ``requirements.txt`` from ``space_app/``;
-- ``README.md`` rendered from ``model_card_templates/space_readme.md.j2`` (Spaces front matter: ``sdk: gradio``,
-  the tested ``sdk_version``, ``models:`` listing the base and the adapters so the Hub links them to the Space);
+- ``README.md``: front matter from ``huggingface_hub.SpaceCardData`` (``sdk: gradio``, the tested ``sdk_version``,
+  ``models:`` listing the base and the adapters so the Hub links them to the Space), the body rendered from
+  ``model_card_templates/space_readme.md.j2``;
 - ``space_config.json``: the deploy's settings (base model, adapters, allowlist, votes dataset; never a token);
 - ``phi3_lora_hub/``: the modules of this package that the app imports, directly or through each other (found by
   reading their ``import`` statements, :func:`space_modules`), vendored; nothing else (no training code, no local
@@ -29,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from phi3_lora_hub.cards.render import templates_dir
 from phi3_lora_hub.errors import ConfigError
@@ -104,22 +106,46 @@ def space_url(space_id: str) -> str:
     return f"{constants.ENDPOINT.rstrip('/')}/spaces/{space_id}"
 
 
+def space_card_data(settings: SpaceSettings, look: SpaceLook = SpaceLook()) -> Any:
+    """The ``huggingface_hub.SpaceCardData`` (README front matter) of a Space serving ``settings``: ``models`` lists
+    the base and the adapters (Hub ids only) so the Hub links them to the Space, and the base is preloaded."""
+    from huggingface_hub import SpaceCardData
+
+    models = [repo for repo in (settings.base_model, *settings.adapters) if repo_id_problem(repo) is None]
+    return SpaceCardData(
+        title=look.title,
+        emoji=look.emoji,
+        colorFrom=look.color_from,
+        colorTo=look.color_to,
+        sdk="gradio",
+        sdk_version=GRADIO_VERSION,
+        python_version=PYTHON_VERSION,
+        app_file="app.py",
+        pinned=False,
+        license=look.license,
+        short_description=look.short_description,
+        suggested_hardware=look.suggested_hardware,
+        startup_duration_timeout="1h",
+        models=list(dict.fromkeys(models)) or None,
+        preload_from_hub=[settings.base_model] if repo_id_problem(settings.base_model) is None else None,
+        datasets=[settings.votes_repo] if settings.votes_repo else None,
+        tags=["phi3", "lora", "peft", "phi3-lora-hub"],
+    )
+
+
 def render_readme(settings: SpaceSettings, look: SpaceLook = SpaceLook(), *, template: Path | None = None) -> str:
-    """The Space's README.md: front matter for Spaces plus a short description of what it compares."""
+    """The Space's README.md: the front matter of :func:`space_card_data`, then the template's description of what
+    the Space compares (rendered like ``SpaceCard.from_template``, with ``card_data`` the front matter as YAML)."""
+    from huggingface_hub import SpaceCard
     from jinja2 import Environment, StrictUndefined
 
     template = template or default_template()
-    models = [repo for repo in (settings.base_model, *settings.adapters) if repo_id_problem(repo) is None]
+    data = space_card_data(settings, look)
     environment = Environment(keep_trailing_newline=True, undefined=StrictUndefined, autoescape=False)
-    return environment.from_string(template.read_text(encoding="utf-8")).render(
-        look=look,
-        gradio_version=GRADIO_VERSION,
-        python_version=PYTHON_VERSION,
-        models=list(dict.fromkeys(models)),
-        preload=settings.base_model if repo_id_problem(settings.base_model) is None else None,
-        datasets=[settings.votes_repo] if settings.votes_repo else [],
-        settings=settings,
+    text = environment.from_string(template.read_text(encoding="utf-8")).render(
+        card_data=data.to_yaml(), look=look, settings=settings
     )
+    return str(SpaceCard(text))
 
 
 def space_modules(app: Path) -> list[str]:

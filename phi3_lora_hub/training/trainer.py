@@ -13,7 +13,8 @@
   on any number of processes (:class:`~phi3_lora_hub.training.eval_loss.TokenWeightedEvalLoss`), the number the
   evaluation report's perplexity is computed from.
 
-Everything else (data preparation, collation, metrics, checkpoints) is TRL's.
+Everything else (data preparation, collation, checkpoints) is TRL's; the chunked head's metrics are TRL's, counted
+by the trainer itself and added in the public ``log``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import functools
 import importlib.util
 import logging
 import types
+from collections import defaultdict
 from typing import Any
 
 import torch
@@ -34,6 +36,7 @@ from phi3_lora_hub.training.loss import linear_cross_entropy
 logger = logging.getLogger(__name__)
 
 _FUSED_LOSS_FLAG = "phi3_fused_loss"
+_LENGTH_GROUPED = ("group_by_length", "batch_rebalance")
 
 
 def trainer_arguments(training: dict[str, Any]) -> dict[str, Any]:
@@ -41,10 +44,15 @@ def trainer_arguments(training: dict[str, Any]) -> dict[str, Any]:
 
     Padding-free batches without packing need ``max_length=None`` in TRL (it refuses to pretend it truncates them);
     the recipe's data pipeline has already truncated every row to ``max_length``, keeping the start, as TRL would.
+    Length-grouped sampling keeps the prepared ``length`` column (``remove_unused_columns=False``, unless the user
+    chose), so the sampler reads the lengths instead of recounting them row by row; TRL's collator reads only the
+    columns it needs, so the other prepared columns are harmless.
     """
     arguments = dict(training)
     if arguments.get("padding_free") and not arguments.get("packing"):
         arguments["max_length"] = None
+    if arguments.get("train_sampling_strategy") in _LENGTH_GROUPED:
+        arguments.setdefault("remove_unused_columns", False)
     return arguments
 
 
@@ -121,15 +129,15 @@ class Phi3SFTTrainer(RecipeCardsMixin, TokenWeightedEvalLoss, SFTTrainer):
         super().__init__(model, args, *pos, **kwargs)
         install_fused_loss(_causal_lm(self.model))
         self._varlen_attention = bool(self.padding_free) and self._attention_implementation() == "sdpa"
-
-    def _set_signature_columns_if_needed(self):
-        """Keep the prepared ``length`` column for length-grouped sampling, so lengths are not recounted row by row."""
-        super()._set_signature_columns_if_needed()
-        grouped = self.args.train_sampling_strategy in ("group_by_length", "batch_rebalance")
-        if grouped and self.args.length_column_name not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, self.args.length_column_name]
+        self._fused_metrics: dict[str, defaultdict[str, list[float]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
+        self._fused_train_tokens = 0
 
     def _attention_implementation(self) -> str | None:
+        # transformers has a public setter (``set_attn_implementation``) but no public getter; the config's
+        # ``_attn_implementation`` is what its own modeling code reads to dispatch attention.
         return getattr(_causal_lm(self.model).config, "_attn_implementation", None)
 
     def _uses_fused_loss(self) -> bool:
@@ -174,22 +182,35 @@ class Phi3SFTTrainer(RecipeCardsMixin, TokenWeightedEvalLoss, SFTTrainer):
         loss = parts.loss_sum / torch.as_tensor(tokens, device=parts.loss_sum.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
-        self._log_metrics(mode, parts, inputs)
+        self._record_metrics(mode, parts, inputs)
         return loss
 
-    def _log_metrics(self, mode: str, parts, inputs: dict[str, Any]) -> None:
-        """The metrics TRL logs: mean entropy, token accuracy and the running count of input tokens."""
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """``SFTTrainer.log``, with the chunked head's metrics averaged since the last log, as TRL averages its own.
+
+        TRL adds nothing of its own for the steps the chunked head computed, so the keys do not collide.
+        """
+        mode = "train" if self.model.training else "eval"
+        prefix = "eval_" if mode == "eval" else ""
+        logs.update({f"{prefix}{key}": sum(values) / len(values) for key, values in self._fused_metrics[mode].items()})
+        self._fused_metrics[mode].clear()
+        super().log(logs, start_time)
+
+    def _record_metrics(self, mode: str, parts, inputs: dict[str, Any]) -> None:
+        """The metrics TRL logs, with its semantics: mean entropy, token accuracy and the running count of input
+        tokens."""
         gather = self.accelerator.gather_for_metrics
         device = parts.loss_sum.device
         valid = gather(torch.tensor(parts.tokens, device=device)).sum()
         entropy = gather(parts.entropy_sum.detach()).sum()
         correct = gather(parts.correct).sum()
-        self._metrics[mode]["entropy"].append((entropy / valid).item() if valid > 0 else 0.0)
-        self._metrics[mode]["mean_token_accuracy"].append((correct / valid).item() if valid > 0 else 0.0)
+        metrics = self._fused_metrics[mode]
+        metrics["entropy"].append((entropy / valid).item() if valid > 0 else 0.0)
+        metrics["mean_token_accuracy"].append((correct / valid).item() if valid > 0 else 0.0)
         if mode == "train":
             if "attention_mask" in inputs:
                 count = inputs["attention_mask"].sum()
             else:
                 count = torch.tensor(inputs["position_ids"].size(1), device=inputs["position_ids"].device)
-            self._total_train_tokens += gather(count).sum().item() // self._tp_size
-        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            self._fused_train_tokens += gather(count).sum().item() // self.get_tp_size()
+        metrics["num_tokens"] = [self._fused_train_tokens]

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from phi3_lora_hub.hub.files import ADAPTER_WEIGHTS, sha256_of
+from phi3_lora_hub.file_digest import sha256_of
+from phi3_lora_hub.run_file_names import ADAPTER_WEIGHTS
 
 CHILD = Path(__file__).with_name("adv_crash_child.py")
 SEED = 20261129

@@ -287,7 +287,7 @@ def test_adv_crash_disk_full_while_writing_trainer_state_stops_training_and_resu
     from transformers import TrainerState
 
     from phi3_lora_hub import Phi3LoraRecipe
-    from phi3_lora_hub.hub.files import sha256_of
+    from phi3_lora_hub.file_digest import sha256_of
 
     real_save = TrainerState.save_to_json
 

@@ -13,7 +13,6 @@ pytest.importorskip("loralib")
 from loralib_helpers import fill_lora, input_ids, logits, random_phi3
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 
-from phi3_lora_hub.hub.files import LORALIB_CONFIG
 from phi3_lora_hub.loralib_backend.checkpoint import (
     LoralibRecord,
     convert_loralib_dir,
@@ -29,6 +28,7 @@ from phi3_lora_hub.loralib_backend.errors import NotRepresentableError
 from phi3_lora_hub.loralib_backend.loading import load_loralib_checkpoint
 from phi3_lora_hub.loralib_backend.patching import patch_phi3
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec
+from phi3_lora_hub.run_file_names import LORALIB_CONFIG
 
 COMPARED_CONFIG = ("r", "lora_alpha", "rank_pattern", "alpha_pattern", "lora_dropout", "bias", "use_rslora")
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from phi3_lora_hub.hub.files import GENERATED_FILES, adapter_file_names, sha256_of
+from phi3_lora_hub.file_digest import sha256_of
+from phi3_lora_hub.hub.files import GENERATED_FILES, adapter_file_names
 from phi3_lora_hub.hub.retry import RetryPolicy
 
 PUSH_THREAD = "phi3-lora-hub-push"

@@ -54,3 +54,20 @@ def test_ensure_hook_repairs_a_client_from_a_factory_installed_later(hub, restor
     assert timeouts._apply_scope not in get_session().event_hooks["request"]
     timeouts.ensure_hook()
     assert timeouts._apply_scope in get_session().event_hooks["request"]
+
+
+def test_a_factory_given_to_install_keeps_its_transport_and_gets_the_hook(hub, restored_client_factory):
+    answered: list[str] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        answered.append(request.url.path)
+        return httpx2.Response(200, json={"name": "proxied", "type": "user"})
+
+    def user_factory() -> httpx2.Client:  # a transport (proxy, certificates) httpx2 keeps private
+        return httpx2.Client(event_hooks={"request": [hf_request_event_hook]}, transport=httpx2.MockTransport(answer))
+
+    set_client_factory(default_client_factory)  # a live client that is not ours
+    timeouts.install(base_factory=user_factory)
+    close_session()
+    assert timeouts._apply_scope in get_session().event_hooks["request"]
+    assert HfApi().whoami(token="hf_x")["name"] == "proxied" and answered

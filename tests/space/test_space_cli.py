@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from huggingface_hub import SpaceCard
 from phi3_testing import ROOT, free_port, subprocess_env
 from space_testing import wait_for_app
 
@@ -38,8 +39,8 @@ def test_space_deploy_can_write_the_files_without_uploading(tmp_path, capsys):
     assert f"files, {size / 1000:.1f} kB)" in out  # the size of what a deploy would upload
     config = json.loads((tmp_path / "out" / "space_config.json").read_text())
     assert config["PHI3_SPACE_ADAPTERS"] == "me/compass-lora,me/terse-lora" and config["PHI3_SPACE_ALLOWLIST"] == "me/*"
-    readme = (tmp_path / "out" / "README.md").read_text()
-    assert 'title: "My arena"' in readme and "  - me/terse-lora" in readme
+    metadata = SpaceCard.load(tmp_path / "out" / "README.md").data
+    assert metadata.title == "My arena" and "me/terse-lora" in metadata.models
     assert (tmp_path / "out" / "phi3_lora_hub" / "space" / "runtime.py").is_file()
 
 

@@ -16,10 +16,12 @@ from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.space.deploy import (
     CARD_START,
     GRADIO_VERSION,
+    SpaceLook,
     build_space,
     deploy,
     render_readme,
     settings_for_deploy,
+    space_card_data,
     space_modules,
     with_card_section,
 )
@@ -44,6 +46,17 @@ def test_the_space_readme_is_the_template_rendered_with_the_defaults():
     assert gradio.__version__ == GRADIO_VERSION  # the version the tests ran with is the one deployed
     assert meta["models"] == [BASE] and meta["preload_from_hub"] == [BASE]
     assert len(meta["short_description"]) <= 60 and meta["title"]
+
+
+def test_the_readme_front_matter_is_space_card_data_and_keeps_a_title_yaml_would_misread():
+    from huggingface_hub import SpaceCard
+
+    look = SpaceLook(title="Arena: v2 #1 - 'quoted'")
+    settings = SpaceSettings(adapters=(TERSE,), votes_repo="tester/votes")
+    card = SpaceCard(render_readme(settings, look))
+    assert card.data.to_dict() == space_card_data(settings, look).to_dict()
+    assert card.data.title == look.title and card.data.models == [BASE, TERSE]
+    assert card.data.datasets == ["tester/votes"] and card.text.startswith(f"\n# {look.title}\n")
 
 
 def test_deploy_settings_are_checked():
