@@ -65,8 +65,11 @@ def preupload(app: HubState, request: Request, params: Params) -> Response:
         if not (isinstance(item, dict) and isinstance(item.get("path"), str) and isinstance(item.get("size"), int)):
             raise errors.bad_request('Each entry of "files" needs "path" (string) and "size" (integer).')
         validate_file_path(item["path"])
+        encoded = item.get("sample") or ""
+        if not isinstance(encoded, str):
+            raise errors.bad_request(f'"sample" of {item["path"]!r} must be a base64 string.')
         try:
-            sample = base64.b64decode(item.get("sample") or "", validate=True)
+            sample = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise errors.bad_request(f'"sample" of {item["path"]!r} is not valid base64.') from None
         path = item["path"]
