@@ -24,6 +24,16 @@ def test_training_defaults_follow_the_hardware():
     assert GPU.attn_implementation == "flash_attention_2" and CPU.attn_implementation == "sdpa"
 
 
+def test_a_gpu_with_room_for_the_activations_trains_without_checkpointing_and_a_smaller_one_keeps_it():
+    h200 = Hardware(cuda=True, bf16=True, flash_attention=False, device_name="H200", gpu_memory_bytes=143 * 2**30)
+    l4 = Hardware(cuda=True, bf16=True, flash_attention=False, device_name="L4", gpu_memory_bytes=22 * 2**30)
+    assert resolve_training(None, h200)["activation_checkpointing"] is False
+    assert resolve_training(None, l4)["activation_checkpointing"] is True
+    # the estimate grows with the micro-batch (batch x max_length tokens), and the user's choice always wins
+    assert resolve_training({"per_device_train_batch_size": 16}, h200)["activation_checkpointing"] is True
+    assert resolve_training({"activation_checkpointing": True}, h200)["activation_checkpointing"] is True
+
+
 def test_user_training_values_override_defaults_and_numbers_are_coerced():
     merged = resolve_training({"learning_rate": "2e-4", "max_steps": "10", "logging_steps": 1}, CPU)
     assert merged["learning_rate"] == pytest.approx(2e-4)
