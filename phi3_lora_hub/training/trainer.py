@@ -122,6 +122,11 @@ class Phi3SFTTrainer(RecipeCardsMixin, TokenWeightedEvalLoss, SFTTrainer):
         install_fused_loss(_causal_lm(self.model))
         self._varlen_attention = bool(self.padding_free) and self._attention_implementation() == "sdpa"
 
+    @property
+    def varlen_attention(self) -> bool:
+        """True when ``train()`` and ``evaluate()`` run padding-free batches through the per-sequence SDPA kernel."""
+        return self._varlen_attention
+
     def _set_signature_columns_if_needed(self):
         """Keep the prepared ``length`` column for length-grouped sampling, so lengths are not recounted row by row."""
         super()._set_signature_columns_if_needed()
