@@ -42,7 +42,27 @@ def sequence_bounds(
     return [0, *starts.tolist(), query_length]
 
 
+class _LastBounds:
+    """The bounds of the last batch seen, keyed by the identity of its index tensors (held here, so no other tensor
+    can take their identity). Every layer of a forward gets the same ``cu_seq_lens_q`` and ``position_ids``
+    objects: only the first layer reads them back from the GPU, a device sync that stalls the kernel queue."""
+
+    tensors: tuple[Any, ...] = ()
+    shape: tuple[int, int] = (0, 0)
+    bounds: list[list[int]] = []  # noqa: RUF012 (replaced, never mutated)
+
+
 def _row_bounds(batch: int, length: int, kwargs: dict[str, Any]) -> list[list[int]]:
+    """Sequence bounds of every row of the batch (memoised per batch, see :class:`_LastBounds`)."""
+    tensors = (kwargs.get("cu_seq_lens_q"), kwargs.get("position_ids"))
+    same = len(_LastBounds.tensors) == 2 and all(a is b for a, b in zip(tensors, _LastBounds.tensors, strict=True))
+    if not same or _LastBounds.shape != (batch, length):
+        _LastBounds.bounds = _read_row_bounds(batch, length, kwargs)
+        _LastBounds.tensors, _LastBounds.shape = tensors, (batch, length)
+    return _LastBounds.bounds
+
+
+def _read_row_bounds(batch: int, length: int, kwargs: dict[str, Any]) -> list[list[int]]:
     """Sequence bounds of every row of the batch; raises when the position ids cannot be read per row."""
     positions = kwargs.get("position_ids")
     if positions is not None and (positions.dim() != 2 or positions.shape[0] not in (1, batch)):

@@ -14,6 +14,7 @@ import torch
 from perf_helpers import random_examples, random_phi3
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from phi3_lora_hub.training import attention as attention_module
 from phi3_lora_hub.training.attention import VARLEN_SDPA, register_varlen_sdpa
 from phi3_lora_hub.training.trainer import install_fused_loss
 
@@ -140,3 +141,18 @@ def test_generation_with_a_cache_is_unchanged():
             model.generate(input_ids=prompts, attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
         )
     assert torch.equal(outputs[0], outputs[1])
+
+
+def test_the_sequence_bounds_are_read_once_per_forward_not_once_per_layer(monkeypatch):
+    """Reading the bounds back from a GPU syncs it; every layer gets the same index tensors, so once is enough."""
+    register_varlen_sdpa()
+    model = random_phi3(VARLEN_SDPA)
+    assert model.config.num_hidden_layers > 1
+    reads = []
+    read = attention_module.sequence_bounds
+    monkeypatch.setattr(attention_module, "sequence_bounds", lambda *args: reads.append(args) or read(*args))
+    with torch.no_grad():
+        for lengths in ([7, 12], [12, 7]):  # a new batch with the same total length is read again
+            reads.clear()
+            model(**padding_free_batch(random_examples(lengths)))
+            assert len(reads) == 1 and reads[0][1].tolist() == [0, lengths[0], 19]
