@@ -2,8 +2,10 @@
 tokens), LoRA r 16 on all linear layers: tokens/s, model FLOPs utilisation and peak memory of the recipe against
 the best TRL configuration a user could pick, plain TRL defaults, and one QLoRA run of the recipe.
 
-Contenders (each trains one epoch of the same rows; the first ``--warmup`` optimizer steps are not timed):
+Contenders, in this order (each trains one epoch of the same rows; the first ``--warmup`` optimizer steps are not
+timed):
 
+- **trl-defaults**: ``SFTTrainer(model, args=SFTConfig(output_dir, max_length=2048), peft_config=...)``.
 - **recipe**: ``Phi3SFTTrainer`` with the recipe's resolved defaults for this GPU (``resolve_training``): bf16,
   padding-free batches with per-sequence attention, chunked loss head on the trained tokens only, Liger kernels
   when installed, activation checkpointing only where the activations would not fit.
@@ -11,7 +13,6 @@ Contenders (each trains one epoch of the same rows; the first ``--warmup`` optim
   checkpointing, ``use_liger_kernel=True`` when Liger imports, FlashAttention 2 when ``flash_attn`` is installed
   (SDPA otherwise), batch ``--best-batch``; padding-free rows (exact with SDPA too: transformers masks the packed
   sequences apart) or padded rows grouped by length. The recipe's ratio is to the faster of the two.
-- **trl-defaults**: ``SFTTrainer(model, args=SFTConfig(output_dir, max_length=2048), peft_config=...)``.
 - **recipe-qlora**: the recipe with 4-bit NF4 base weights (needs ``bitsandbytes``), a few steps only.
 
 Data: pre-tokenized random sequences; ``--lengths fixed`` makes every sequence ``--seq-len`` long, ``mixed`` draws
@@ -53,7 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PHI3_MINI, ModelSize, build_model, lora_config, machine, table
 
 TINY = ModelSize(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, vocab_size=1152)
-CONTENDERS = ("recipe", "trl-padding-free", "trl-grouped", "trl-defaults", "recipe-qlora")
+# Plain defaults first: Liger patches transformers' Phi-3 classes for the whole process (liger_kernel's
+# apply_liger_kernel_to_phi3 replaces modeling_phi3.Phi3MLP and Phi3RMSNorm), so every later model gets its kernels.
+CONTENDERS = ("trl-defaults", "recipe", "trl-grouped", "trl-padding-free", "recipe-qlora")
 BEST_TRL = ("trl-padding-free", "trl-grouped")
 START = time.perf_counter()
 
