@@ -9,10 +9,11 @@ timed):
 - **recipe**: ``Phi3SFTTrainer`` with the recipe's resolved defaults for this GPU (``resolve_training``): bf16,
   padding-free batches with per-sequence attention, chunked loss head on the trained tokens only, Liger kernels
   when installed, activation checkpointing only where the activations would not fit.
-- **trl-padding-free** and **trl-grouped**: ``SFTTrainer`` as a TRL expert configures it: bf16, no gradient
+- **trl-grouped** and **trl-padding-free**: ``SFTTrainer`` as a TRL expert configures it: bf16, no gradient
   checkpointing, ``use_liger_kernel=True`` when Liger imports, FlashAttention 2 when ``flash_attn`` is installed
-  (SDPA otherwise), batch ``--best-batch``; padding-free rows (exact with SDPA too: transformers masks the packed
-  sequences apart) or padded rows grouped by length. The recipe's ratio is to the faster of the two.
+  (SDPA otherwise), the recipe's global batch of 16 in micro-batches as large as fit; padded rows grouped by length,
+  or padding-free rows (exact with SDPA too: transformers masks the packed sequences apart). The recipe's ratio is
+  to the faster of the two.
 - **recipe-qlora**: the recipe with 4-bit NF4 base weights (needs ``bitsandbytes``), a few steps only.
 
 Data: pre-tokenized random sequences; ``--lengths fixed`` makes every sequence ``--seq-len`` long, ``mixed`` draws
@@ -57,7 +58,9 @@ TINY = ModelSize(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num
 # Plain defaults first: Liger patches transformers' Phi-3 classes for the whole process (liger_kernel's
 # apply_liger_kernel_to_phi3 replaces modeling_phi3.Phi3MLP and Phi3RMSNorm), so every later model gets its kernels.
 CONTENDERS = ("trl-defaults", "recipe", "trl-grouped", "trl-padding-free", "recipe-qlora")
-BEST_TRL = ("trl-padding-free", "trl-grouped")
+# (per-device batch, accumulation) of the best-configured TRL contenders: the recipe's global batch of 16 rows, in the
+# largest micro-batches that fit without checkpointing (8 padded rows of 2048 tokens would not: ~16k tokens x ~7 MiB).
+BEST_TRL = {"trl-padding-free": (8, 2), "trl-grouped": (4, 4)}
 START = time.perf_counter()
 
 
@@ -207,7 +210,8 @@ def build_trainer(name: str, args: argparse.Namespace, size: ModelSize, dataset,
         config = SFTConfig(output_dir=workdir, max_length=args.seq_len, **plumbing)
     else:
         expert = {
-            "per_device_train_batch_size": args.best_batch,
+            "per_device_train_batch_size": BEST_TRL[name][0],
+            "gradient_accumulation_steps": BEST_TRL[name][1],
             "gradient_checkpointing": False,
             "bf16": device == "cuda",
             "use_liger_kernel": device == "cuda" and importlib.util.find_spec("liger_kernel") is not None,
@@ -363,7 +367,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", choices=("fixed", "mixed"), default="mixed")
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--rows", type=int, default=256, help="rows each contender trains on (one epoch)")
-    parser.add_argument("--best-batch", type=int, default=8, help="batch of the best-configured TRL contenders")
     parser.add_argument("--warmup", type=int, default=2, help="optimizer steps left out of the timing")
     parser.add_argument("--max-steps", type=int, default=-1, help="stop each contender after this many steps")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
@@ -383,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     args.device = "cpu" if args.dry_run else "cuda"
     size = TINY if args.dry_run else PHI3_MINI
     if args.dry_run:
-        args.seq_len, args.rows, args.best_batch, args.warmup = min(args.seq_len, 64), min(args.rows, 48), 4, 1
+        args.seq_len, args.rows, args.warmup = min(args.seq_len, 64), min(args.rows, 48), 1
         args.max_steps = 3 if args.max_steps < 0 else args.max_steps
     args.dtype = "float32" if args.dry_run else "bfloat16"
     size = replace(size, max_position_embeddings=max(size.max_position_embeddings, args.seq_len))
