@@ -69,13 +69,13 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')} +{time.perf_counter() - START:5.0f}s] {message}", flush=True)
 
 
-def matmul_peak(device: str, dtype, size: int, repeats: int = 20) -> float:
+def matmul_peak(device: str, dtype, size: int, repeats: int = 50) -> float:
     """Measured dense matmul throughput (FLOP/s) of ``size^3`` products in ``dtype`` on ``device`` (random data)."""
     import torch
 
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(3):
+    for _ in range(10):  # the clocks ramp up, cuBLAS picks its kernel
         a @ b
     _synchronize(device)
     start = time.perf_counter()
