@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 import torch
@@ -41,20 +42,24 @@ def test_dry_run_trains_every_contender_and_prints_the_table(tmp_path):
     assert "skipped" in runs["recipe-qlora"]
 
 
-def test_a_failing_contender_is_a_row_and_the_budget_skips_the_rest(tmp_path):
+def test_a_failing_contender_is_a_row_and_the_budget_skips_the_rest(monkeypatch):
+    now = [0.0]  # a clock the contenders advance: 10 s for the failing one, 60 s for the next
+    monkeypatch.setattr(bench_gpu, "time", types.SimpleNamespace(perf_counter=lambda: now[0], strftime=time.strftime))
+    monkeypatch.setattr(bench_gpu, "START", 0.0)
     saved = []
 
     def run(name):
         if name == "recipe":
+            now[0] += 10
             raise RuntimeError("CUDA out of memory")
-        time.sleep(0.3)
+        now[0] += 60
         return {"contender": name, "tokens": 1, "tokens_per_second": 1.0, "steps": 1}
 
-    args = argparse.Namespace(device="cuda", budget_s=bench_gpu.time.perf_counter() - bench_gpu.START + 0.5)
-    args.first_estimate_s = 0.3
+    args = argparse.Namespace(device="cuda", budget_s=100, first_estimate_s=30)
     results = bench_gpu.run_all(["recipe", "trl-defaults", "trl-grouped"], args, run, lambda r: saved.append(len(r)))
     assert results[0]["error"] == "RuntimeError: CUDA out of memory"
-    assert results[1]["tokens"] == 1 and "time budget" in results[2]["skipped"]
+    assert results[1]["tokens"] == 1
+    assert results[2]["skipped"] == "time budget: 30 s left, the contender needs ~60 s"
     assert saved == [1, 2, 3]  # the report is rewritten after every contender
 
 
