@@ -175,7 +175,7 @@ def _plumbing(args: argparse.Namespace, device: str) -> dict[str, Any]:
 
 
 def build_trainer(name: str, args: argparse.Namespace, size: ModelSize, dataset, device: str, workdir: str):
-    """The trainer of contender ``name`` and what it runs with (attention, checkpointing, batch)."""
+    """The trainer of contender ``name``, and the attention and Liger kernels it runs with."""
     from trl import SFTConfig, SFTTrainer
 
     from phi3_lora_hub.config.lora import build_lora_config, resolve_lora
