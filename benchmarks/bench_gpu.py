@@ -236,6 +236,7 @@ def _quantized(model, workdir: str, hardware, checkpointing: bool):
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
+    from phi3_lora_hub.model.loading import hub_kernels_arguments
     from phi3_lora_hub.model.quantization import bnb_4bit_config
 
     path = Path(workdir) / "base"
@@ -247,6 +248,7 @@ def _quantized(model, workdir: str, hardware, checkpointing: bool):
         quantization_config=bnb_4bit_config(hardware),
         device_map={"": torch.cuda.current_device()},
         attn_implementation=hardware.attn_implementation,
+        **hub_kernels_arguments(),
     )
     return prepare_model_for_kbit_training(quantized, use_gradient_checkpointing=checkpointing)
 
