@@ -20,7 +20,6 @@ Everything else (data preparation, collation, metrics, checkpoints) is TRL's.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import types
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 from trl import SFTTrainer
 
+from phi3_lora_hub.hardware import detect_hardware
 from phi3_lora_hub.training.attention import VARLEN_SDPA, per_sequence_attention_pays, register_varlen_sdpa
 from phi3_lora_hub.training.eval_loss import TokenWeightedEvalLoss
 from phi3_lora_hub.training.loss import linear_cross_entropy
@@ -51,7 +51,7 @@ def trainer_arguments(training: dict[str, Any]) -> dict[str, Any]:
 
 def liger_available() -> bool:
     """True when Liger's Triton kernels can run here: ``liger_kernel`` installed and a CUDA GPU present."""
-    return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+    return detect_hardware().liger
 
 
 def apply_liger_kernels(model) -> bool:
