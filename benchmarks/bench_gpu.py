@@ -2,13 +2,14 @@
 tokens), LoRA r 16 on all linear layers: tokens/s, model FLOPs utilisation and peak memory of the recipe against
 the best TRL configuration a user could pick, plain TRL defaults, and one QLoRA run of the recipe.
 
-Contenders, in this order (each trains one epoch of the same rows; the first ``--warmup`` optimizer steps are not
-timed):
+Contenders, in this order (each trains on the same rows, for ``--warmup`` untimed optimizer steps then
+``--measured-steps`` timed ones, or one epoch where that ends first):
 
 - **trl-defaults**: ``SFTTrainer(model, args=SFTConfig(output_dir, max_length=2048), peft_config=...)``.
 - **recipe**: ``Phi3SFTTrainer`` with the recipe's resolved defaults for this GPU (``resolve_training``): bf16,
-  padding-free batches with per-sequence attention, chunked loss head on the trained tokens only, Liger kernels
-  when installed, activation checkpointing only where the activations would not fit.
+  padding-free batches (one SDPA call per layer over the packed row on CUDA), chunked loss head on the trained
+  tokens only, Liger kernels when installed, the global batch in the largest micro-batches the GPU holds,
+  activation checkpointing only where the activations would not fit.
 - **trl-grouped** and **trl-padding-free**: ``SFTTrainer`` as a TRL expert configures it: bf16, no gradient
   checkpointing, ``use_liger_kernel=True`` when Liger imports, FlashAttention 2 when ``flash_attn`` is installed
   (SDPA otherwise), the recipe's global batch of 16 in micro-batches as large as fit; padded rows grouped by length,
@@ -189,8 +190,8 @@ def build_trainer(name: str, args: argparse.Namespace, size: ModelSize, dataset,
         hardware = detect_hardware()
         # the recipe decides the device itself; everything else it gets is measurement plumbing and the data's length
         user = {key: value for key, value in plumbing.items() if key != "use_cpu"} | {"max_length": args.seq_len}
-        if name == "recipe-qlora" and args.max_steps < 0:  # a check that QLoRA trains, and its speed: a few steps
-            user["max_steps"] = args.warmup + 3
+        if name == "recipe-qlora":  # a check that QLoRA trains, and its speed: a few steps
+            user["max_steps"] = min(args.max_steps, args.warmup + 3) if args.max_steps > 0 else args.warmup + 3
         training = resolve_training(user, hardware)
         model = build_model(size, dtype=args.dtype, device=device, attn_implementation=attention)
         if name == "recipe-qlora":
@@ -368,9 +369,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU, same code path")
     parser.add_argument("--lengths", choices=("fixed", "mixed"), default="mixed")
     parser.add_argument("--seq-len", type=int, default=2048)
-    parser.add_argument("--rows", type=int, default=256, help="rows each contender trains on (one epoch)")
+    parser.add_argument("--rows", type=int, default=512, help="rows each contender trains on (one epoch at most)")
     parser.add_argument("--warmup", type=int, default=2, help="optimizer steps left out of the timing")
-    parser.add_argument("--max-steps", type=int, default=-1, help="stop each contender after this many steps")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=-1,
+        help="stop each contender after this many steps (default: --warmup + --measured-steps)",
+    )
+    parser.add_argument(
+        "--measured-steps",
+        type=int,
+        default=30,
+        help="timed optimizer steps per contender; the global batch of 16 rows takes 512 rows for 32 steps, TRL's "
+        "defaults (8 rows a step) stop halfway through them",
+    )
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--budget-s", type=float, default=420, help="start no contender past this many seconds")
     parser.add_argument("--first-estimate-s", type=float, default=45, help="assumed duration before one has run")
@@ -390,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         args.seq_len, args.rows, args.warmup = min(args.seq_len, 64), min(args.rows, 48), 1
         args.max_steps = 3 if args.max_steps < 0 else args.max_steps
+    elif args.max_steps < 0:
+        args.max_steps = args.warmup + args.measured_steps
     args.dtype = "float32" if args.dry_run else "bfloat16"
     size = replace(size, max_position_embeddings=max(size.max_position_embeddings, args.seq_len))
     log("measuring the matmul peak")
