@@ -17,6 +17,11 @@ class Hardware:
     flash_attention: bool
     """True when ``flash_attn`` is importable and there is a GPU to run it on."""
     device_name: str
+    gpu_memory_bytes: int = 0
+    """Total memory of the GPU in bytes; 0 without a GPU (or when unknown: memory-based defaults stay cautious)."""
+    liger: bool = False
+    """True when ``liger_kernel`` is importable and there is a GPU: the recipe then runs Liger's RMSNorm, RoPE and
+    SwiGLU kernels, which keep fewer activations for the backward."""
 
     @property
     def attn_implementation(self) -> str:
@@ -35,4 +40,6 @@ def detect_hardware() -> Hardware:
         bf16=cuda and torch.cuda.is_bf16_supported(),
         flash_attention=cuda and importlib.util.find_spec("flash_attn") is not None,
         device_name=torch.cuda.get_device_name(0) if cuda else "cpu",
+        gpu_memory_bytes=torch.cuda.get_device_properties(0).total_memory if cuda else 0,
+        liger=cuda and importlib.util.find_spec("liger_kernel") is not None,
     )

@@ -25,6 +25,16 @@ def test_training_defaults_follow_the_hardware():
     assert GPU.attn_implementation == "flash_attention_2" and CPU.attn_implementation == "sdpa"
 
 
+def test_a_gpu_with_room_for_the_activations_trains_without_checkpointing_and_a_smaller_one_keeps_it():
+    h200 = Hardware(cuda=True, bf16=True, flash_attention=False, device_name="H200", gpu_memory_bytes=143 * 2**30)
+    l4 = Hardware(cuda=True, bf16=True, flash_attention=False, device_name="L4", gpu_memory_bytes=22 * 2**30)
+    assert resolve_training(None, h200)["activation_checkpointing"] is False
+    assert resolve_training(None, l4)["activation_checkpointing"] is True
+    # the estimate grows with the micro-batch (batch x max_length tokens), and the user's choice always wins
+    assert resolve_training({"per_device_train_batch_size": 16}, h200)["activation_checkpointing"] is True
+    assert resolve_training({"activation_checkpointing": True}, h200)["activation_checkpointing"] is True
+
+
 def test_user_training_values_override_defaults_and_numbers_are_coerced():
     merged = resolve_training({"learning_rate": "2e-4", "max_steps": "10", "logging_steps": 1}, CPU)
     assert merged["learning_rate"] == pytest.approx(2e-4)
@@ -169,3 +179,21 @@ def test_recipe_settings_are_type_checked_too():
     with pytest.raises(ConfigError, match=r"role_map must be dict or null .*got \['observation'\] \(list\)"):
         Phi3LoraRecipe("no/such-model", [], role_map=["observation"])
     assert Phi3LoraRecipe("no/such-model", [], eval_size="1e-1").config.eval_size == 0.1  # YAML 1.1's string
+
+
+def test_a_large_gpu_trains_the_global_batch_in_the_largest_micro_batches_its_memory_holds():
+    # run 1 on the lent H200 (issue 16): 4 rows x 4 steps of accumulation left most of its 139 GiB unused
+    def gpu(memory_gib: int, liger: bool) -> Hardware:
+        return Hardware(True, True, False, "GPU", gpu_memory_bytes=memory_gib * 2**30, liger=liger)
+
+    def split(user, hardware):
+        training = resolve_training(user, hardware)
+        return training["per_device_train_batch_size"], training["gradient_accumulation_steps"]
+
+    assert split(None, gpu(140, liger=True)) == (8, 2)  # 8 x 2048 tokens x ~5 MiB: fits, 16 rows would not
+    assert split(None, gpu(140, liger=False)) == (4, 4)  # without Liger's kernels 8 rows would not fit
+    assert split(None, gpu(22, liger=True)) == (4, 4)  # nothing larger fits: the defaults, with checkpointing
+    assert split({"max_length": 512}, gpu(140, liger=True)) == (16, 1)
+    assert split({"per_device_train_batch_size": 2}, gpu(140, liger=True)) == (2, 4)  # the user's choice wins
+    assert split({"gradient_accumulation_steps": 8}, gpu(140, liger=True)) == (4, 8)
+    assert split(None, CPU) == (4, 4)

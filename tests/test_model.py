@@ -210,3 +210,16 @@ def test_building_the_tiny_model_shows_a_progress_bar_on_a_terminal(tmp_path, mo
     build_tiny_phi3(tmp_path / "shown", config=config, progress=True)
     pretraining = [bar for bar in bars if bar.get("desc") == "Building the tiny Phi-3"]
     assert [bar["disable"] for bar in pretraining] == [True, None]  # None: tqdm shows it on a terminal only
+
+
+def test_a_base_model_loads_on_a_machine_without_the_kernels_package(tiny_model_dir, monkeypatch):
+    # transformers 5 requests Hub kernels by default and raises where `kernels` is absent (the lent H200 of issue 16)
+    import transformers.modeling_utils
+    import transformers.utils
+
+    monkeypatch.setattr(transformers.utils, "is_kernels_available", lambda *args, **kwargs: False)
+    monkeypatch.setattr(transformers.modeling_utils, "is_kernels_available", lambda *args, **kwargs: False)
+    model = load_base_model(
+        str(tiny_model_dir), revision=None, dtype="float32", attn_implementation="sdpa", quantization=None, hardware=CPU
+    )
+    assert model.config.model_type == "phi3"

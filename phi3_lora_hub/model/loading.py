@@ -141,6 +141,18 @@ def load_base_model(
     if quantization == "4bit":
         kwargs["quantization_config"] = bnb_4bit_config(hardware)
         kwargs["device_map"] = {"": torch.cuda.current_device()}
-    loaded = AutoModelForCausalLM.from_pretrained(str(model), **kwargs)
+    loaded = AutoModelForCausalLM.from_pretrained(str(model), **kwargs, **hub_kernels_arguments())
     loaded.config.use_cache = False  # the KV cache is useless while training and costs memory
     return loaded
+
+
+def hub_kernels_arguments() -> dict[str, bool]:
+    """``from_pretrained`` keywords that keep a load working without the ``kernels`` package.
+
+    transformers 5 turns ``use_kernels`` on by default (unless ``USE_HUB_KERNELS`` says no) and then raises
+    "Kernels are not available" where ``kernels`` is not installed; the recipe never needs Hub kernels, so it
+    asks for them only where the package is there to honour the default.
+    """
+    from transformers.utils import is_kernels_available
+
+    return {} if is_kernels_available() else {"use_kernels": False}

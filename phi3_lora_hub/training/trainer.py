@@ -4,9 +4,10 @@
   (non ``-100``) positions only, in chunks, with the hidden-state gradient made in the forward. TRL's own fused head
   skips masked positions only on Triton devices; on CPU it projects every position, prompt and padding included,
   and recomputes the logits in the backward.
-- **Padding-free attention**: with ``padding_free=True`` and SDPA, the model switches to
+- **Padding-free attention**: with ``padding_free=True`` and SDPA off CUDA, the model switches to
   :data:`~phi3_lora_hub.training.attention.VARLEN_SDPA` for the duration of ``train()``, so each packed sequence
-  costs its own length squared instead of the row's.
+  costs its own length squared instead of the row's. On CUDA the stock ``sdpa`` (one kernel per layer over the
+  packed row, sequences masked apart by transformers) is faster and is kept.
 - **Liger kernels** (RMSNorm, RoPE, SwiGLU) are applied on CUDA when ``liger_kernel`` is installed.
 
 - **Evaluation loss**: ``eval_loss`` is the token-weighted NLL of the answer tokens of the whole evaluation set,
@@ -20,7 +21,6 @@ by the trainer itself and added in the public ``log``.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import types
 from collections import defaultdict
@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from trl import SFTTrainer
 
-from phi3_lora_hub.training.attention import VARLEN_SDPA, register_varlen_sdpa
+from phi3_lora_hub.hardware import detect_hardware
+from phi3_lora_hub.training.attention import VARLEN_SDPA, per_sequence_attention_pays, register_varlen_sdpa
 from phi3_lora_hub.training.eval_loss import TokenWeightedEvalLoss
 from phi3_lora_hub.training.loss import linear_cross_entropy
 
@@ -58,7 +59,7 @@ def trainer_arguments(training: dict[str, Any]) -> dict[str, Any]:
 
 def liger_available() -> bool:
     """True when Liger's Triton kernels can run here: ``liger_kernel`` installed and a CUDA GPU present."""
-    return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+    return detect_hardware().liger
 
 
 def apply_liger_kernels(model) -> bool:
@@ -128,12 +129,21 @@ class Phi3SFTTrainer(RecipeCardsMixin, TokenWeightedEvalLoss, SFTTrainer):
             apply_liger_kernels(model)
         super().__init__(model, args, *pos, **kwargs)
         install_fused_loss(_causal_lm(self.model))
-        self._varlen_attention = bool(self.padding_free) and self._attention_implementation() == "sdpa"
+        self._varlen_attention = (
+            bool(self.padding_free)
+            and self._attention_implementation() == "sdpa"
+            and per_sequence_attention_pays(self.args.device)
+        )
         self._fused_metrics: dict[str, defaultdict[str, list[float]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
         }
         self._fused_train_tokens = 0
+
+    @property
+    def varlen_attention(self) -> bool:
+        """True when ``train()`` and ``evaluate()`` run padding-free batches through the per-sequence SDPA kernel."""
+        return self._varlen_attention
 
     def _attention_implementation(self) -> str | None:
         # transformers has a public setter (``set_attn_implementation``) but no public getter; the config's

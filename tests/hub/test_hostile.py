@@ -446,13 +446,13 @@ def test_pattern_files_too_large_to_apply_are_400(hub, api, repo):
         api.create_commit(repo, [CommitOperationAdd(".gitattributes", many.encode())], commit_message="huge")
 
 
-
 @pytest.mark.parametrize("sample", [7, ["QUJD"], {"a": 1}], ids=["number", "list", "object"])
 def test_a_preupload_sample_that_is_not_a_string_is_400_not_500(hub, repo, sample):
     body = {"files": [{"path": "a.txt", "sample": sample, "size": 3}]}
     preupload = f"/api/models/{repo}/preupload/main"
     answer = exchange(hub.port, request_bytes(hub.port, "POST", preupload, json.dumps(body).encode(), auth(hub)))
     assert answer.status == 400 and "base64 string" in answer.json()["error"]
+
 
 # --- 8: web pages at the repository addresses -------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ import torch
 from perf_helpers import random_examples, random_phi3
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from phi3_lora_hub.training.attention import VARLEN_SDPA, register_varlen_sdpa
+from phi3_lora_hub.training import attention as attention_module
+from phi3_lora_hub.training.attention import VARLEN_SDPA, per_sequence_attention_pays, register_varlen_sdpa
 from phi3_lora_hub.training.trainer import install_fused_loss
 
 LENGTHS = [37, 5, 64, 18, 2, 51]
@@ -50,12 +51,14 @@ def test_padding_free_loss_equals_padded_loss(attention):
     assert torch.allclose(padding_free_loss(model, examples), expected, **TOLERANCE)
 
 
-def test_padding_free_gradients_equal_padded_gradients():
+@pytest.mark.parametrize("attention", [VARLEN_SDPA, "sdpa"])
+def test_padding_free_gradients_equal_padded_gradients(attention):
+    # VARLEN_SDPA is the recipe's attention off CUDA, the stock "sdpa" over the packed row its attention on CUDA
     register_varlen_sdpa()
     examples = random_examples(LENGTHS)
     reference = random_phi3("sdpa").train()
     padded_loss(reference, examples).backward()
-    model = random_phi3(VARLEN_SDPA).train()
+    model = random_phi3(attention).train()
     padding_free_loss(model, examples).backward()
     for (name, expected), actual in zip(reference.named_parameters(), model.parameters(), strict=True):
         assert torch.allclose(actual.grad, expected.grad, rtol=1e-4, atol=1e-6), name
@@ -140,3 +143,24 @@ def test_generation_with_a_cache_is_unchanged():
             model.generate(input_ids=prompts, attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
         )
     assert torch.equal(outputs[0], outputs[1])
+
+
+def test_the_sequence_bounds_are_read_once_per_forward_not_once_per_layer(monkeypatch):
+    """Reading the bounds back from a GPU syncs it; every layer gets the same index tensors, so once is enough."""
+    register_varlen_sdpa()
+    model = random_phi3(VARLEN_SDPA)
+    assert model.config.num_hidden_layers > 1
+    reads = []
+    read = attention_module.sequence_bounds
+    monkeypatch.setattr(attention_module, "sequence_bounds", lambda *args: reads.append(args) or read(*args))
+    with torch.no_grad():
+        for lengths in ([7, 12], [12, 7]):  # a new batch with the same total length is read again
+            reads.clear()
+            model(**padding_free_batch(random_examples(lengths)))
+            assert len(reads) == 1 and reads[0][1].tolist() == [0, lengths[0], 19]
+
+
+def test_the_per_sequence_loop_runs_off_cuda_and_one_packed_sdpa_call_per_layer_runs_on_cuda():
+    # on an H200 the loop's kernel per sequence per layer made the recipe 0.35x TRL's padding-free (issue 16 item 4)
+    assert per_sequence_attention_pays(torch.device("cpu"))
+    assert not per_sequence_attention_pays(torch.device("cuda", 0))
