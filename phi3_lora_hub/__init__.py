@@ -17,20 +17,29 @@ from phi3_lora_hub.logs import install_default_handler, silence_known_dependency
 from phi3_lora_hub.version import __version__
 
 if TYPE_CHECKING:
-    from phi3_lora_hub.cards.card_callback import ModelCardCallback
+    from phi3_lora_hub.callbacks.checkpoint_files import CheckpointFilesCallback
+    from phi3_lora_hub.callbacks.hub_push import HubPushCallback
+    from phi3_lora_hub.callbacks.model_card import ModelCardCallback
     from phi3_lora_hub.evaluation.samples import SampleGenerationsCallback
-    from phi3_lora_hub.hub.push_callback import HubPushCallback
+    from phi3_lora_hub.hub.adapter_push import push_adapter
+    from phi3_lora_hub.hub.errors import HubAuthError, HubError, HubPushError, HubResumeError
+    from phi3_lora_hub.hub.resume import resume_checkpoint_from_hub
     from phi3_lora_hub.recipe import Phi3LoraRecipe
     from phi3_lora_hub.result import TrainResult
-    from phi3_lora_hub.training.checkpoint_files import CheckpointFilesCallback
 
 _EXPORTS = {
     "Phi3LoraRecipe": "recipe",
     "TrainResult": "result",
-    "HubPushCallback": "hub.push_callback",
-    "ModelCardCallback": "cards.card_callback",
-    "CheckpointFilesCallback": "training.checkpoint_files",
+    "HubPushCallback": "callbacks.hub_push",
+    "ModelCardCallback": "callbacks.model_card",
+    "CheckpointFilesCallback": "callbacks.checkpoint_files",
     "SampleGenerationsCallback": "evaluation.samples",
+    "push_adapter": "hub.adapter_push",
+    "resume_checkpoint_from_hub": "hub.resume",
+    "HubError": "hub.errors",
+    "HubAuthError": "hub.errors",
+    "HubPushError": "hub.errors",
+    "HubResumeError": "hub.errors",
 }
 
 __all__ = [
@@ -38,7 +47,11 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DataProblem",
+    "HubAuthError",
+    "HubError",
     "HubPushCallback",
+    "HubPushError",
+    "HubResumeError",
     "ModelCardCallback",
     "ModelError",
     "Phi3LoraHubError",
@@ -46,6 +59,8 @@ __all__ = [
     "SampleGenerationsCallback",
     "TrainResult",
     "__version__",
+    "push_adapter",
+    "resume_checkpoint_from_hub",
 ]
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

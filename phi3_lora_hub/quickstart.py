@@ -128,7 +128,7 @@ def _run(output_dir: Path, max_steps: int | None, hub, started: float) -> Quicks
     training = {**QUICKSTART_TRAINING, **({"max_steps": max_steps} if max_steps else {})}
     callbacks = []
     if hub is not None:
-        from phi3_lora_hub.hub import HubPushCallback
+        from phi3_lora_hub.callbacks.hub_push import HubPushCallback
 
         callbacks.append(HubPushCallback(QUICKSTART_REPO, token=hub.write_token, endpoint=hub.url))
     recipe = Phi3LoraRecipe(

@@ -45,8 +45,8 @@ from phi3_lora_hub.model.tiny import resolve_model_alias
 from phi3_lora_hub.result import TrainResult
 
 if TYPE_CHECKING:
-    from phi3_lora_hub.cards.card_callback import ModelCardCallback
-    from phi3_lora_hub.training.checkpoint_files import CheckpointFilesCallback
+    from phi3_lora_hub.callbacks.checkpoint_files import CheckpointFilesCallback
+    from phi3_lora_hub.callbacks.model_card import ModelCardCallback
 
 logger = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ class Phi3LoraRecipe:
         check_resume_request(self.hub_callback, resume_from_checkpoint, resume_from_hub)
         # publishing checks the Hub token before anything is loaded; Ctrl-C becomes TrainingInterrupted, which says
         # which checkpoint is complete.
-        with publishing(self.hub_callback) as hub, reporting_interrupts(self):
+        with publishing(self.hub_callback) as hub, reporting_interrupts(self.config.output_dir, lambda: self.trainer):
             trainer = self.trainer or self.build_trainer()
             resume = resume_point(
                 self.config.output_dir, self.hub_callback, resume_from_checkpoint, resume_from_hub, trainer.args
@@ -419,10 +419,10 @@ class Phi3LoraRecipe:
     # -- saving and using the adapter ------------------------------------------------------------------------------
 
     def _files_callback(self) -> CheckpointFilesCallback:
-        """The :class:`~phi3_lora_hub.training.checkpoint_files.CheckpointFilesCallback` with this recipe's values:
+        """The :class:`~phi3_lora_hub.callbacks.checkpoint_files.CheckpointFilesCallback` with this recipe's values:
         its YAML, Phi-3's generation config, and the data report once the data is prepared."""
+        from phi3_lora_hub.callbacks.checkpoint_files import CheckpointFilesCallback
         from phi3_lora_hub.generation import phi3_generation_config
-        from phi3_lora_hub.training.checkpoint_files import CheckpointFilesCallback
 
         reports = None
         if self.data is not None:
@@ -436,8 +436,8 @@ class Phi3LoraRecipe:
         )
 
     def _card_callback(self) -> ModelCardCallback:
-        """The :class:`~phi3_lora_hub.cards.card_callback.ModelCardCallback` with this recipe's card settings."""
-        from phi3_lora_hub.cards.card_callback import ModelCardCallback
+        """The :class:`~phi3_lora_hub.callbacks.model_card.ModelCardCallback` with this recipe's card settings."""
+        from phi3_lora_hub.callbacks.model_card import ModelCardCallback
 
         config = self.config
         return ModelCardCallback(

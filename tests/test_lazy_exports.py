@@ -1,4 +1,4 @@
-"""The packages with lazy exports: importing them stays cheap, and every exported name resolves."""
+"""The package façade exports lazily, once: importing it stays cheap, and every exported name resolves."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from phi3_testing import subprocess_env
 
 PACKAGES = ["phi3_lora_hub", "phi3_lora_hub.hub", "phi3_lora_hub.loralib_backend"]
+FACADE = "phi3_lora_hub"
 
 
 def test_importing_the_packages_imports_no_heavy_dependency():
@@ -21,29 +22,38 @@ def test_importing_the_packages_imports_no_heavy_dependency():
     assert loaded.isdisjoint({"torch", "transformers", "trl", "peft", "huggingface_hub", "loralib"})
 
 
-@pytest.mark.parametrize("package", PACKAGES)
-def test_every_lazy_export_resolves_to_what_its_submodule_defines(package):
+def test_every_lazy_export_resolves_to_what_its_submodule_defines():
     import importlib
 
-    module = importlib.import_module(package)
+    module = importlib.import_module(FACADE)
     assert set(module._EXPORTS) <= set(module.__all__)
     for name, submodule in module._EXPORTS.items():
         value = getattr(module, name)
-        assert value.__name__ == name and value.__module__ == f"{package}.{submodule}"
+        assert value.__name__ == name and value.__module__ == f"{FACADE}.{submodule}"
 
 
-@pytest.mark.parametrize("package", PACKAGES)
-def test_an_unknown_name_is_an_attribute_error_naming_the_package(package):
+def test_an_unknown_name_is_an_attribute_error_naming_the_package():
     import importlib
 
-    module, typo = importlib.import_module(package), "Phi3LoraRecipee"
-    with pytest.raises(AttributeError, match=rf"module '{package}' has no attribute '{typo}'"):
+    module, typo = importlib.import_module(FACADE), "Phi3LoraRecipee"
+    with pytest.raises(AttributeError, match=rf"module '{FACADE}' has no attribute '{typo}'"):
         getattr(module, typo)
+
+
+def test_only_the_package_facade_loads_lazily():
+    """Subpackages export nothing through ``__getattr__``: their modules are imported where they are used."""
+    from pathlib import Path
+
+    import phi3_lora_hub
+
+    root = Path(phi3_lora_hub.__file__).parent
+    lazy = [path for path in root.rglob("__init__.py") if path.parent != root and "lazy_exports" in path.read_text()]
+    assert not lazy
 
 
 def test_the_hub_push_callback_is_exported_from_the_package():
     """Users of a plain Trainer/SFTTrainer import the callback from the package, as the README shows."""
     from phi3_lora_hub import HubPushCallback
-    from phi3_lora_hub.hub.push_callback import HubPushCallback as defined
+    from phi3_lora_hub.callbacks.hub_push import HubPushCallback as defined
 
     assert HubPushCallback is defined

@@ -1,7 +1,7 @@
 """``HubPublisher``: publishing checkpoints while training runs, independent of any Trainer.
 
 The publisher owns an ``HfApi`` (its endpoint and token), the staging folder, the background worker and the
-report. :class:`~phi3_lora_hub.hub.push_callback.HubPushCallback` drives it from Trainer events; the recipe
+report. :class:`~phi3_lora_hub.callbacks.hub_push.HubPushCallback` drives it from Trainer events; the recipe
 calls it directly for the final adapter.
 """
 

@@ -17,8 +17,8 @@ from phi3_lora_hub.distributed.processes import is_main_process
 from phi3_lora_hub.errors import ConfigError
 
 if TYPE_CHECKING:
+    from phi3_lora_hub.callbacks.hub_push import HubPushCallback
     from phi3_lora_hub.config.recipe_config import RecipeConfig
-    from phi3_lora_hub.hub.push_callback import HubPushCallback
     from phi3_lora_hub.hub.report import HubPushReport
 
 logger = logging.getLogger("phi3_lora_hub.hub")
@@ -31,7 +31,7 @@ def hub_callback_for(config: RecipeConfig, callbacks: list[Any]) -> HubPushCallb
     settings when ``hub_model_id`` is set, else ``None``. Invalid settings raise ``ConfigError`` here."""
     if not config.hub_model_id and not callbacks:
         return None
-    from phi3_lora_hub.hub.push_callback import HubPushCallback
+    from phi3_lora_hub.callbacks.hub_push import HubPushCallback
 
     given = [callback for callback in callbacks if isinstance(callback, HubPushCallback)]
     if len(given) > 1:

@@ -9,13 +9,14 @@ resume from the Python API; the command line prints the command instead.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from phi3_lora_hub.recipe import Phi3LoraRecipe
+from transformers import Trainer
+
+from phi3_lora_hub.hub.resume import checkpoint_step, newest_complete_checkpoint
+from phi3_lora_hub.training.progress import close_progress_bars
 
 
 @dataclass
@@ -33,8 +34,6 @@ class InterruptedRun:
         stopped = "Training interrupted" + (f" at step {self.step}" if self.step is not None else "")
         if self.checkpoint is None:
             return f"{stopped}. No checkpoint in {self.output_dir} is complete yet: a new run starts at step 0."
-        from phi3_lora_hub.hub.resume import checkpoint_step
-
         return (
             f"{stopped}. The newest complete checkpoint is {self.checkpoint} (step {checkpoint_step(self.checkpoint)})."
         )
@@ -50,19 +49,20 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def reporting_interrupts(recipe: Phi3LoraRecipe) -> Iterator[None]:
-    """Raise :class:`TrainingInterrupted` (from the original) when Ctrl-C interrupts the block."""
+def reporting_interrupts(output_dir: str | Path, current_trainer: Callable[[], Trainer | None]) -> Iterator[None]:
+    """Raise :class:`TrainingInterrupted` (from the original) when Ctrl-C interrupts the block.
+
+    ``current_trainer`` returns the trainer at the moment of the interrupt (``None`` before one is built), whose
+    progress bars are closed and whose step is reported; checkpoints are looked for in ``output_dir``.
+    """
     try:
         yield
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt as interrupt:
-        from phi3_lora_hub.hub.resume import newest_complete_checkpoint
-        from phi3_lora_hub.training.progress import close_progress_bars
-
-        if recipe.trainer is not None:
-            close_progress_bars(recipe.trainer)  # or the bar redraws itself after the message when Python exits
-        output_dir = Path(recipe.config.output_dir)
-        step = recipe.trainer.state.global_step if recipe.trainer is not None else None
-        run = InterruptedRun(output_dir, step, newest_complete_checkpoint(output_dir))
+        trainer = current_trainer()
+        if trainer is not None:
+            close_progress_bars(trainer)  # or the bar redraws itself after the message when Python exits
+        step = trainer.state.global_step if trainer is not None else None
+        run = InterruptedRun(Path(output_dir), step, newest_complete_checkpoint(Path(output_dir)))
         raise TrainingInterrupted(run) from interrupt

@@ -128,8 +128,8 @@ def test_adv_hubfaults_a_seeded_fault_storm_during_a_quickstart_sized_run(
     equals the final adapter (sha256 of every file), pushing it with the command the report gives if needed.
     """
     from phi3_lora_hub import Phi3LoraRecipe
+    from phi3_lora_hub.callbacks.hub_push import HubPushCallback
     from phi3_lora_hub.data.sample import write_sample_dataset
-    from phi3_lora_hub.hub import HubPushCallback
     from phi3_lora_hub.quickstart import QUICKSTART_TRAINING
 
     caplog.set_level(logging.INFO, logger="phi3_lora_hub.hub")

@@ -14,7 +14,8 @@ import pytest
 from adv_crash_testing import fake_adapter
 from huggingface_hub import HfApi
 
-from phi3_lora_hub.hub import HubPushError, push_adapter
+from phi3_lora_hub.hub.adapter_push import push_adapter
+from phi3_lora_hub.hub.errors import HubPushError
 from phi3_lora_hub.hub.retry import RetryPolicy
 
 TWO_TRIES = RetryPolicy(max_attempts=2, initial_backoff=0.1, max_backoff=0.1)

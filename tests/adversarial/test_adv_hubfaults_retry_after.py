@@ -13,7 +13,7 @@ import time
 from adv_crash_testing import fake_adapter
 from huggingface_hub import HfApi
 
-from phi3_lora_hub.hub import push_adapter
+from phi3_lora_hub.hub.adapter_push import push_adapter
 from phi3_lora_hub.hub.retry import RetryPolicy
 
 

@@ -184,8 +184,9 @@ def test_no_token_in_any_artifact_log_or_error_of_runs_pushes_failures_cli_and_s
     from huggingface_hub import HfApi
 
     from phi3_lora_hub import Phi3LoraRecipe
+    from phi3_lora_hub.callbacks.hub_push import HubPushCallback
     from phi3_lora_hub.data.sample import write_sample_dataset
-    from phi3_lora_hub.hub import HubAuthError, HubPushCallback
+    from phi3_lora_hub.hub.errors import HubAuthError
     from phi3_lora_hub.hub.retry import RetryPolicy
     from phi3_lora_hub.hub.staging import RESUME_SUBDIR
     from phi3_lora_hub.model.tiny import TinyPhi3Config, tiny_phi3_cache_dir

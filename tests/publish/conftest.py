@@ -61,7 +61,7 @@ def make_recipe(small_base, chat_file, tmp_path):
 @pytest.fixture
 def push_callback(hub_repo_id):
     """``push_callback(**kwargs)``: a ``HubPushCallback`` to ``hub_repo_id`` with fast retries."""
-    from phi3_lora_hub.hub import HubPushCallback
+    from phi3_lora_hub.callbacks.hub_push import HubPushCallback
 
     def make(**kwargs: Any):
         kwargs.setdefault("retry", FAST_RETRY)

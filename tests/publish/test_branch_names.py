@@ -57,7 +57,7 @@ def test_step_of_branch_ignores_other_branches():
 
 
 def test_the_callback_refuses_a_bad_template_when_it_is_created(hub_repo_id):
-    from phi3_lora_hub.hub import HubPushCallback
+    from phi3_lora_hub.callbacks.hub_push import HubPushCallback
 
     with pytest.raises(ConfigError, match="'/' is refused"):
         HubPushCallback(hub_repo_id, branch_template="ckpt/step-{step}")

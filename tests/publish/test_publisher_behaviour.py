@@ -10,9 +10,11 @@ from types import SimpleNamespace
 import pytest
 from huggingface_hub import HfApi
 
-from phi3_lora_hub.hub import HubError, HubPublisher, HubPushSettings
+from phi3_lora_hub.hub.errors import HubError
 from phi3_lora_hub.hub.marker import CompletionMarker
+from phi3_lora_hub.hub.publisher import HubPublisher
 from phi3_lora_hub.hub.recipe_hub import publishing
+from phi3_lora_hub.hub.settings import HubPushSettings
 from tests.publish.helpers import FAST_RETRY, assert_hub_holds, commit_titles, push_threads
 
 

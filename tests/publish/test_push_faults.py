@@ -17,9 +17,12 @@ import pytest
 from huggingface_hub import HfApi
 from transformers import TrainerCallback
 
-from phi3_lora_hub.hub import HubPublisher, HubPushError, HubPushSettings, push_adapter
+from phi3_lora_hub.hub.adapter_push import push_adapter
+from phi3_lora_hub.hub.errors import HubPushError
 from phi3_lora_hub.hub.marker import CompletionMarker
+from phi3_lora_hub.hub.publisher import HubPublisher
 from phi3_lora_hub.hub.resume import resume_checkpoint_from_hub
+from phi3_lora_hub.hub.settings import HubPushSettings
 from phi3_lora_hub.hub.timeouts import HttpTimeouts
 from tests.publish.helpers import FAST_RETRY, AtStep, assert_hub_holds, commit_titles, push_threads, when_settled
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from phi3_testing import FAKE_TOKEN  # the implicit token (HF_TOKEN) of every test
 
-from phi3_lora_hub.hub import HubAuthError, HubPushCallback
+from phi3_lora_hub.callbacks.hub_push import HubPushCallback
+from phi3_lora_hub.hub.errors import HubAuthError
 from phi3_lora_hub.hub.tokens import resolve_token
 from tests.publish.helpers import FAST_RETRY, AtStep, when_settled
 

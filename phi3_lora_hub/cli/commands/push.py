@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phi3_lora_hub.hub import push_adapter
+    from phi3_lora_hub.hub.adapter_push import push_adapter
 
     pushed = push_adapter(
         args.adapter_dir,

@@ -3,7 +3,7 @@
 Works with any ``transformers.Trainer`` (TRL's ``SFTTrainer`` included); the recipe adds it by itself when
 ``hub_model_id`` is set::
 
-    from phi3_lora_hub.hub import HubPushCallback
+    from phi3_lora_hub import HubPushCallback
 
     trainer = SFTTrainer(..., callbacks=[HubPushCallback("me/phi3-chat-lora")])
     trainer.train()                      # step-N branches and main fill up while training runs
