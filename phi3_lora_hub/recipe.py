@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from phi3_lora_hub.config.recipe_config import (
     read_yaml_settings,
 )
 from phi3_lora_hub.config.training import resolve_training
-from phi3_lora_hub.data.prepare import DataOptions, DataReport, hold_out, prepare_dataset
+from phi3_lora_hub.data.prepare import DataOptions, PreparedData, hold_out, prepare_dataset
 from phi3_lora_hub.data.sources import check_split, read_rows
 from phi3_lora_hub.distributed.launch import prepare_launch
 from phi3_lora_hub.distributed.processes import (
@@ -51,14 +51,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ADAPTER_SUBDIR = "adapter"
-
-
-@dataclass
-class PreparedData:
-    train: Any
-    train_report: DataReport
-    eval: Any | None = None
-    eval_report: DataReport | None = None
 
 
 class Phi3LoraRecipe:
@@ -115,7 +107,7 @@ class Phi3LoraRecipe:
         if is_loralib(self.config.lora) and self.config.quantization:
             raise ConfigError("lora backend='loralib' wraps plain nn.Linear layers: it cannot train QLoRA; use 'peft'.")
         self.callbacks = list(callbacks or [])
-        from phi3_lora_hub.hub.recipe_hub import hub_callback_for
+        from phi3_lora_hub.training.recipe_hub import hub_callback_for
 
         self.hub_callback = hub_callback_for(self.config, self.callbacks)
         """Pushes every checkpoint to the Hub when ``hub_model_id`` is set (see ``phi3_lora_hub.hub``)."""
@@ -254,8 +246,8 @@ class Phi3LoraRecipe:
         """A ready ``trl.SFTTrainer`` with the LoRA config, the prepared data and the recipe's callbacks."""
         from trl import SFTConfig
 
-        from phi3_lora_hub.evaluation.recipe_eval import sample_callback
         from phi3_lora_hub.training.progress import install_progress, quiet_library_progress_bars
+        from phi3_lora_hub.training.recipe_evaluation import sample_callback
         from phi3_lora_hub.training.trainer import Phi3SFTTrainer, trainer_arguments
 
         config = self.config
@@ -329,8 +321,8 @@ class Phi3LoraRecipe:
         Under a launcher every process trains, evaluates the loss and saves together; the adapter files, the
         evaluation report and the Hub pushes come from the main process, which alone has anything left to do then.
         """
-        from phi3_lora_hub.hub.recipe_hub import check_resume_request, publishing, resume_point
         from phi3_lora_hub.training.interrupt import reporting_interrupts
+        from phi3_lora_hub.training.recipe_hub import check_resume_request, publishing, resume_point
 
         check_quantization(self.config.quantization, self.hardware)  # before the Hub, the tokenizer and the data
         if self.config.hub_card_template is not None:  # found wrong now, not when the first card is written
@@ -352,7 +344,7 @@ class Phi3LoraRecipe:
                 metrics.update(self._trainer_eval_metrics())
             adapter_dir = self.save(Path(self.config.output_dir) / ADAPTER_SUBDIR, card=False)
             if has_eval and self.config.evaluation["on_train_end"]:
-                from phi3_lora_hub.evaluation.recipe_eval import evaluate_after_training
+                from phi3_lora_hub.training.recipe_evaluation import evaluate_after_training
 
                 evaluate_after_training(self)  # writes <adapter_dir>/eval_results.json, the numbers of the model card
             if trainer.args.should_save:
@@ -410,7 +402,7 @@ class Phi3LoraRecipe:
         ``eval_results.json`` in the adapter directory (or ``output_dir``); see
         :class:`~phi3_lora_hub.evaluation.report.EvaluationReport`.
         """
-        from phi3_lora_hub.evaluation.recipe_eval import evaluate_recipe
+        from phi3_lora_hub.training.recipe_evaluation import evaluate_recipe
 
         return evaluate_recipe(
             self, adapter, dataset=dataset, split=split, output=output, progress=progress, **settings

@@ -6,7 +6,7 @@ import pytest
 import torch.distributed
 
 from phi3_lora_hub.distributed import processes
-from phi3_lora_hub.hub import recipe_hub
+from phi3_lora_hub.training import recipe_hub
 
 
 @pytest.mark.parametrize(("rank", "main"), [(None, True), ("0", True), ("1", False)])

@@ -116,7 +116,7 @@ def test_qlora_train_fails_fast_before_the_tokenizer_the_data_or_the_hub(machine
     touched = []
     monkeypatch.setattr(recipe_module, "load_tokenizer", lambda *a, **k: touched.append("tokenizer"))
     monkeypatch.setattr(recipe_module, "read_rows", lambda *a, **k: touched.append("data"))
-    monkeypatch.setattr("phi3_lora_hub.hub.recipe_hub.publishing", lambda *a, **k: touched.append("hub"))
+    monkeypatch.setattr("phi3_lora_hub.training.recipe_hub.publishing", lambda *a, **k: touched.append("hub"))
     recipe = Phi3LoraRecipe(
         "microsoft/Phi-3-mini-4k-instruct", "HuggingFaceH4/ultrachat_200k", quantization="4bit", hub_model_id="me/x"
     )

@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -312,3 +312,13 @@ def hold_out(dataset, report: DataReport, eval_size: float, seed: int, max_eval:
     if max_eval is not None and len(held) > max_eval:
         held = held.select(range(max_eval))
     return train, part_report(train, "train"), held, part_report(held, f"{count} held out for eval")
+
+
+@dataclass
+class PreparedData:
+    """The tokenized training rows (and evaluation rows, when there are any) with their reports."""
+
+    train: Any
+    train_report: DataReport
+    eval: Any | None = None
+    eval_report: DataReport | None = None

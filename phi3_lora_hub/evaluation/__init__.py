@@ -4,7 +4,7 @@
   ROUGE-L, chrF, BLEU, exact match, answer length, stop rate) and ``load_metric``/``combine_metrics``.
 - :mod:`~phi3_lora_hub.evaluation.report`: ``EvaluationReport``, written as ``eval_results.json``, the source of
   every number in the model card.
-- :mod:`~phi3_lora_hub.evaluation.recipe_eval`: what ``Phi3LoraRecipe.evaluate()`` runs.
+- :mod:`~phi3_lora_hub.training.recipe_evaluation`: what ``Phi3LoraRecipe.evaluate()`` runs.
 - :mod:`~phi3_lora_hub.evaluation.samples`: the callback storing sample answers in every checkpoint.
 - :mod:`~phi3_lora_hub.evaluation.compare`: automatic pairwise comparison of two models (``phi3-lora-hub compare``).
 

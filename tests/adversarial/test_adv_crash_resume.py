@@ -148,7 +148,7 @@ def test_adv_crash_a_cut_or_foreign_trainer_state_is_never_chosen_for_local_resu
     place but that one cut short: such a checkpoint, and one whose state names another step, is skipped, so
     ``resume_from_checkpoint=True`` starts from the newest checkpoint that is really whole."""
     from phi3_lora_hub.errors import ConfigError
-    from phi3_lora_hub.hub.recipe_hub import resume_point
+    from phi3_lora_hub.training.recipe_hub import resume_point
 
     whole = json.dumps({"global_step": 2, "log_history": [{"loss": 1.0, "step": 1}]}, indent=2)
     _checkpoint(tmp_path, 2, whole)

@@ -17,8 +17,8 @@ from transformers import TrainerState, TrainingArguments
 import phi3_lora_hub.distributed.processes as distributed
 import phi3_lora_hub.evaluation.samples as samples
 from phi3_lora_hub.arena.votes import GenParams
-from phi3_lora_hub.evaluation.recipe_eval import evaluate_after_training
 from phi3_lora_hub.evaluation.samples import SampleGenerationsCallback, SamplePrompt
+from phi3_lora_hub.training.recipe_evaluation import evaluate_after_training
 
 
 class RecipeStandIn:

@@ -54,7 +54,7 @@ def test_markdown_shows_every_step_per_prompt(trained_run):
 def test_user_prompts_and_switching_it_off(tiny_model_dir):
     from phi3_lora_hub import Phi3LoraRecipe
     from phi3_lora_hub.data.sample import sample_conversations
-    from phi3_lora_hub.evaluation.recipe_eval import sample_callback
+    from phi3_lora_hub.training.recipe_evaluation import sample_callback
 
     recipe = Phi3LoraRecipe(
         str(tiny_model_dir),

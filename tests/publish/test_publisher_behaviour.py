@@ -13,8 +13,8 @@ from huggingface_hub import HfApi
 from phi3_lora_hub.hub.errors import HubError
 from phi3_lora_hub.hub.marker import CompletionMarker
 from phi3_lora_hub.hub.publisher import HubPublisher
-from phi3_lora_hub.hub.recipe_hub import publishing
 from phi3_lora_hub.hub.settings import HubPushSettings
+from phi3_lora_hub.training.recipe_hub import publishing
 from tests.publish.helpers import FAST_RETRY, assert_hub_holds, commit_titles, push_threads
 
 

@@ -9,8 +9,8 @@ import pytest
 from phi3_lora_hub.callbacks.hub_push import CALLBACK_SETTINGS, HubPushCallback
 from phi3_lora_hub.config.recipe_config import RecipeConfig
 from phi3_lora_hub.errors import ConfigError
-from phi3_lora_hub.hub.recipe_hub import hub_callback_for
 from phi3_lora_hub.hub.settings import HubPushSettings
+from phi3_lora_hub.training.recipe_hub import hub_callback_for
 
 
 def test_every_recipe_hub_setting_is_a_push_setting_with_its_default():

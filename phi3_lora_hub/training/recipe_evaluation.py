@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from datasets import Dataset
-from transformers import GenerationConfig
+from transformers import GenerationConfig, PreTrainedTokenizerBase, Trainer
 
+from phi3_lora_hub.config.recipe_config import RecipeConfig
+from phi3_lora_hub.data.prepare import DataOptions, PreparedData
 from phi3_lora_hub.errors import ConfigError, DataError
 from phi3_lora_hub.evaluation.data import (
     EvalExample,
@@ -27,10 +29,29 @@ from phi3_lora_hub.evaluation.samples import SampleGenerationsCallback, SamplePr
 from phi3_lora_hub.evaluation.settings import eval_settings, resolve_evaluation, sample_prompt_messages
 from phi3_lora_hub.hub.files import RECIPE_FILE
 
-if TYPE_CHECKING:
-    from phi3_lora_hub.recipe import Phi3LoraRecipe
-
 logger = logging.getLogger(__name__)
+
+
+class TrainableRecipe(Protocol):
+    """What evaluation reads from a :class:`~phi3_lora_hub.recipe.Phi3LoraRecipe`.
+
+    A protocol, so this module (which the recipe calls) does not import the recipe back.
+    """
+
+    config: RecipeConfig
+    trainer: Trainer | None
+    data: PreparedData | None
+
+    def load_tokenizer(self) -> PreTrainedTokenizerBase: ...
+
+    def prepare_data(self, tokenizer: PreTrainedTokenizerBase | None = None) -> PreparedData: ...
+
+    def data_options(self) -> DataOptions: ...
+
+    def adapter_dir(self) -> Path: ...
+
+    def evaluate(self) -> EvaluationReport: ...
+
 
 SAMPLE_SEARCH_FACTOR = 20
 """Sample prompts are looked for among the first ``SAMPLE_SEARCH_FACTOR * num_samples`` prepared rows."""
@@ -86,7 +107,7 @@ def sample_callback(
 
 
 def _evaluate_trained(
-    recipe: Phi3LoraRecipe,
+    recipe: TrainableRecipe,
     examples: list[EvalExample],
     settings: EvalSettings,
     include_base: bool,
@@ -115,7 +136,7 @@ def _evaluate_trained(
 
 
 def evaluate_recipe(
-    recipe: Phi3LoraRecipe,
+    recipe: TrainableRecipe,
     adapter: str | Path | None = None,
     *,
     dataset: Any = None,
@@ -179,7 +200,7 @@ def evaluate_recipe(
     return report
 
 
-def evaluate_after_training(recipe: Phi3LoraRecipe) -> EvaluationReport | None:
+def evaluate_after_training(recipe: TrainableRecipe) -> EvaluationReport | None:
     """The evaluation ``train()`` runs at its end, on the main process only; ``None`` where it does not run.
 
     Generating needs the whole model in one process. With replicated weights (one process, DDP, ZeRO-2) the main
