@@ -17,11 +17,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from peft import PeftModel
+
 from phi3_lora_hub.arena.votes import BASE, ModelRef
 from phi3_lora_hub.errors import ConfigError, ModelError
 from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from phi3_lora_hub.local_paths import looks_local, missing_directory_message
-from phi3_lora_hub.model.loading import ADAPTER_PATH_HINT
+from phi3_lora_hub.model.loading import ADAPTER_PATH_HINT, load_for_inference
 
 logger = logging.getLogger(__name__)
 
@@ -167,13 +169,9 @@ def load_with_adapters(
 
     With no adapters the plain base model is returned. The tokenizer is the base model's, set for generation.
     """
-    from phi3_lora_hub.generation import load_for_inference
-
     model, tokenizer = load_for_inference(base_model, revision=revision)
     if not adapters:
         return model, tokenizer
-    from peft import PeftModel
-
     first, *others = adapters.items()
     model = PeftModel.from_pretrained(model, str(first[1].directory), adapter_name=first[0])
     for name, adapter in others:

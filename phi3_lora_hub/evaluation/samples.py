@@ -29,11 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import GenerationConfig, TrainerCallback
 
-from phi3_lora_hub.arena.votes import GenParams
+from phi3_lora_hub.decoding import config_from_settings, settings_of
 from phi3_lora_hub.distributed.processes import weights_are_sharded
-from phi3_lora_hub.evaluation.generate import generate_answers
+from phi3_lora_hub.generation import generate_replies
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class SampleGenerations:
     """Answers to fixed prompts at successive training steps (the contents of :data:`SAMPLES_FILE`)."""
 
     prompts: list[SamplePrompt]
-    gen_params: GenParams
+    gen_params: GenerationConfig
     source: str
     """Where the prompts came from: ``user``, ``eval split`` or ``train split``."""
     steps: list[StepSamples] = field(default_factory=list)
@@ -81,6 +81,7 @@ class SampleGenerations:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["gen_params"] = settings_of(self.gen_params)
         data["step"] = self.step
         return data
 
@@ -90,7 +91,7 @@ class SampleGenerations:
             raise ValueError(f"{SAMPLES_FILE} is newer than this library; upgrade phi3-lora-hub.")
         return cls(
             prompts=[SamplePrompt(**prompt) for prompt in data["prompts"]],
-            gen_params=GenParams(**data["gen_params"]),
+            gen_params=config_from_settings(data["gen_params"]),
             source=data.get("source", ""),
             steps=[
                 StepSamples(s["step"], s.get("epoch"), [SampleAnswer(**a) for a in s["answers"]])
@@ -155,7 +156,7 @@ class SampleGenerationsCallback(TrainerCallback):
     """
 
     def __init__(
-        self, prompts: Sequence[SamplePrompt], gen_params: GenParams, source: str, *, note: str | None = None
+        self, prompts: Sequence[SamplePrompt], gen_params: GenerationConfig, source: str, *, note: str | None = None
     ) -> None:
         if not prompts and not note:
             raise ValueError("SampleGenerationsCallback without prompts needs a note saying why there are none")
@@ -175,7 +176,7 @@ class SampleGenerationsCallback(TrainerCallback):
         existing = next((s for s in self.samples.steps if s.step == state.global_step), None)
         if existing is not None:
             return existing
-        generations = generate_answers(
+        generations = generate_replies(
             model,
             tokenizer,
             [prompt.messages for prompt in self.samples.prompts],
