@@ -26,7 +26,7 @@ from transformers import GenerationConfig
 
 from phi3_lora_hub.arena.ratings import WinRecord
 from phi3_lora_hub.arena.votes import ModelRef, SideRecord, VoteRecord
-from phi3_lora_hub.decoding import describe_decoding
+from phi3_lora_hub.decoding import describe_decoding, settings_of
 from phi3_lora_hub.errors import ConfigError, unknown_key_error
 from phi3_lora_hub.evaluation.data import EvalExample
 from phi3_lora_hub.evaluation.scoring import SENTENCE_SCORERS
@@ -177,6 +177,7 @@ class CompareReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["gen_params"] = settings_of(self.gen_params)
         data["summary"] = self.summary()
         return data
 
