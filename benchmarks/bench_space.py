@@ -137,12 +137,12 @@ def _serve(base_dir: str, capacity: int):
 
 
 def _answer(base, registry, pair) -> None:
-    from phi3_lora_hub.arena.votes import GenParams
+    from phi3_lora_hub.decoding import chat_generation_config
     from phi3_lora_hub.space.streaming import SideRequest, stream_pair
 
     messages = [{"role": "user", "content": "What currency is used in Peru?"}]
     sides = [SideRequest(messages, adapter) for adapter in pair]
-    for _ in stream_pair(base, registry, sides, GenParams(max_new_tokens=8)):
+    for _ in stream_pair(base, registry, sides, chat_generation_config(max_new_tokens=8)):
         pass
 
 

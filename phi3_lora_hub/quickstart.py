@@ -117,7 +117,9 @@ def run_quickstart(
 def _run(output_dir: Path, max_steps: int | None, hub, started: float) -> QuickstartReport:
     import datasets  # imported after the local Hub is set up: it imports huggingface_hub
 
-    from phi3_lora_hub.generation import generate_replies, load_for_inference
+    from phi3_lora_hub.decoding import chat_generation_config
+    from phi3_lora_hub.generation import generate_replies
+    from phi3_lora_hub.model.loading import load_for_inference
     from phi3_lora_hub.model.tiny import tiny_phi3_cache_dir
     from phi3_lora_hub.recipe import Phi3LoraRecipe
 
@@ -145,8 +147,9 @@ def _run(output_dir: Path, max_steps: int | None, hub, started: float) -> Quicks
     prompts = sample_prompts()
     base, tokenizer = load_for_inference(str(base_dir))
     adapted, _ = load_for_inference(str(base_dir), result.adapter_dir)
-    base_replies = generate_replies(base, tokenizer, prompts, max_new_tokens=40)
-    adapter_replies = generate_replies(adapted, tokenizer, prompts, max_new_tokens=40)
+    short = chat_generation_config(max_new_tokens=40)
+    base_replies = generate_replies(base, tokenizer, prompts, short)
+    adapter_replies = generate_replies(adapted, tokenizer, prompts, short)
     answers = [
         {"question": prompt[-1]["content"], "base": b.text, "adapter": a.text}
         for prompt, b, a in zip(prompts, base_replies, adapter_replies, strict=True)

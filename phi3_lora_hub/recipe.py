@@ -14,6 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from transformers import GenerationConfig
+
 from phi3_lora_hub.config.field_types import check_values, coerce_numbers
 from phi3_lora_hub.config.lora import build_lora_config, resolve_lora
 from phi3_lora_hub.config.recipe_config import (
@@ -485,9 +487,18 @@ class Phi3LoraRecipe:
             self.config.model, adapter or self.adapter_dir(), directory, revision=self.config.model_revision
         )
 
-    def chat(self, messages: list[dict[str, str]], **generation: Any) -> str:
-        """Answer ``messages`` with the trained adapter (greedy by default); stops on Phi-3's end-of-turn tokens."""
-        from phi3_lora_hub.generation import generate_replies, load_for_inference
+    def chat(
+        self, messages: list[dict[str, str]], generation_config: GenerationConfig | None = None, **settings: Any
+    ) -> str:
+        """Answer ``messages`` with the trained adapter; stops on Phi-3's end-of-turn tokens.
+
+        Decoding follows ``generation_config``, else the ``settings`` of
+        :func:`~phi3_lora_hub.decoding.chat_generation_config` (``temperature``, ``top_p``, ``max_new_tokens``,
+        ``repetition_penalty``, ``seed``; greedy by default).
+        """
+        from phi3_lora_hub.decoding import chat_generation_config
+        from phi3_lora_hub.generation import generate_replies
+        from phi3_lora_hub.model.loading import load_for_inference
 
         if self.trainer is not None:
             model, tokenizer = self.trainer.model, self.load_tokenizer()
@@ -495,7 +506,8 @@ class Phi3LoraRecipe:
             model, tokenizer = load_for_inference(
                 self.config.model, self.adapter_dir(), revision=self.config.model_revision
             )
-        return generate_replies(model, tokenizer, [messages], **generation)[0].text
+        config = generation_config or chat_generation_config(**settings)
+        return generate_replies(model, tokenizer, [messages], config)[0].text
 
     def __repr__(self) -> str:
         config = self.config

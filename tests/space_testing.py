@@ -141,13 +141,16 @@ def running_space(settings) -> Iterator[RunningSpace]:
 
 def alone_answers(base_dir: Path, adapter_dir: Path | None, questions: list[str], max_new_tokens: int) -> list[str]:
     """Greedy answers of the base with ``adapter_dir`` loaded alone, by the evaluation code (not the Space's)."""
-    from phi3_lora_hub.arena.votes import GenParams
-    from phi3_lora_hub.evaluation.generate import generate_answers
-    from phi3_lora_hub.generation import load_for_inference
+    from phi3_lora_hub.decoding import chat_generation_config
+    from phi3_lora_hub.generation import generate_replies
+    from phi3_lora_hub.model.loading import load_for_inference
 
     model, tokenizer = load_for_inference(str(base_dir), adapter_dir)
     prompts = [[{"role": "user", "content": question}] for question in questions]
-    return [g.text for g in generate_answers(model, tokenizer, prompts, GenParams(max_new_tokens=max_new_tokens))]
+    return [
+        g.text
+        for g in generate_replies(model, tokenizer, prompts, chat_generation_config(max_new_tokens=max_new_tokens))
+    ]
 
 
 def text_of(message: dict) -> str:

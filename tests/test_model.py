@@ -9,6 +9,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from phi3_lora_hub import ConfigError, ModelError, Phi3LoraRecipe
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.generation import generate_replies, phi3_generation_config
 from phi3_lora_hub.hardware import Hardware
 from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, stop_token_ids
@@ -53,7 +54,7 @@ def test_tiny_model_around_the_real_tokenizer(tmp_path, real_tokenizer):
 
 
 def test_tiny_base_model_is_a_small_language_model(tiny_model_dir):
-    from phi3_lora_hub.generation import load_for_inference
+    from phi3_lora_hub.model.loading import load_for_inference
 
     model, tokenizer = load_for_inference(str(tiny_model_dir))
     reply = generate_replies(model, tokenizer, [[{"role": "user", "content": "What is the capital of Peru?"}]])[0]
@@ -177,8 +178,9 @@ def test_generation_stops_on_end_of_turn(tiny_model_dir, tiny_tokenizer):
 def test_sampling_is_reproducible_with_a_seed(tiny_model_dir, tiny_tokenizer):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     prompt = [[{"role": "user", "content": "Tell me something."}]]
-    first = generate_replies(model, tiny_tokenizer, prompt, temperature=1.0, seed=3, max_new_tokens=12)
-    again = generate_replies(model, tiny_tokenizer, prompt, temperature=1.0, seed=3, max_new_tokens=12)
+    sampling = chat_generation_config(temperature=1.0, seed=3, max_new_tokens=12)
+    first = generate_replies(model, tiny_tokenizer, prompt, sampling)
+    again = generate_replies(model, tiny_tokenizer, prompt, sampling)
     assert first == again
     assert torch.get_default_dtype() == torch.float32
 

@@ -10,8 +10,7 @@ import pytest
 from phi3_lora_hub import ConfigError, DataError, ModelError, Phi3LoraRecipe
 from phi3_lora_hub.data.sources import read_rows
 from phi3_lora_hub.evaluation.models import ModelSpec
-from phi3_lora_hub.generation import load_for_inference
-from phi3_lora_hub.model.loading import load_phi3_config, load_tokenizer
+from phi3_lora_hub.model.loading import load_for_inference, load_phi3_config, load_tokenizer
 
 
 @pytest.fixture

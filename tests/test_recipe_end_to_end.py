@@ -13,7 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from phi3_lora_hub import Phi3LoraRecipe
 from phi3_lora_hub.data.sample import sample_conversations, sample_prompts
-from phi3_lora_hub.generation import generate_replies, load_for_inference
+from phi3_lora_hub.generation import generate_replies
+from phi3_lora_hub.model.loading import load_for_inference
 
 FAST_TRAINING = {
     "max_steps": 40,

@@ -20,6 +20,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from transformers import GenerationConfig
+
+from phi3_lora_hub.decoding import chat_generation_config, config_from_settings, settings_of
 from phi3_lora_hub.version import __version__
 
 SCHEMA_VERSION = 1
@@ -80,39 +83,6 @@ class ModelRef:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelRef:
         return cls(data["repo"], data.get("revision"), data.get("weights"), data.get("name"))
-
-
-@dataclass(frozen=True)
-class GenParams:
-    """Generation settings, identical for both sides of a comparison. ``temperature=0`` means greedy decoding."""
-
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    repetition_penalty: float = 1.0
-    seed: int | None = 0
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        """The decoding arguments of ``model.generate`` (greedy at temperature 0; seeding is the caller's job)."""
-        sampling = self.temperature > 0
-        return {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": sampling,
-            "temperature": self.temperature if sampling else None,
-            "top_p": self.top_p if sampling else None,
-            "top_k": None,
-            "repetition_penalty": self.repetition_penalty,
-        }
 
 
 @dataclass
@@ -187,7 +157,8 @@ class VoteRecord:
     left: SideRecord
     right: SideRecord
     vote: Vote
-    gen_params: GenParams = field(default_factory=GenParams)
+    gen_params: GenerationConfig = field(default_factory=chat_generation_config)
+    """The decoding settings both sides used; recorded as :func:`~phi3_lora_hub.decoding.settings_of`'s dict."""
     system_prompt: str | None = None
     source: Source = "human"
     mode: Mode = "named"
@@ -235,6 +206,7 @@ class VoteRecord:
         data = asdict(self)
         data["left"] = self.left.to_dict()
         data["right"] = self.right.to_dict()
+        data["gen_params"] = settings_of(self.gen_params)
         data["winner"] = self.winner
         return data
 
@@ -251,7 +223,7 @@ class VoteRecord:
             left=SideRecord.from_dict(data["left"]),
             right=SideRecord.from_dict(data["right"]),
             vote=data["vote"],
-            gen_params=GenParams(**data.get("gen_params", {})),
+            gen_params=config_from_settings(data.get("gen_params", {})),
             system_prompt=data.get("system_prompt"),
             source=data.get("source", "human"),
             mode=data.get("mode", "named"),

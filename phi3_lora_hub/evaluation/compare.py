@@ -22,12 +22,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from transformers import GenerationConfig
+
 from phi3_lora_hub.arena.ratings import WinRecord
-from phi3_lora_hub.arena.votes import GenParams, ModelRef, SideRecord, VoteRecord
+from phi3_lora_hub.arena.votes import ModelRef, SideRecord, VoteRecord
+from phi3_lora_hub.decoding import describe_decoding, settings_of
 from phi3_lora_hub.errors import ConfigError, unknown_key_error
 from phi3_lora_hub.evaluation.data import EvalExample
-from phi3_lora_hub.evaluation.generate import Generation
 from phi3_lora_hub.evaluation.scoring import SENTENCE_SCORERS
+from phi3_lora_hub.generation import Reply, generate_replies
 
 Verdict = Literal["left", "right", "tie"]
 Winner = Literal["a", "b", "tie"]
@@ -138,7 +141,7 @@ class CompareReport:
     model_a: ModelRef
     model_b: ModelRef
     dataset: str
-    gen_params: GenParams
+    gen_params: GenerationConfig
     judge: dict[str, Any]
     outcomes: list[PromptOutcome]
     metrics_a: dict[str, float] = field(default_factory=dict)
@@ -174,6 +177,7 @@ class CompareReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["gen_params"] = settings_of(self.gen_params)
         data["summary"] = self.summary()
         return data
 
@@ -224,13 +228,13 @@ class CompareReport:
         s = self.summary()
         low, high = s["a_win_rate_ci95"]
         params = self.gen_params
-        decoding = "greedy" if params.temperature == 0 else f"temperature {params.temperature}, top_p {params.top_p}"
+        decoding = describe_decoding(params)
         judge = self.judge
         lines = [
             f"A: {s['a']}",
             f"B: {s['b']}",
             f"{s['prompts']} prompts of {self.dataset}; {decoding}, max_new_tokens {params.max_new_tokens}, "
-            f"seed {params.seed}; judge: {judge.get('description', judge['name'])}"
+            f"seed {getattr(params, 'seed', None)}; judge: {judge.get('description', judge['name'])}"
             + (f" (tie within {judge['tie_margin']})" if judge.get("tie_margin") else "")
             + ("; both orders" if judge.get("order_sensitive") else ""),
             "",
@@ -261,7 +265,7 @@ def _clip(text: str, width: int) -> str:
 
 
 def judge_all(
-    judge: Judge, examples: Sequence[EvalExample], answers_a: Sequence[Generation], answers_b: Sequence[Generation]
+    judge: Judge, examples: Sequence[EvalExample], answers_a: Sequence[Reply], answers_b: Sequence[Reply]
 ) -> list[PromptOutcome]:
     """Judge every prompt; ``answers_a[i]`` and ``answers_b[i]`` answer ``examples[i]``."""
     outcomes = []
@@ -296,7 +300,7 @@ def compare_models(
     examples: Sequence[EvalExample],
     *,
     dataset: str,
-    gen_params: GenParams,
+    gen_params: GenerationConfig,
     judge: Judge | None = None,
     base_model: str | None = None,
     base_revision: str | None = None,
@@ -308,7 +312,6 @@ def compare_models(
     ``spec_a``/``spec_b`` are ``base``, an adapter directory, or ``namespace/name[@revision]``. The base model is
     ``base_model``, else the one named in the adapters' ``adapter_config.json``.
     """
-    from phi3_lora_hub.evaluation.generate import generate_answers
     from phi3_lora_hub.evaluation.metrics import GENERATION_METRICS, combine_metrics
     from phi3_lora_hub.evaluation.models import (
         ModelSpec,
@@ -332,11 +335,11 @@ def compare_models(
     else:
         raise ConfigError("Nothing to compare the base model with.")
     model, tokenizer = load_with_adapters(base, adapters, revision=base_revision)
-    answers: dict[str, list[Generation]] = {}
+    answers: dict[str, list[Reply]] = {}
     metrics: dict[str, dict[str, float]] = {}
     for name in ("a", "b"):
         with active_adapter(model, name if name in adapters else None):
-            answers[name] = generate_answers(
+            answers[name] = generate_replies(
                 model,
                 tokenizer,
                 [example.prompt for example in examples],

@@ -10,18 +10,20 @@ adapters disabled.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from peft import PeftModel
+
 from phi3_lora_hub.arena.votes import BASE, ModelRef
 from phi3_lora_hub.errors import ConfigError, ModelError
 from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from phi3_lora_hub.local_paths import looks_local, missing_directory_message
-from phi3_lora_hub.model.loading import ADAPTER_PATH_HINT
+from phi3_lora_hub.model.adapters import read_adapter_config
+from phi3_lora_hub.model.loading import ADAPTER_PATH_HINT, load_for_inference
 
 logger = logging.getLogger(__name__)
 
@@ -83,27 +85,6 @@ class ResolvedAdapter:
         return ModelRef(str(self.directory))
 
 
-def check_lora_config(config: Mapping, source: str) -> None:
-    """Raise ``ModelError`` unless ``config`` (a parsed ``adapter_config.json``) is a LoRA adapter for a causal LM.
-
-    ``source`` names the adapter in the message (a directory, or a Hub repo at a revision).
-    """
-    if config.get("peft_type") != "LORA":
-        raise ModelError(f"{source} holds a {config.get('peft_type')!r} adapter; only LoRA adapters are supported.")
-    if config.get("task_type") not in (None, "CAUSAL_LM"):
-        raise ModelError(f"{source} is a {config['task_type']} adapter; a CAUSAL_LM adapter is needed.")
-
-
-def read_adapter_config(directory: Path) -> dict:
-    """The ``adapter_config.json`` of ``directory``, checked to be a LoRA adapter for a causal LM."""
-    path = directory / ADAPTER_CONFIG
-    if not path.is_file():
-        raise ModelError(f"{directory} is not a PEFT adapter: it has no {ADAPTER_CONFIG}.")
-    config = json.loads(path.read_text(encoding="utf-8"))
-    check_lora_config(config, str(directory))
-    return config
-
-
 def resolve_adapter(spec: ModelSpec, *, token: str | bool | None = None) -> ResolvedAdapter:
     """Find the adapter of ``spec`` on disk, downloading a Hub adapter (adapter files only) when needed."""
     if spec.kind == "base":
@@ -113,7 +94,7 @@ def resolve_adapter(spec: ModelSpec, *, token: str | bool | None = None) -> Reso
         directory, commit = _download(str(spec.location), spec.revision, token)
     else:
         directory = Path(str(spec.location))
-    config = read_adapter_config(directory)
+    config = read_adapter_config(directory)  # ModelError unless a LoRA adapter for a causal LM
     return ResolvedAdapter(spec, directory, commit, config.get("base_model_name_or_path"))
 
 
@@ -167,13 +148,9 @@ def load_with_adapters(
 
     With no adapters the plain base model is returned. The tokenizer is the base model's, set for generation.
     """
-    from phi3_lora_hub.generation import load_for_inference
-
     model, tokenizer = load_for_inference(base_model, revision=revision)
     if not adapters:
         return model, tokenizer
-    from peft import PeftModel
-
     first, *others = adapters.items()
     model = PeftModel.from_pretrained(model, str(first[1].directory), adapter_name=first[0])
     for name, adapter in others:

@@ -29,7 +29,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from phi3_lora_hub.arena.votes import GenParams
+from transformers import GenerationConfig
+
+from phi3_lora_hub.decoding import config_from_settings, describe_decoding, settings_of
 
 REPORT_FILE = "eval_results.json"
 REPORT_FORMAT_VERSION = 1
@@ -96,7 +98,7 @@ class EvaluationReport:
     """Adapter directory or Hub repo id; ``None`` when only the base model was evaluated."""
     dataset: str
     num_examples: int
-    gen_params: GenParams
+    gen_params: GenerationConfig
     results: dict[str, dict[str, float]]
     """Per model label (``base``, ``adapter``), metric name to value."""
     base_revision: str | None = None
@@ -114,6 +116,7 @@ class EvaluationReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["gen_params"] = settings_of(self.gen_params)
         data["results"] = {label: {k: _json_number(v) for k, v in m.items()} for label, m in self.results.items()}
         return data
 
@@ -123,7 +126,7 @@ class EvaluationReport:
         if version > REPORT_FORMAT_VERSION:
             raise ValueError(f"{REPORT_FILE} format_version {version} is newer than this library; upgrade it.")
         fields = dict(data)
-        fields["gen_params"] = GenParams(**fields["gen_params"])
+        fields["gen_params"] = config_from_settings(fields["gen_params"])
         fields["samples"] = [SampleAnswer(**sample) for sample in fields.get("samples", [])]
         fields["results"] = {
             label: {k: math.inf if v is None else v for k, v in m.items()} for label, m in fields["results"].items()
@@ -177,9 +180,7 @@ class EvaluationReport:
                 cells.append(_change(self.results[BASE_LABEL].get(key), self.results[ADAPTER_LABEL].get(key)))
             lines.append("| " + " | ".join(cells) + " |")
         settings = self.gen_params
-        decoding = (
-            "greedy" if settings.temperature == 0 else f"temperature {settings.temperature}, top_p {settings.top_p}"
-        )
+        decoding = describe_decoding(settings)
         lines.append("")
         lines.append(
             f"{self.data_description()}; {decoding}, max_new_tokens {settings.max_new_tokens}. ROUGE-L, exact match "

@@ -10,12 +10,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from phi3_lora_hub.arena.votes import GenParams
+from transformers import GenerationConfig
+
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.evaluation.data import EvalExample
-from phi3_lora_hub.evaluation.generate import Generation, generate_answers
 from phi3_lora_hub.evaluation.metrics import GENERATION_METRICS, METRICS, combine_metrics, load_metric
 from phi3_lora_hub.evaluation.models import active_adapter
 from phi3_lora_hub.evaluation.report import EvaluationReport, SampleAnswer
+from phi3_lora_hub.generation import Reply, generate_replies
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ _PERPLEXITY_KEYS = ("perplexity", "mean_nll", "scored_tokens")
 class EvalSettings:
     """How an evaluation runs: generation settings, batch size, which metrics, how many sample answers."""
 
-    gen_params: GenParams = field(default_factory=lambda: GenParams(max_new_tokens=128))
+    gen_params: GenerationConfig = field(default_factory=lambda: chat_generation_config(max_new_tokens=128))
     batch_size: int = 8
     metrics: tuple[str, ...] = METRICS
     num_samples: int = 3
@@ -51,7 +53,7 @@ class EvalSettings:
 @dataclass
 class VariantResult:
     metrics: dict[str, float]
-    generations: list[Generation]
+    generations: list[Reply]
 
 
 def score_variant(
@@ -59,7 +61,7 @@ def score_variant(
 ) -> VariantResult:
     """Metrics of ``model`` with ``adapter`` active (``None``: adapters disabled) on ``examples``."""
     metrics: dict[str, float] = {}
-    generations: list[Generation] = []
+    generations: list[Reply] = []
     with active_adapter(model, adapter):
         if "perplexity" in settings.metrics:
             scores = load_metric("perplexity").compute(
@@ -73,7 +75,7 @@ def score_variant(
             metrics.update({key: scores[key] for key in _PERPLEXITY_KEYS})
         wanted = [name for name in settings.metrics if name in GENERATION_METRICS]
         if wanted:
-            generations = generate_answers(
+            generations = generate_replies(
                 model,
                 tokenizer,
                 [example.prompt for example in examples],

@@ -21,6 +21,7 @@ a ``note`` saying why, which the model card shows.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -31,11 +32,11 @@ from typing import Any
 
 from transformers import GenerationConfig, TrainerCallback
 
-from phi3_lora_hub.arena.votes import GenParams
+from phi3_lora_hub.decoding import config_from_settings, settings_of
 from phi3_lora_hub.distributed.processes import weights_are_sharded
 from phi3_lora_hub.errors import ConfigError
-from phi3_lora_hub.evaluation.generate import generate_answers
 from phi3_lora_hub.evaluation.settings import EVALUATION_DEFAULTS
+from phi3_lora_hub.generation import generate_replies
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class SampleGenerations:
     """Answers to fixed prompts at successive training steps (the contents of :data:`SAMPLES_FILE`)."""
 
     prompts: list[SamplePrompt]
-    gen_params: GenParams
+    gen_params: GenerationConfig
     source: str
     """Where the prompts came from: ``user``, ``eval split`` or ``train split``."""
     steps: list[StepSamples] = field(default_factory=list)
@@ -84,6 +85,7 @@ class SampleGenerations:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["gen_params"] = settings_of(self.gen_params)
         data["step"] = self.step
         return data
 
@@ -93,7 +95,7 @@ class SampleGenerations:
             raise ValueError(f"{SAMPLES_FILE} is newer than this library; upgrade phi3-lora-hub.")
         return cls(
             prompts=[SamplePrompt(**prompt) for prompt in data["prompts"]],
-            gen_params=GenParams(**data["gen_params"]),
+            gen_params=config_from_settings(data["gen_params"]),
             source=data.get("source", ""),
             steps=[
                 StepSamples(s["step"], s.get("epoch"), [SampleAnswer(**a) for a in s["answers"]])
@@ -147,18 +149,6 @@ class SampleGenerations:
         return "\n".join(parts).rstrip() + "\n"
 
 
-def _gen_params(config: GenerationConfig, seed: int | None) -> GenParams:
-    """The decoding settings of ``config`` as the samples file records them (greedy: temperature 0)."""
-    sampling = bool(config.do_sample)
-    return GenParams(
-        temperature=float(config.temperature) if sampling and config.temperature is not None else 0.0,
-        top_p=float(config.top_p) if sampling and config.top_p is not None else 1.0,
-        max_new_tokens=config.max_new_tokens or SAMPLE_MAX_NEW_TOKENS,
-        repetition_penalty=float(config.repetition_penalty or 1.0),
-        seed=seed,
-    )
-
-
 class SampleGenerationsCallback(TrainerCallback):
     """Answers fixed prompts at step 0, at every evaluation and at every save; stores them in each checkpoint.
 
@@ -193,12 +183,11 @@ class SampleGenerationsCallback(TrainerCallback):
         for index, prompt in enumerate(prompts):
             if not prompt.messages or prompt.messages[-1].get("role") != "user":
                 raise ConfigError(f"Sample prompt {index} must end with a user message: the model answers it.")
-        self.generation_config = generation_config or GenerationConfig(
-            do_sample=False, max_new_tokens=SAMPLE_MAX_NEW_TOKENS
-        )
-        # GenParams until generate_answers takes the GenerationConfig itself (branch genload): converted here, once.
-        params = _gen_params(self.generation_config, seed)
-        self.samples = SampleGenerations(prompts, params, source, note=None if prompts else note)
+        config = copy.deepcopy(generation_config) if generation_config is not None else None
+        config = config or GenerationConfig(do_sample=False, max_new_tokens=SAMPLE_MAX_NEW_TOKENS)
+        config.seed = seed  # generate_replies seeds a private RNG state with the config's seed entry
+        self.generation_config = config
+        self.samples = SampleGenerations(prompts, config, source, note=None if prompts else note)
         self._disabled = not prompts
 
     def _answers_at(self, args, state, model, tokenizer) -> StepSamples | None:
@@ -214,7 +203,7 @@ class SampleGenerationsCallback(TrainerCallback):
         existing = next((s for s in self.samples.steps if s.step == state.global_step), None)
         if existing is not None:
             return existing
-        generations = generate_answers(
+        generations = generate_replies(
             model,
             tokenizer,
             [prompt.messages for prompt in self.samples.prompts],

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from phi3_lora_hub.arena.votes import GenParams
+from transformers import GenerationConfig
+
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.errors import ConfigError, unknown_key_error
 from phi3_lora_hub.evaluation.metrics import METRICS
 from phi3_lora_hub.evaluation.runner import EvalSettings
@@ -87,9 +89,9 @@ def resolve_evaluation(user: Mapping[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-def gen_params(section: Mapping[str, Any], *, max_new_tokens: int | None = None) -> GenParams:
+def gen_params(section: Mapping[str, Any], *, max_new_tokens: int | None = None) -> GenerationConfig:
     """The generation settings of an ``evaluation`` section (``max_new_tokens`` overrides its own)."""
-    return GenParams(
+    return chat_generation_config(
         temperature=float(section["temperature"]),
         top_p=float(section["top_p"]),
         max_new_tokens=max_new_tokens or int(section["max_new_tokens"]),

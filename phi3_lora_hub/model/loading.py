@@ -13,9 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+from peft import PeftModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
 from phi3_lora_hub import phi3_format
 from phi3_lora_hub.errors import ModelError
-from phi3_lora_hub.hardware import Hardware
+from phi3_lora_hub.hardware import Hardware, detect_hardware
 from phi3_lora_hub.local_paths import looks_local, missing_directory_message
 from phi3_lora_hub.model.quantization import bnb_4bit_config, check_quantization
 
@@ -60,8 +64,6 @@ def check_local_directory(what: str, reference: str, marker: str, hint: str) -> 
 
 
 def load_phi3_config(model: str, revision: str | None):
-    from transformers import AutoConfig
-
     check_local_directory("Model", model, "config.json", MODEL_PATH_HINT)
     try:
         config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=False)
@@ -73,8 +75,6 @@ def load_phi3_config(model: str, revision: str | None):
 
 def load_tokenizer(model: str, revision: str | None = None, *, for_training: bool = True):
     """Load the model's fast tokenizer; for training pad with ``<unk>`` on the right, else left-pad for generation."""
-    from transformers import AutoTokenizer
-
     check_local_directory("Model", model, "tokenizer_config.json", MODEL_PATH_HINT)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, revision=revision, trust_remote_code=False)
@@ -110,19 +110,22 @@ def stop_token_ids(tokenizer) -> list[int]:
 def load_base_model(
     model: Any,
     *,
-    revision: str | None,
-    dtype: str,
-    attn_implementation: str,
-    quantization: str | None,
-    hardware: Hardware,
+    revision: str | None = None,
+    dtype: str = "float32",
+    attn_implementation: str = "sdpa",
+    quantization: str | None = None,
+    hardware: Hardware | None = None,
+    training: bool = True,
+    token: str | bool | None = None,
 ):
-    """Load (or check) the Phi-3 base model for LoRA training.
+    """Load (or check) a Phi-3 base model: the project's one loader, for training, evaluation and the Space.
 
     ``model`` may be a Hub id, a local directory or an already loaded ``PreTrainedModel``. The config is checked
-    before any weights are read; QLoRA support is checked before anything is downloaded.
+    before any weights are read; QLoRA support (``quantization='4bit'``, training only) is checked before
+    anything is downloaded. ``training=True`` turns the KV cache off (useless while training, and it costs
+    memory); ``training=False`` returns the model frozen, in eval mode, on the GPU when there is one.
     """
-    import torch
-
+    hardware = hardware or detect_hardware()
     check_quantization(quantization, hardware)
     if dtype not in DTYPES:
         raise ModelError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
@@ -130,10 +133,9 @@ def load_base_model(
         check_phi3_config(model.config, type(model).__name__)
         return model
     load_phi3_config(str(model), revision)
-    from transformers import AutoModelForCausalLM
-
     kwargs: dict[str, Any] = {
         "revision": revision,
+        "token": token,
         "trust_remote_code": False,
         "dtype": getattr(torch, dtype),
         "attn_implementation": attn_implementation,
@@ -142,8 +144,42 @@ def load_base_model(
         kwargs["quantization_config"] = bnb_4bit_config(hardware)
         kwargs["device_map"] = {"": torch.cuda.current_device()}
     loaded = AutoModelForCausalLM.from_pretrained(str(model), **kwargs, **hub_kernels_arguments())
-    loaded.config.use_cache = False  # the KV cache is useless while training and costs memory
+    if training:
+        loaded.config.use_cache = False  # the KV cache is useless while training and costs memory
+        return loaded
+    if hardware.cuda:
+        loaded = loaded.to("cuda")
+    loaded.eval()
+    loaded.requires_grad_(False)
     return loaded
+
+
+def load_for_inference(base_model: str, adapter: str | Path | None = None, *, revision: str | None = None):
+    """Load ``base_model`` (and the local ``adapter`` directory on top, when given) for generation, in bfloat16
+    where the hardware supports it (else float32); returns ``(model, tokenizer)``.
+
+    The tokenizer saved with the adapter is preferred, so the chat format matches what was trained.
+    """
+    hardware = detect_hardware()
+    if adapter is not None:
+        check_local_directory("Adapter", str(adapter), "adapter_config.json", ADAPTER_PATH_HINT)
+    model = load_base_model(
+        base_model,
+        revision=revision,
+        dtype="bfloat16" if hardware.bf16 else "float32",
+        hardware=hardware,
+        training=False,
+    )
+    with_tokenizer = adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file()
+    tokenizer = (
+        load_tokenizer(str(adapter), for_training=False)
+        if with_tokenizer
+        else load_tokenizer(base_model, revision, for_training=False)
+    )
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter))
+        model.eval()
+    return model, tokenizer
 
 
 def hub_kernels_arguments() -> dict[str, bool]:

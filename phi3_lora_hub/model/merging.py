@@ -11,7 +11,8 @@ def merge_adapter(base_model: str, adapter: str | Path, output_dir: str | Path, 
     The result has no PEFT dependency: ``AutoModelForCausalLM.from_pretrained(output_dir)`` loads it, with the
     adapter's tokenizer and a generation config that stops on Phi-3's end-of-turn tokens.
     """
-    from phi3_lora_hub.generation import load_for_inference, phi3_generation_config
+    from phi3_lora_hub.generation import phi3_generation_config
+    from phi3_lora_hub.model.loading import load_for_inference
 
     model, tokenizer = load_for_inference(base_model, adapter, revision=revision)
     merged = model.merge_and_unload()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from phi3_lora_hub.hardware import detect_hardware
+from phi3_lora_hub.model.loading import load_base_model, load_phi3_config, load_tokenizer
 from phi3_lora_hub.space.compat import BaseSignature
 
 logger = logging.getLogger(__name__)
@@ -53,30 +55,15 @@ def load_base(
     max_context_tokens: int = 4096,
 ) -> ServedBase:
     """Load ``base_model`` (Hub id or local directory) and its tokenizer; ``ModelError`` if it is not Phi-3."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from phi3_lora_hub.model.loading import load_phi3_config, load_tokenizer
-
     config = load_phi3_config(base_model, revision)
-    cuda = torch.cuda.is_available()
-    chosen = serving_dtype(dtype, cuda=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported())
-    model = AutoModelForCausalLM.from_pretrained(
-        base_model,
-        revision=revision,
-        token=token,
-        dtype=getattr(torch, chosen),
-        trust_remote_code=False,
-        attn_implementation="sdpa",
-    )
-    if cuda:
-        model = model.to("cuda")
-    model.eval()
-    model.requires_grad_(False)
+    hardware = detect_hardware()
+    chosen = serving_dtype(dtype, cuda=hardware.cuda, bf16_supported=hardware.bf16)
+    model = load_base_model(base_model, revision=revision, dtype=chosen, hardware=hardware, training=False, token=token)
     tokenizer = load_tokenizer(base_model, revision, for_training=False)
     names = [base_model, *aliases, getattr(config, "_name_or_path", "")]
     if Path(base_model).expanduser().is_dir():
         names.append(str(Path(base_model).expanduser().resolve()))
     context = min(max_context_tokens, int(getattr(config, "max_position_embeddings", max_context_tokens)))
-    logger.info("loaded base %s (%s, %s, context %d)", base_model, chosen, "cuda" if cuda else "cpu", context)
+    device = "cuda" if hardware.cuda else "cpu"
+    logger.info("loaded base %s (%s, %s, context %d)", base_model, chosen, device, context)
     return ServedBase(model, tokenizer, BaseSignature.of(model, names), context, base_model)

@@ -4,7 +4,7 @@ PEFT checks none of this itself: an adapter made for another base loads silently
 (``q_proj``/``k_proj``/``v_proj``) loads onto Phi-3 with only its ``o_proj`` part (space-eval.md §4). So before
 ``load_adapter`` the Space requires:
 
-- a LoRA adapter for a causal LM (:func:`phi3_lora_hub.evaluation.models.check_lora_config`);
+- a LoRA adapter for a causal LM (:func:`phi3_lora_hub.model.adapters.check_lora_config`);
 - ``base_model_name_or_path`` naming the loaded base (or one of its configured aliases);
 - every ``target_modules`` entry matching a linear layer of the base (Phi-3 fuses ``qkv_proj`` and
   ``gate_up_proj``);
@@ -15,7 +15,6 @@ PEFT checks none of this itself: an adapter made for another base loads silently
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.errors import ModelError
-from phi3_lora_hub.evaluation.models import check_lora_config
+from phi3_lora_hub.model.adapters import check_lora_config
 from phi3_lora_hub.space.refusal import Refusal, public_model_name, quote
 
 _PEFT_PREFIX = "base_model.model."
@@ -37,7 +36,6 @@ _SPLIT_NAMES = {
 }
 # Options that make an adapter more than LoRA matrices (full module copies, new tokens, replicated layers...).
 _EXTRAS = ("modules_to_save", "trainable_token_indices", "layer_replication", "target_parameters")
-MAX_CONFIG_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -79,19 +77,6 @@ def normalise(name: str) -> str:
     if name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().is_dir():
         return str(Path(name).expanduser().resolve())
     return name.lower()
-
-
-def read_config(path: Path, source: str) -> dict[str, Any]:
-    """Parse an ``adapter_config.json`` (at most 1 MB) into a dict; :class:`Refusal` when it is not one."""
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise Refusal(f"{source}: adapter_config.json is larger than 1 MB, which no LoRA config is.")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise Refusal(f"{source}: adapter_config.json is not valid JSON.") from None
-    if not isinstance(config, dict):
-        raise Refusal(f"{source}: adapter_config.json is not a JSON object.")
-    return config
 
 
 def check_config(config: Mapping[str, Any], base: BaseSignature, source: str, *, layers: bool = True) -> None:

@@ -15,7 +15,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from phi3_lora_hub.arena.votes import GenParams, ModelRef, SideRecord, Vote, VoteRecord
+from transformers import GenerationConfig
+
+from phi3_lora_hub.arena.votes import ModelRef, SideRecord, Vote, VoteRecord
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.space.hub_adapters import LocalAdapter
 from phi3_lora_hub.space.refusal import Refusal
 from phi3_lora_hub.space.streaming import SideProgress
@@ -71,7 +74,7 @@ class Match:
     blind: bool = False
     swapped: bool = False
     system_prompt: str = ""
-    params: GenParams | None = None
+    params: GenerationConfig | None = None
     voted: bool = False
     """A vote was cast on the last answers."""
     revealed: bool = False
@@ -212,7 +215,7 @@ class Match:
             left=sides[0],
             right=sides[1],
             vote=vote,
-            gen_params=self.params or GenParams(),
+            gen_params=self.params or chat_generation_config(),
             system_prompt=self.system_prompt or None,
             source="human",
             mode="blind" if self.hidden else "named",

@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.arena.votes import ModelRef
+from phi3_lora_hub.errors import ModelError
 from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PICKLE_SUFFIXES, sha256_of
-from phi3_lora_hub.space.compat import BaseSignature, check_config, check_weights, read_config
+from phi3_lora_hub.model.adapters import read_adapter_config
+from phi3_lora_hub.space.compat import BaseSignature, check_config, check_weights
 from phi3_lora_hub.space.refusal import Refusal, quote
 from phi3_lora_hub.space.repo_policy import DEFAULT_REVISION, AllowList, check_repo_id, check_revision, is_commit
 
@@ -269,7 +271,10 @@ class AdapterSource:
 
     def _check_config_file(self, repo_id: str, revision: str, commit: str, path: Path) -> dict[str, Any]:
         source = _source(repo_id, revision, commit)
-        config = read_config(path, source)
+        try:
+            config = read_adapter_config(path, source)
+        except ModelError as error:
+            raise Refusal(str(error)) from None
         check_config(config, self.base, source, layers=bool(self.base.linear))
         return config
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 
+from transformers import GenerationConfig
+
 from phi3_lora_hub import phi3_format
-from phi3_lora_hub.arena.votes import GenParams
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.space.refusal import Refusal, quote
 
 MAX_TEMPERATURE = 2.0
@@ -40,7 +42,9 @@ def check_system_prompt(text: str | None, max_chars: int) -> str:
     return check_text(text, what="system prompt", max_chars=max_chars, required=False)
 
 
-def gen_params(temperature: float, top_p: float, max_new_tokens: float, seed: float | None, *, cap: int) -> GenParams:
+def gen_params(
+    temperature: float, top_p: float, max_new_tokens: float, seed: float | None, *, cap: int
+) -> GenerationConfig:
     """The settings both panes use, checked against the Space's limits (``max_new_tokens`` at most ``cap``)."""
     values = {"temperature": temperature, "top p": top_p, "max new tokens": max_new_tokens}
     for name, value in values.items():
@@ -56,7 +60,7 @@ def gen_params(temperature: float, top_p: float, max_new_tokens: float, seed: fl
         not isinstance(seed, (int, float)) or not math.isfinite(seed) or int(seed) != seed or not 0 <= seed <= MAX_SEED
     ):
         raise Refusal(f"seed must be a whole number from 0 to {MAX_SEED}, got {quote(seed)}.")
-    return GenParams(
+    return chat_generation_config(
         temperature=float(temperature),
         top_p=float(top_p),
         max_new_tokens=int(max_new_tokens),

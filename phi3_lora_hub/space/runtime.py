@@ -19,7 +19,9 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from phi3_lora_hub.arena.votes import GenParams, VoteRecord
+from transformers import GenerationConfig
+
+from phi3_lora_hub.arena.votes import VoteRecord
 from phi3_lora_hub.space.base_model import ServedBase, load_base
 from phi3_lora_hub.space.conversation import BASE_CHOICE, Contender
 from phi3_lora_hub.space.hub_adapters import MB, AdapterSource
@@ -179,7 +181,7 @@ class SpaceRuntime:
     def stream(
         self,
         sides: Sequence[tuple[Contender, Sequence[dict[str, str]]]],
-        params: GenParams,
+        params: GenerationConfig,
         *,
         cancel: threading.Event | None = None,
     ) -> Iterator[list[SideProgress]]:
@@ -187,7 +189,7 @@ class SpaceRuntime:
         requests = [SideRequest(list(messages), contender.adapter) for contender, messages in sides]
         return stream_pair(self.base, self.registry, requests, params, cancel=cancel)
 
-    def check_fits(self, transcripts: Sequence[Sequence[dict[str, str]]], params: GenParams) -> None:
+    def check_fits(self, transcripts: Sequence[Sequence[dict[str, str]]], params: GenerationConfig) -> None:
         """:class:`Refusal` when a transcript plus ``params.max_new_tokens`` exceeds the model's context."""
         check_fits(self.base, transcripts, params.max_new_tokens)
 

@@ -24,10 +24,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from phi3_lora_hub import phi3_format
-from phi3_lora_hub.arena.votes import GenParams
+import torch
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
 from phi3_lora_hub.evaluation.models import active_adapter
-from phi3_lora_hub.model.loading import stop_token_ids
+from phi3_lora_hub.generation import decoding_config, left_padded, private_rng, prompt_ids, stop_ids_of
 from phi3_lora_hub.space.base_model import ServedBase
 from phi3_lora_hub.space.hub_adapters import LocalAdapter
 from phi3_lora_hub.space.refusal import Refusal
@@ -63,16 +64,14 @@ class SideProgress:
         return self.finish_reason is not None
 
 
-def _cancel_criterion(event: threading.Event) -> Any:
-    """A ``StoppingCriteria`` that ends generation for every row once ``event`` is set."""
-    import torch
-    from transformers import StoppingCriteria
+class Cancelled(StoppingCriteria):
+    """Ends generation for every row once ``event`` is set."""
 
-    class Cancelled(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
 
-    return Cancelled()
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class RowStreamer:
@@ -139,18 +138,10 @@ class RowStreamer:
         self.events.put((self.slots[row], SideProgress(text, len(self.tokens[row]), reason, latency)))
 
 
-def encode(tokenizer: Any, conversations: Sequence[Messages], device: Any) -> dict[str, Any]:
-    """Render each conversation in the Phi-3 format with a generation prompt; one left-padded batch."""
-    texts = [phi3_format.render(messages, add_generation_prompt=True).text for messages in conversations]
-    encoded = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    return {key: value.to(device) for key, value in encoded.items()}
-
-
 def check_fits(base: ServedBase, conversations: Sequence[Messages], max_new_tokens: int) -> None:
     """Raise :class:`Refusal` when a conversation plus ``max_new_tokens`` exceeds the base's context."""
-    for messages in conversations:
-        text = phi3_format.render(messages, add_generation_prompt=True).text
-        length = len(base.tokenizer(text, add_special_tokens=False)["input_ids"])
+    for ids in prompt_ids(base.tokenizer, conversations):
+        length = len(ids)
         if length + max_new_tokens > base.context_tokens:
             raise Refusal(
                 f"The conversation is {length} tokens long; with {max_new_tokens} new tokens it would not fit the "
@@ -162,7 +153,7 @@ def stream_pair(
     base: ServedBase,
     registry: AdapterRegistry,
     sides: Sequence[SideRequest],
-    params: GenParams,
+    params: GenerationConfig,
     *,
     cancel: threading.Event | None = None,
 ) -> Iterator[list[SideProgress]]:
@@ -207,7 +198,7 @@ def _generate_all(
     base: ServedBase,
     registry: AdapterRegistry,
     sides: list[SideRequest],
-    params: GenParams,
+    params: GenerationConfig,
     cancel: threading.Event,
     events: queue.Queue,
 ) -> None:
@@ -235,36 +226,27 @@ def _generate(
     model: Any,
     sides: Sequence[SideRequest],
     slots: Sequence[int],
-    params: GenParams,
+    params: GenerationConfig,
     cancel: threading.Event,
     events: queue.Queue,
     **extra: Any,
 ) -> None:
-    import torch
-    from transformers import StoppingCriteriaList
-
     device = base.device
-    inputs = encode(base.tokenizer, [side.messages for side in sides], device)
-    stops = stop_token_ids(base.tokenizer)
+    config = decoding_config(base.tokenizer, params)
+    inputs = left_padded(prompt_ids(base.tokenizer, [side.messages for side in sides]), config.pad_token_id, device)
     streamer = RowStreamer(
         base.tokenizer,
         slots,
-        stop_ids=stops,
-        max_new_tokens=params.max_new_tokens,
+        stop_ids=sorted(stop_ids_of(config)),
+        max_new_tokens=config.max_new_tokens,
         events=events,
         started=time.perf_counter(),
     )
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.inference_mode():
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
+    with private_rng(config, device), torch.inference_mode():
         model.generate(
             **inputs,
-            **params.generate_kwargs(),
-            eos_token_id=stops,
-            pad_token_id=base.tokenizer.convert_tokens_to_ids(phi3_format.EOS),
+            generation_config=config,
             streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([_cancel_criterion(cancel)]),
-            use_cache=True,
+            stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
             **extra,
         )

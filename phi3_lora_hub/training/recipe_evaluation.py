@@ -16,6 +16,7 @@ from transformers import GenerationConfig, PreTrainedTokenizerBase, Trainer
 
 from phi3_lora_hub.config.recipe_config import RecipeConfig
 from phi3_lora_hub.data.prepare import DataOptions, PreparedData
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.errors import ConfigError, DataError
 from phi3_lora_hub.evaluation.data import (
     EvalExample,
@@ -64,13 +65,12 @@ def _prepared_examples(tokenizer, dataset, limit: int | None) -> list[EvalExampl
 
 def sample_generation_config(section: Mapping[str, Any]) -> GenerationConfig:
     """How the sample answers of an ``evaluation`` section are decoded (its ``sample_max_new_tokens``)."""
-    temperature = float(section["temperature"])
-    sampling = {"temperature": temperature, "top_p": float(section["top_p"])} if temperature > 0 else {}
-    return GenerationConfig(
-        do_sample=temperature > 0,
+    return chat_generation_config(
+        temperature=float(section["temperature"]),
+        top_p=float(section["top_p"]),
         max_new_tokens=int(section["sample_max_new_tokens"]),
         repetition_penalty=float(section["repetition_penalty"]),
-        **sampling,
+        seed=section["seed"],
     )
 
 

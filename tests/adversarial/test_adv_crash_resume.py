@@ -176,7 +176,7 @@ def test_adv_crash_sample_answers_are_written_atomically_and_a_cut_file_does_not
     a file that cannot be read (one written by an older version, say) instead of crashing."""
     from types import SimpleNamespace
 
-    from phi3_lora_hub.arena.votes import GenParams
+    from phi3_lora_hub.decoding import chat_generation_config
     from phi3_lora_hub.evaluation import samples
     from phi3_lora_hub.evaluation.samples import (
         SAMPLES_FILE,
@@ -188,7 +188,9 @@ def test_adv_crash_sample_answers_are_written_atomically_and_a_cut_file_does_not
     )
 
     prompts = [SamplePrompt([{"role": "user", "content": "Where is north?"}])]
-    history = SampleGenerations(prompts, GenParams(), "user", [StepSamples(0, 0.0, [SampleAnswer("Up.", "stop", 2)])])
+    history = SampleGenerations(
+        prompts, chat_generation_config(), "user", [StepSamples(0, 0.0, [SampleAnswer("Up.", "stop", 2)])]
+    )
     checkpoint = tmp_path / "checkpoint-4"
     history.write(checkpoint)
     before = (checkpoint / SAMPLES_FILE).read_bytes()
@@ -197,7 +199,7 @@ def test_adv_crash_sample_answers_are_written_atomically_and_a_cut_file_does_not
         raise OSError("killed before the rename")
 
     step_2 = StepSamples(2, 1.0, history.steps[0].answers)
-    longer = SampleGenerations(prompts, GenParams(), "user", [*history.steps, step_2])
+    longer = SampleGenerations(prompts, chat_generation_config(), "user", [*history.steps, step_2])
     monkeypatch.setattr(samples.os, "replace", crash)
     with pytest.raises(OSError):
         longer.write(checkpoint)
@@ -205,7 +207,7 @@ def test_adv_crash_sample_answers_are_written_atomically_and_a_cut_file_does_not
     assert (checkpoint / SAMPLES_FILE).read_bytes() == before  # never a half-written file
 
     (checkpoint / SAMPLES_FILE).write_bytes(before[: len(before) // 2])  # as an older version could leave it
-    callback = SampleGenerationsCallback(prompts, GenParams(), "user")
+    callback = SampleGenerationsCallback(prompts, chat_generation_config(), source="user")
     caplog.set_level(logging.WARNING)
     args, state = SimpleNamespace(output_dir=str(tmp_path)), SimpleNamespace(global_step=4, is_world_process_zero=True)
     callback.on_train_begin(args, state, SimpleNamespace())  # no model: nothing is generated here

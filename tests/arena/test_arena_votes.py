@@ -9,7 +9,6 @@ import pytest
 import phi3_lora_hub
 from phi3_lora_hub.arena.ratings import model_records
 from phi3_lora_hub.arena.votes import (
-    GenParams,
     ModelRef,
     SideRecord,
     VoteRecord,
@@ -18,6 +17,7 @@ from phi3_lora_hub.arena.votes import (
     read_votes,
     to_battles,
 )
+from phi3_lora_hub.decoding import chat_generation_config
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -42,7 +42,7 @@ def make_vote(vote: str = "leftvote", **changes) -> VoteRecord:
         "left": left,
         "right": right,
         "vote": vote,
-        "gen_params": GenParams(temperature=0.7, top_p=0.9, max_new_tokens=64, seed=3),
+        "gen_params": chat_generation_config(temperature=0.7, top_p=0.9, max_new_tokens=64, seed=3),
         "system_prompt": "Be brief.",
         "session_hash": "f3a9c0d1e2",
         "tstamp": 1_700_000_000.0,
@@ -68,10 +68,10 @@ def test_record_round_trips_through_json_with_derived_fields():
     assert data["left"]["tokens_per_s"] == pytest.approx(12.0)
     assert data["left"]["len_chars"] == len("Lima. Safe travels!")
     assert data["gen_params"] == {
+        "max_new_tokens": 64,
+        "do_sample": True,
         "temperature": 0.7,
         "top_p": 0.9,
-        "max_new_tokens": 64,
-        "repetition_penalty": 1.0,
         "seed": 3,
     }
     assert data["source"] == "human" and data["schema_version"] == 1
@@ -101,7 +101,18 @@ def test_invalid_records_are_refused():
     with pytest.raises(ValueError, match="finish_reason"):
         VoteRecord.from_dict(data)
     with pytest.raises(ValueError, match="top_p"):
-        GenParams(top_p=0)
+        chat_generation_config(top_p=0)
+
+
+def test_a_vote_written_before_generation_configs_reads_back_with_the_same_decoding():
+    """Vote files written when the settings were five plain entries keep loading, as the same decoding."""
+    data = make_vote().to_dict()
+    data["gen_params"] = {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 64, "repetition_penalty": 1.0, "seed": 3}
+    old = VoteRecord.from_dict(data)
+    assert old.gen_params == chat_generation_config(max_new_tokens=64, seed=3)
+    assert not old.gen_params.do_sample and old.gen_params.seed == 3
+    sampled = dict(data, gen_params={**data["gen_params"], "temperature": 0.7, "top_p": 0.9})
+    assert VoteRecord.from_dict(sampled).gen_params.to_diff_dict()["temperature"] == 0.7
 
 
 def test_append_and_read_jsonl(tmp_path):

@@ -35,7 +35,7 @@ def test_sampling_settings_are_recorded_and_the_default_is_greedy_with_64_new_to
     params = sampled.samples.gen_params
     assert (params.temperature, params.top_p, params.seed) == (0.7, 0.9, 3)
     default = SampleGenerationsCallback(PROMPTS).samples.gen_params
-    assert (default.temperature, default.max_new_tokens, default.seed) == (0.0, 64, 0)
+    assert (default.do_sample, default.max_new_tokens, default.seed) == (False, 64, 0)
 
 
 def test_a_prompt_the_model_cannot_answer_is_refused():

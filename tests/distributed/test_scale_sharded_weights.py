@@ -16,7 +16,7 @@ from transformers import TrainerState, TrainingArguments
 
 import phi3_lora_hub.distributed.processes as distributed
 import phi3_lora_hub.evaluation.samples as samples
-from phi3_lora_hub.arena.votes import GenParams
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.evaluation.samples import SampleGenerationsCallback, SamplePrompt
 from phi3_lora_hub.training.recipe_evaluation import evaluate_after_training
 
@@ -61,7 +61,9 @@ def test_evaluation_after_training_runs_on_the_main_process_only(monkeypatch, tm
 def test_sample_generations_are_off_with_sharded_weights(sharded, untrained_tiny_model, tmp_path, caplog):
     from phi3_lora_hub.model.loading import load_tokenizer
 
-    callback = SampleGenerationsCallback([SamplePrompt([{"role": "user", "content": "Hi"}])], GenParams(), "user")
+    callback = SampleGenerationsCallback(
+        [SamplePrompt([{"role": "user", "content": "Hi"}])], chat_generation_config(), source="user"
+    )
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
     state = TrainerState(is_world_process_zero=True)
     model = SimpleNamespace(generate=None)  # never used: generating is not attempted

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from phi3_lora_hub import phi3_format
-from phi3_lora_hub.arena.votes import GenParams
 from phi3_lora_hub.data.tokenization import IGNORE_INDEX, tokenize_conversations
-from phi3_lora_hub.evaluation.generate import generate_answers
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.evaluation.metrics import load_metric
+from phi3_lora_hub.generation import generate_replies
 
 CONVERSATIONS = [
     [
@@ -45,7 +45,7 @@ def direct_nll(model, tokenizer, conversation) -> tuple[float, int]:
 
 @pytest.fixture(scope="module")
 def base(tiny_model_dir):
-    from phi3_lora_hub.generation import load_for_inference
+    from phi3_lora_hub.model.loading import load_for_inference
 
     return load_for_inference(str(tiny_model_dir))
 
@@ -98,25 +98,13 @@ def test_perplexity_scores_the_evaluated_model_itself(base, trained_run, tiny_mo
     assert not any(p.requires_grad for p in model.parameters())  # switching adapters kept them frozen
 
 
-def test_generations_match_the_chat_helper(base):
-    from phi3_lora_hub.generation import generate_replies
-
-    model, tokenizer = base
-    prompts = [conversation[:-1] for conversation in CONVERSATIONS]
-    ours = generate_answers(model, tokenizer, prompts, GenParams(max_new_tokens=20), batch_size=2)
-    replies = generate_replies(model, tokenizer, prompts, max_new_tokens=20, batch_size=2)
-    assert [g.text for g in ours] == [r.text for r in replies]
-    assert [g.new_tokens for g in ours] == [r.new_tokens for r in replies]
-    assert [g.finish_reason == "stop" for g in ours] == [r.stopped for r in replies]
-
-
 def test_stop_rate_of_a_model_that_stops_and_one_that_never_does(base, tiny_model_dir):
-    from phi3_lora_hub.generation import load_for_inference
+    from phi3_lora_hub.model.loading import load_for_inference
 
     model, tokenizer = base
     prompts = [conversation[:-1] for conversation in CONVERSATIONS] * 2
-    params = GenParams(max_new_tokens=40)
-    stopping = generate_answers(model, tokenizer, prompts, params, batch_size=4)
+    params = chat_generation_config(max_new_tokens=40)
+    stopping = generate_replies(model, tokenizer, prompts, params, batch_size=4)
     assert all(g.finish_reason == "stop" for g in stopping)
     assert all(g.raw_text.endswith(phi3_format.STOP_TOKENS) for g in stopping)
 
@@ -126,7 +114,7 @@ def test_stop_rate_of_a_model_that_stops_and_one_that_never_does(base, tiny_mode
     stop_ids = [tokenizer.convert_tokens_to_ids(token) for token in phi3_format.STOP_TOKENS]
     with torch.no_grad():
         rambling.lm_head.weight[stop_ids] = 0.0
-    never = generate_answers(rambling, tokenizer, prompts, params, batch_size=4)
+    never = generate_replies(rambling, tokenizer, prompts, params, batch_size=4)
     assert all(g.finish_reason == "length" and g.new_tokens == 40 for g in never)
 
     metric = load_metric("stop_rate")
@@ -141,5 +129,7 @@ def test_generation_leaves_the_global_rng_alone(base):
     model, tokenizer = base
     torch.manual_seed(1234)
     before = torch.get_rng_state()
-    generate_answers(model, tokenizer, [CONVERSATIONS[0][:-1]], GenParams(max_new_tokens=4, temperature=0.7, seed=5))
+    generate_replies(
+        model, tokenizer, [CONVERSATIONS[0][:-1]], chat_generation_config(max_new_tokens=4, temperature=0.7, seed=5)
+    )
     assert torch.equal(before, torch.get_rng_state())

@@ -6,7 +6,8 @@ import pytest
 from sacrebleu.metrics import CHRF
 
 from phi3_lora_hub.arena.ratings import wilson_interval
-from phi3_lora_hub.arena.votes import GenParams, read_votes
+from phi3_lora_hub.arena.votes import read_votes
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.evaluation.compare import Judgement, MetricJudge, compare_models, judge_pair
 from phi3_lora_hub.evaluation.data import EvalExample
@@ -69,7 +70,7 @@ def comparison(trained_run, second_adapter, heldout_file):
         str(second_adapter),
         examples,
         dataset=source,
-        gen_params=GenParams(max_new_tokens=24),
+        gen_params=chat_generation_config(max_new_tokens=24),
         batch_size=4,
         progress=False,
     )
@@ -101,14 +102,14 @@ def test_compare_two_adapters(comparison, trained_run, second_adapter):
 
 def test_compare_answers_are_each_adapters_own(comparison, trained_run, second_adapter, tiny_model_dir):
     """Loading both adapters on one base and switching gives what each adapter gives when loaded alone."""
-    from phi3_lora_hub.evaluation.generate import generate_answers
-    from phi3_lora_hub.generation import load_for_inference
+    from phi3_lora_hub.generation import generate_replies
+    from phi3_lora_hub.model.loading import load_for_inference
 
     report, examples = comparison
     prompts = [example.prompt for example in examples]
     for adapter, answers in ((trained_run.adapter_dir, "answer_a"), (second_adapter, "answer_b")):
         model, tokenizer = load_for_inference(str(tiny_model_dir), adapter)
-        alone = generate_answers(model, tokenizer, prompts, GenParams(max_new_tokens=24), batch_size=4)
+        alone = generate_replies(model, tokenizer, prompts, chat_generation_config(max_new_tokens=24), batch_size=4)
         assert [g.text for g in alone] == [getattr(o, answers) for o in report.outcomes]
 
 
@@ -139,5 +140,5 @@ def test_compare_refuses_the_same_model_twice(trained_run, heldout_file):
             str(trained_run.adapter_dir) + "/",
             [EXAMPLE],
             dataset="x",
-            gen_params=GenParams(),
+            gen_params=chat_generation_config(),
         )

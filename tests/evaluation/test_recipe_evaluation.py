@@ -48,7 +48,7 @@ def test_report_numbers_are_the_saved_adapters_numbers(trained_run, tiny_model_d
     """Reload the saved adapter from disk and recompute its perplexity on the report's examples."""
     from phi3_lora_hub.evaluation.data import conversations_from_token_ids, examples_from_conversations
     from phi3_lora_hub.evaluation.perplexity import assistant_perplexity
-    from phi3_lora_hub.generation import load_for_inference
+    from phi3_lora_hub.model.loading import load_for_inference
 
     report = EvaluationReport.read(trained_run.adapter_dir)
     recipe = trained_run.recipe

@@ -28,14 +28,14 @@ def test_each_checkpoint_stores_the_answers_up_to_its_step(trained_run):
 
 def test_stored_answers_are_what_each_checkpoint_says(trained_run, tiny_model_dir):
     """Reload the base and the step-15 checkpoint from disk: they answer exactly what was stored."""
-    from phi3_lora_hub.evaluation.generate import generate_answers
-    from phi3_lora_hub.generation import load_for_inference
+    from phi3_lora_hub.generation import generate_replies
+    from phi3_lora_hub.model.loading import load_for_inference
 
     stored = SampleGenerations.read(trained_run.output_dir / "checkpoint-15")
     prompts = [prompt.messages for prompt in stored.prompts]
     for step, adapter in ((0, None), (15, trained_run.output_dir / "checkpoint-15")):
         model, tokenizer = load_for_inference(str(tiny_model_dir), adapter)
-        answers = generate_answers(model, tokenizer, prompts, stored.gen_params, batch_size=len(prompts))
+        answers = generate_replies(model, tokenizer, prompts, stored.gen_params, batch_size=len(prompts))
         expected = next(s for s in stored.steps if s.step == step).answers
         assert [a.text for a in answers] == [a.text for a in expected], f"step {step}"
         assert [a.new_tokens for a in answers] == [a.new_tokens for a in expected]
@@ -88,11 +88,11 @@ def test_callback_runs_on_the_main_process_only_and_once_per_step(tmp_path, tiny
     from transformers import GenerationConfig, TrainerControl, TrainingArguments
 
     from phi3_lora_hub.evaluation import samples as samples_module
-    from phi3_lora_hub.generation import load_for_inference
+    from phi3_lora_hub.model.loading import load_for_inference
 
     calls = []
-    real = samples_module.generate_answers
-    monkeypatch.setattr(samples_module, "generate_answers", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = samples_module.generate_replies
+    monkeypatch.setattr(samples_module, "generate_replies", lambda *a, **k: calls.append(1) or real(*a, **k))
 
     model, tokenizer = load_for_inference(str(tiny_model_dir))
     callback = SampleGenerationsCallback(

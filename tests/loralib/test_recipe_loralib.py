@@ -79,7 +79,7 @@ def test_evaluation_during_training_leaves_the_pretrained_weights_bit_for_bit(ru
 
 
 def test_the_adapter_directory_is_a_plain_peft_adapter_with_the_same_outputs(run, tiny_model_dir):
-    from phi3_lora_hub.generation import load_for_inference
+    from phi3_lora_hub.model.loading import load_for_inference
 
     recipe, result = run
     assert {path.name for path in result.adapter_dir.iterdir()} >= PEFT_FILES | LORALIB_FILES
@@ -153,7 +153,7 @@ def test_the_adapter_merges_and_chats_like_any_other(run, tmp_path):
     """Runs last: chat() switches the in-memory model to eval(), which lets loralib merge its weights."""
     from transformers import AutoModelForCausalLM
 
-    from phi3_lora_hub.generation import load_for_inference
+    from phi3_lora_hub.model.loading import load_for_inference
 
     recipe, result = run
     merged = AutoModelForCausalLM.from_pretrained(str(recipe.merge_and_save(tmp_path / "merged")))

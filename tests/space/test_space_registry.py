@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from phi3_lora_hub.arena.votes import GenParams
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.space.base_model import load_base
 from phi3_lora_hub.space.compat import BaseSignature
 from phi3_lora_hub.space.hub_adapters import AdapterSource
@@ -19,7 +19,7 @@ from phi3_lora_hub.space.repo_policy import AllowList
 from phi3_lora_hub.space.streaming import RowStreamer, SideRequest, stream_pair
 
 PROMPTS = ["What currency is used in Peru?", "What is the capital of Japan?", "Where is Kenya?"]
-PARAMS = GenParams(max_new_tokens=24)
+PARAMS = chat_generation_config(max_new_tokens=24)
 MODELS = ("base", "main", "step-4", "terse")
 
 
@@ -167,7 +167,7 @@ def test_an_adapter_of_another_shape_replaces_the_oldest_by_unloading_it(
 
 def test_closing_the_stream_stops_generation_and_frees_the_model(tiny_model_dir, fetched):
     base, registry = serve(tiny_model_dir)
-    params = GenParams(max_new_tokens=400, temperature=1.0, seed=1)
+    params = chat_generation_config(max_new_tokens=400, temperature=1.0, seed=1)
     long_answer = [{"role": "user", "content": "Please write a poem about the sea."}]
     stream = stream_pair(base, registry, [SideRequest(long_answer, None), SideRequest(long_answer, None)], params)
     first = next(stream)
@@ -213,8 +213,8 @@ def test_dora_adapters_are_answered_one_pane_after_the_other(tiny_model_dir, tmp
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from phi3_lora_hub.evaluation.generate import generate_answers
-    from phi3_lora_hub.generation import load_for_inference
+    from phi3_lora_hub.generation import generate_replies
+    from phi3_lora_hub.model.loading import load_for_inference
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     config = LoraConfig(r=4, target_modules=["qkv_proj", "o_proj"], use_dora=True, init_lora_weights=False)
@@ -227,7 +227,7 @@ def test_dora_adapters_are_answered_one_pane_after_the_other(tiny_model_dir, tmp
     dora = AdapterSource(base.signature, AllowList.of(["tester/*"])).fetch("tester/space-dora")
     assert dora.uses_dora
     alone_model, tokenizer = load_for_inference(str(tiny_model_dir), tmp_path / "dora")
-    alone = generate_answers(alone_model, tokenizer, [chat(PROMPTS[0])], PARAMS)[0].text
+    alone = generate_replies(alone_model, tokenizer, [chat(PROMPTS[0])], PARAMS)[0].text
     sides = [SideRequest(chat(PROMPTS[0]), None), SideRequest(chat(PROMPTS[0]), dora)]
     result = final(stream_pair(base, registry, sides, PARAMS))
     assert [side.text for side in result] == [expected["base"][0], alone]

@@ -11,7 +11,8 @@ import pytest
 from phi3_testing import FAKE_TOKEN
 
 from phi3_lora_hub.arena.ratings import leaderboard, model_records, wilson_interval
-from phi3_lora_hub.arena.votes import GenParams, ModelRef, SideRecord, VoteRecord, read_votes, to_battles
+from phi3_lora_hub.arena.votes import ModelRef, SideRecord, VoteRecord, read_votes, to_battles
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.space.conversation import Contender, Match
 from phi3_lora_hub.space.hub_adapters import AdapterKey, LocalAdapter
 from phi3_lora_hub.space.leaderboard import PRIOR_L2, CachedLeaderboard, display_name, rows
@@ -33,7 +34,7 @@ BASE = Contender()
 
 def played(match: Match, answers=("Peru uses the sol. Safe travels!", "In Peru they pay with the sol.")) -> Match:
     match.system_prompt = "You are Compass."
-    match.params = GenParams(temperature=0.7, top_p=0.9, max_new_tokens=32, seed=5)
+    match.params = chat_generation_config(temperature=0.7, top_p=0.9, max_new_tokens=32, seed=5)
     match.add_user_turn("What currency is used in Peru?", max_turns=3)
     match.show_progress([SideProgress(answers[0], 6, "stop", 0.25), SideProgress(answers[1], 9, "length", 0.5)])
     return match
@@ -56,7 +57,7 @@ def test_a_named_match_becomes_a_complete_vote_record(tmp_path):
     assert record.right.answer == "In Peru they pay with the sol."
     assert (record.left.latency_s, record.left.new_tokens, record.left.finish_reason) == (0.25, 6, "stop")
     assert (record.right.latency_s, record.right.new_tokens, record.right.finish_reason) == (0.5, 9, "length")
-    assert record.gen_params == GenParams(temperature=0.7, top_p=0.9, max_new_tokens=32, seed=5)
+    assert record.gen_params == chat_generation_config(temperature=0.7, top_p=0.9, max_new_tokens=32, seed=5)
     assert (record.winner, record.mode, record.swapped, record.source) == ("model_a", "named", False, "human")
     assert record.session_hash == "k3j2h1session" and record.conv_id == match.conv_id
     line = record.to_json()

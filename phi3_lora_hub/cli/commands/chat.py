@@ -38,24 +38,23 @@ def base_model_of(adapter: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from phi3_lora_hub.decoding import chat_generation_config
     from phi3_lora_hub.errors import ConfigError
-    from phi3_lora_hub.generation import generate_replies, load_for_inference
+    from phi3_lora_hub.generation import generate_replies
+    from phi3_lora_hub.model.loading import load_for_inference
 
     if args.adapter is None and args.base_model is None:
         raise ConfigError("Pass --adapter DIR (or --base-model to chat with a base model).")
     base = args.base_model or base_model_of(args.adapter)
     model, tokenizer = load_for_inference(base, args.adapter)
     history = [{"role": "system", "content": args.system}] if args.system else []
-    settings = {
-        "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "seed": args.seed,
-    }
+    settings = chat_generation_config(
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed
+    )
 
     def answer(text: str) -> str:
         history.append({"role": "user", "content": text})
-        reply = generate_replies(model, tokenizer, [history], **settings)[0]
+        reply = generate_replies(model, tokenizer, [history], settings)[0]
         history.append({"role": "assistant", "content": reply.text})
         return reply.text if reply.stopped else reply.text + " [cut at --max-new-tokens]"
 

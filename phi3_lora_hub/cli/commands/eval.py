@@ -54,11 +54,12 @@ def load_cli_examples(args: argparse.Namespace):
 
 
 def cli_gen_params(args: argparse.Namespace):
-    from phi3_lora_hub.arena.votes import GenParams
+    """The ``GenerationConfig`` of the generation flags; ``ConfigError`` naming a flag out of range."""
+    from phi3_lora_hub.decoding import chat_generation_config
     from phi3_lora_hub.errors import ConfigError
 
     try:
-        return GenParams(
+        return chat_generation_config(
             temperature=args.temperature,
             top_p=args.top_p,
             max_new_tokens=args.max_new_tokens,
