@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from phi3_lora_hub.callbacks.checkpoint_files import CheckpointFilesCallback
     from phi3_lora_hub.callbacks.hub_push import HubPushCallback
     from phi3_lora_hub.callbacks.model_card import ModelCardCallback
-    from phi3_lora_hub.evaluation.samples import SampleGenerationsCallback
+    from phi3_lora_hub.callbacks.sample_generations import SampleGenerationsCallback
     from phi3_lora_hub.hub.adapter_push import push_adapter
     from phi3_lora_hub.hub.errors import HubAuthError, HubError, HubPushError, HubResumeError
     from phi3_lora_hub.hub.resume import resume_checkpoint_from_hub
@@ -33,7 +33,7 @@ _EXPORTS = {
     "HubPushCallback": "callbacks.hub_push",
     "ModelCardCallback": "callbacks.model_card",
     "CheckpointFilesCallback": "callbacks.checkpoint_files",
-    "SampleGenerationsCallback": "evaluation.samples",
+    "SampleGenerationsCallback": "callbacks.sample_generations",
     "push_adapter": "hub.adapter_push",
     "resume_checkpoint_from_hub": "hub.resume",
     "HubError": "hub.errors",

@@ -27,6 +27,7 @@ from transformers import GenerationConfig
 from phi3_lora_hub import phi3_format
 from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.model.loading import stop_token_ids
+from phi3_lora_hub.progress_bars import progress_bars
 
 Messages = Sequence[dict[str, str]]
 FinishReason = Literal["stop", "length"]
@@ -136,8 +137,6 @@ def generate_replies(
     tokenizer nor the caller's RNG state is changed.
     """
     from tqdm.auto import tqdm
-
-    from phi3_lora_hub.training.progress import progress_bars
 
     config = decoding_config(tokenizer, generation_config)
     stops = stop_ids_of(config)

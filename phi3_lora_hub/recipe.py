@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import GenerationConfig
 
+from phi3_lora_hub.callbacks.checkpoint_files import CheckpointFilesCallback
+from phi3_lora_hub.callbacks.model_card import ModelCardCallback
+from phi3_lora_hub.cards.render import check_template
 from phi3_lora_hub.config.field_types import check_values, coerce_numbers
 from phi3_lora_hub.config.lora import build_lora_config, resolve_lora
 from phi3_lora_hub.config.recipe_config import (
@@ -29,6 +32,7 @@ from phi3_lora_hub.config.recipe_config import (
 from phi3_lora_hub.config.training import resolve_training
 from phi3_lora_hub.data.prepare import DataOptions, PreparedData, hold_out, prepare_dataset
 from phi3_lora_hub.data.sources import check_split, read_rows
+from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.distributed.launch import prepare_launch
 from phi3_lora_hub.distributed.processes import (
     global_batch_summary,
@@ -37,14 +41,24 @@ from phi3_lora_hub.distributed.processes import (
     save_trained_adapter,
 )
 from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.evaluation.perplexity import perplexity_from_nll
 from phi3_lora_hub.evaluation.settings import resolve_evaluation
+from phi3_lora_hub.generation import generate_replies, phi3_generation_config
 from phi3_lora_hub.hardware import Hardware, detect_hardware
+from phi3_lora_hub.loralib_backend.patching import patch_phi3
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec, is_loralib
-from phi3_lora_hub.model.loading import load_base_model, load_tokenizer, model_reference
+from phi3_lora_hub.loralib_backend.trainer import LoralibSFTTrainer
+from phi3_lora_hub.model.loading import load_base_model, load_for_inference, load_tokenizer, model_reference
+from phi3_lora_hub.model.merging import merge_adapter
 from phi3_lora_hub.model.quantization import check_quantization
 from phi3_lora_hub.model.targets import check_target_modules
 from phi3_lora_hub.model.tiny import resolve_model_alias
 from phi3_lora_hub.result import TrainResult
+from phi3_lora_hub.training.interrupt import reporting_interrupts
+from phi3_lora_hub.training.progress import install_progress, quiet_library_progress_bars
+from phi3_lora_hub.training.recipe_evaluation import evaluate_after_training, evaluate_recipe, sample_callback
+from phi3_lora_hub.training.recipe_hub import check_resume_request, hub_callback_for, publishing, resume_point
+from phi3_lora_hub.training.trainer import Phi3SFTTrainer, trainer_arguments
 
 if TYPE_CHECKING:
     from phi3_lora_hub.callbacks.checkpoint_files import CheckpointFilesCallback
@@ -109,7 +123,6 @@ class Phi3LoraRecipe:
         if is_loralib(self.config.lora) and self.config.quantization:
             raise ConfigError("lora backend='loralib' wraps plain nn.Linear layers: it cannot train QLoRA; use 'peft'.")
         self.callbacks = list(callbacks or [])
-        from phi3_lora_hub.training.recipe_hub import hub_callback_for
 
         self.hub_callback = hub_callback_for(self.config, self.callbacks)
         """Pushes every checkpoint to the Hub when ``hub_model_id`` is set (see ``phi3_lora_hub.hub``)."""
@@ -221,8 +234,6 @@ class Phi3LoraRecipe:
         )
         check_target_modules(model, config.lora["target_modules"])
         if is_loralib(config.lora):  # loralib backend: swap in loralib layers now; the trainer gets no peft_config
-            from phi3_lora_hub.loralib_backend.patching import patch_phi3
-
             patch_phi3(model, LoralibSpec.from_dict(config.lora), seed=config.training.get("seed"))
         if config.quantization:
             from peft import prepare_model_for_kbit_training
@@ -247,10 +258,6 @@ class Phi3LoraRecipe:
     def build_trainer(self, model=None, tokenizer=None, data: PreparedData | None = None):
         """A ready ``trl.SFTTrainer`` with the LoRA config, the prepared data and the recipe's callbacks."""
         from trl import SFTConfig
-
-        from phi3_lora_hub.training.progress import install_progress, quiet_library_progress_bars
-        from phi3_lora_hub.training.recipe_evaluation import sample_callback
-        from phi3_lora_hub.training.trainer import Phi3SFTTrainer, trainer_arguments
 
         config = self.config
         check_quantization(config.quantization, self.hardware)  # QLoRA's GPU and bitsandbytes, before anything loads
@@ -285,8 +292,6 @@ class Phi3LoraRecipe:
         if self.hub_callback is not None and self.hub_callback not in callbacks:
             callbacks.append(self.hub_callback)  # last: it pushes what the other callbacks wrote into checkpoints
         if is_loralib(config.lora):
-            from phi3_lora_hub.loralib_backend.trainer import LoralibSFTTrainer
-
             trainer_class, lora_kwargs = LoralibSFTTrainer, self._loralib_trainer_kwargs()
         else:
             lora_config = build_lora_config(config.lora, base_model_name_or_path=config.model)
@@ -323,13 +328,9 @@ class Phi3LoraRecipe:
         Under a launcher every process trains, evaluates the loss and saves together; the adapter files, the
         evaluation report and the Hub pushes come from the main process, which alone has anything left to do then.
         """
-        from phi3_lora_hub.training.interrupt import reporting_interrupts
-        from phi3_lora_hub.training.recipe_hub import check_resume_request, publishing, resume_point
 
         check_quantization(self.config.quantization, self.hardware)  # before the Hub, the tokenizer and the data
         if self.config.hub_card_template is not None:  # found wrong now, not when the first card is written
-            from phi3_lora_hub.cards.render import check_template
-
             check_template(self.config.hub_card_template)
         check_resume_request(self.hub_callback, resume_from_checkpoint, resume_from_hub)
         # publishing checks the Hub token before anything is loaded; Ctrl-C becomes TrainingInterrupted, which says
@@ -346,8 +347,6 @@ class Phi3LoraRecipe:
                 metrics.update(self._trainer_eval_metrics())
             adapter_dir = self.save(Path(self.config.output_dir) / ADAPTER_SUBDIR, card=False)
             if has_eval and self.config.evaluation["on_train_end"]:
-                from phi3_lora_hub.training.recipe_evaluation import evaluate_after_training
-
                 evaluate_after_training(self)  # writes <adapter_dir>/eval_results.json, the numbers of the model card
             if trainer.args.should_save:
                 self.write_card(adapter_dir)  # after the evaluation, so the card shows it
@@ -373,8 +372,6 @@ class Phi3LoraRecipe:
         Taken from the evaluation of the last step when training ran one (it evaluates at every save) and kept its
         weights, else run now.
         """
-        from phi3_lora_hub.evaluation.perplexity import perplexity_from_nll
-
         state = self.trainer.state
         last = next((entry for entry in reversed(state.log_history) if "eval_loss" in entry), None)
         if last is not None and last.get("step") == state.global_step and not self.trainer.args.load_best_model_at_end:
@@ -404,8 +401,6 @@ class Phi3LoraRecipe:
         ``eval_results.json`` in the adapter directory (or ``output_dir``); see
         :class:`~phi3_lora_hub.evaluation.report.EvaluationReport`.
         """
-        from phi3_lora_hub.training.recipe_evaluation import evaluate_recipe
-
         return evaluate_recipe(
             self, adapter, dataset=dataset, split=split, output=output, progress=progress, **settings
         )
@@ -415,8 +410,6 @@ class Phi3LoraRecipe:
     def _files_callback(self) -> CheckpointFilesCallback:
         """The :class:`~phi3_lora_hub.callbacks.checkpoint_files.CheckpointFilesCallback` with this recipe's values:
         its YAML, Phi-3's generation config, and the data report once the data is prepared."""
-        from phi3_lora_hub.callbacks.checkpoint_files import CheckpointFilesCallback
-        from phi3_lora_hub.generation import phi3_generation_config
 
         reports = None
         if self.data is not None:
@@ -431,8 +424,6 @@ class Phi3LoraRecipe:
 
     def _card_callback(self) -> ModelCardCallback:
         """The :class:`~phi3_lora_hub.callbacks.model_card.ModelCardCallback` with this recipe's card settings."""
-        from phi3_lora_hub.callbacks.model_card import ModelCardCallback
-
         config = self.config
         return ModelCardCallback(
             config.hub_model_id, template=config.hub_card_template, license=config.hub_card_license
@@ -481,8 +472,6 @@ class Phi3LoraRecipe:
 
     def merge_and_save(self, directory: str | Path, adapter: str | Path | None = None) -> Path:
         """Merge the adapter into a fresh copy of the base model and save a plain ``transformers`` checkpoint."""
-        from phi3_lora_hub.model.merging import merge_adapter
-
         return merge_adapter(
             self.config.model, adapter or self.adapter_dir(), directory, revision=self.config.model_revision
         )
@@ -496,9 +485,6 @@ class Phi3LoraRecipe:
         :func:`~phi3_lora_hub.decoding.chat_generation_config` (``temperature``, ``top_p``, ``max_new_tokens``,
         ``repetition_penalty``, ``seed``; greedy by default).
         """
-        from phi3_lora_hub.decoding import chat_generation_config
-        from phi3_lora_hub.generation import generate_replies
-        from phi3_lora_hub.model.loading import load_for_inference
 
         if self.trainer is not None:
             model, tokenizer = self.trainer.model, self.load_tokenizer()

@@ -17,8 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from phi3_lora_hub import phi3_format
 from phi3_lora_hub.cards.run_files import RunFiles
 from phi3_lora_hub.evaluation.perplexity import perplexity_from_nll
+from phi3_lora_hub.loralib_backend.checkpoint import read_loralib_record
 from phi3_lora_hub.run_file_names import LORALIB_CONFIG
 from phi3_lora_hub.version import __version__
 
@@ -226,8 +228,6 @@ def trainer_evaluation_data(files: RunFiles) -> Mapping[str, Any] | None:
 
 
 def _stop_tokens(files: RunFiles) -> list[str]:
-    from phi3_lora_hub import phi3_format
-
     ids = (files.generation_config or {}).get("eos_token_id")
     ids = ids if isinstance(ids, list) else [ids] if isinstance(ids, int) else []
     names = [files.added_tokens[token] for token in ids if token in files.added_tokens]
@@ -304,8 +304,6 @@ def build_context(files: RunFiles, options: CardOptions) -> dict[str, Any]:
 
     loralib_line = ""
     if (files.directory / LORALIB_CONFIG).is_file():
-        from phi3_lora_hub.loralib_backend.checkpoint import read_loralib_record
-
         try:
             record = read_loralib_record(files.directory)
         except Exception:  # a damaged record only costs the card its loralib line

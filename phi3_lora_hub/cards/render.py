@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.cards.context import (
+    TEMPLATE_VARIABLES,
     CardOptions,
     base_model_of,
     build_context,
@@ -57,8 +58,6 @@ def check_template(template: str | Path) -> Path:
     import jinja2
     import jinja2.meta
     from huggingface_hub import ModelCardData
-
-    from phi3_lora_hub.cards.context import TEMPLATE_VARIABLES
 
     path = template_path(template)
     try:

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from phi3_lora_hub.evaluation.report import REPORT_FILE, EvaluationReport
+from phi3_lora_hub.evaluation.samples import SAMPLES_FILE, SampleGenerations
 from phi3_lora_hub.run_file_names import (
     ADAPTER_CONFIG,
     DATA_REPORT_FILE,
@@ -54,8 +56,6 @@ def _mapping(value: Any) -> dict[str, Any] | None:
 
 def _evaluation_files(directory: Path) -> tuple[Any, Any]:
     """The evaluation report and sample generations of ``directory``, read by the evaluation package itself."""
-    from phi3_lora_hub.evaluation.report import REPORT_FILE, EvaluationReport
-    from phi3_lora_hub.evaluation.samples import SAMPLES_FILE, SampleGenerations
 
     found: list[Any] = []
     for name, read in ((REPORT_FILE, EvaluationReport.read), (SAMPLES_FILE, SampleGenerations.read)):

@@ -12,6 +12,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from phi3_lora_hub.errors import Phi3LoraHubError
+
 # Each module defines `register(subparsers)`, which adds its subcommand and sets `func(args) -> int`.
 COMMAND_MODULES: tuple[str, ...] = (
     "quickstart",
@@ -60,7 +62,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        from phi3_lora_hub.errors import Phi3LoraHubError
 
         if isinstance(error, Phi3LoraHubError):
             _report(f"error: {error}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from phi3_lora_hub.distributed.launch_plan import DEEPSPEED_FROM_TRAINING, LaunchPlan, read_launch_plan
 from phi3_lora_hub.distributed.processes import is_main_process, process_state
 from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.loralib_backend.spec import is_loralib
 
 if TYPE_CHECKING:
     from phi3_lora_hub.config.recipe_config import RecipeConfig
@@ -31,8 +32,6 @@ def check_launch(plan: LaunchPlan, config: RecipeConfig) -> list[str]:
     16-bit weight gathering (same), the loralib backend with sharded weights (its save reads local tensors), and
     QLoRA under ZeRO-3 (the recipe places each 4-bit model with ``device_map``, which ZeRO-3 refuses).
     """
-    from phi3_lora_hub.loralib_backend.spec import is_loralib
-
     if plan.strategy == "fsdp" and plan.fsdp_state_dict_type != "FULL_STATE_DICT":
         raise ConfigError(
             f"The accelerate config saves FSDP checkpoints as {plan.fsdp_state_dict_type}: they hold no "

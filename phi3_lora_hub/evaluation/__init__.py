@@ -6,7 +6,7 @@
   every number in the model card.
 - :mod:`~phi3_lora_hub.training.recipe_evaluation`: what ``Phi3LoraRecipe.evaluate()`` runs.
 - :mod:`~phi3_lora_hub.evaluation.samples`: the callback storing sample answers in every checkpoint.
-- :mod:`~phi3_lora_hub.evaluation.compare`: automatic pairwise comparison of two models (``phi3-lora-hub compare``).
+- :mod:`~phi3_lora_hub.arena.compare`: automatic pairwise comparison of two models (``phi3-lora-hub compare``).
 
 Importing this package is cheap: torch, transformers and ``evaluate`` load on first use.
 """

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from peft import PeftModel
 
-from phi3_lora_hub.arena.votes import BASE, ModelRef
 from phi3_lora_hub.errors import ConfigError, ModelError
 from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from phi3_lora_hub.local_paths import looks_local, missing_directory_message
 from phi3_lora_hub.model.adapters import read_adapter_config
+from phi3_lora_hub.model.identity import BASE, ModelRef
 from phi3_lora_hub.model.loading import ADAPTER_PATH_HINT, load_for_inference
 
 logger = logging.getLogger(__name__)

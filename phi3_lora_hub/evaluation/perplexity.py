@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from phi3_lora_hub.data.tokenization import IGNORE_INDEX, tokenize_conversations
+from phi3_lora_hub.progress_bars import progress_bars
 
 Messages = Sequence[dict[str, str]]
 
@@ -54,8 +55,6 @@ def assistant_perplexity(
     """
     import torch
     from tqdm.auto import tqdm
-
-    from phi3_lora_hub.training.progress import progress_bars
 
     if not conversations:
         raise ValueError("no conversations to score")

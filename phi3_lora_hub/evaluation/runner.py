@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from transformers import GenerationConfig
 
 from phi3_lora_hub.decoding import chat_generation_config
+from phi3_lora_hub.errors import ConfigError, unknown_key_error
 from phi3_lora_hub.evaluation.data import EvalExample
 from phi3_lora_hub.evaluation.metrics import GENERATION_METRICS, METRICS, combine_metrics, load_metric
-from phi3_lora_hub.evaluation.models import active_adapter
-from phi3_lora_hub.evaluation.report import EvaluationReport, SampleAnswer
+from phi3_lora_hub.evaluation.models import ModelSpec, active_adapter, common_base, load_with_adapters, resolve_adapter
+from phi3_lora_hub.evaluation.report import ADAPTER_LABEL, BASE_LABEL, EvaluationReport, SampleAnswer
 from phi3_lora_hub.generation import Reply, generate_replies
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ class EvalSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from phi3_lora_hub.errors import ConfigError, unknown_key_error
-
         for name in self.metrics:
             if name not in METRICS:
                 raise unknown_key_error("metric", name, METRICS)
@@ -170,9 +169,6 @@ def evaluate_adapter(
     The base model is ``base_model``, else the one the adapter names in ``adapter_config.json``. With
     ``include_base`` the base model (adapter disabled, same weights in memory) is evaluated too.
     """
-    from phi3_lora_hub.errors import ConfigError
-    from phi3_lora_hub.evaluation.models import ModelSpec, common_base, load_with_adapters, resolve_adapter
-    from phi3_lora_hub.evaluation.report import ADAPTER_LABEL, BASE_LABEL
 
     resolved = resolve_adapter(ModelSpec.parse(adapter)) if adapter is not None else None
     if resolved is not None:

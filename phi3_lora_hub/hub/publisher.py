@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.cards import CardOptions, write_card
+from phi3_lora_hub.cards.run_files import RunFiles
 from phi3_lora_hub.hub.errors import HubAuthError, HubError, HubPushError
 from phi3_lora_hub.hub.files import missing_adapter_files, missing_checkpoint_files
-from phi3_lora_hub.hub.naming import branch_name
+from phi3_lora_hub.hub.naming import branch_name, step_of_branch
 from phi3_lora_hub.hub.report import CheckpointPush, HubPushReport
 from phi3_lora_hub.hub.retry import PushAborted, PushFailed, RetryPolicy, failure_of, retrying
 from phi3_lora_hub.hub.settings import HubPushSettings
@@ -26,7 +27,7 @@ from phi3_lora_hub.hub.staging import STAGE_DIRNAME, clear_stage_root, stage
 from phi3_lora_hub.hub.timeouts import TimeoutScope, install, scoped
 from phi3_lora_hub.hub.tokens import Redactor, check_token, raise_for_repo_access, resolve_token
 from phi3_lora_hub.hub.uploader import HubUploader
-from phi3_lora_hub.hub.worker import PushJob, PushWorker
+from phi3_lora_hub.hub.worker import PushJob, PushWorker, StopSignal
 from phi3_lora_hub.run_file_names import RECIPE_FILE, TRAINING_ARGS_JSON
 from phi3_lora_hub.version import __version__
 
@@ -282,9 +283,6 @@ class HubPublisher:
         """
         import tempfile
 
-        from phi3_lora_hub.cards.run_files import RunFiles
-        from phi3_lora_hub.hub.worker import StopSignal
-
         directory = Path(directory)
         missing = missing_adapter_files(directory)
         if missing:
@@ -311,8 +309,6 @@ class HubPublisher:
 
     def _hub_branches(self) -> dict[int, str]:
         """Checkpoint branches already in the repository (step -> name), for the card's checkpoint table."""
-        from phi3_lora_hub.hub.naming import step_of_branch
-
         try:
             refs = retrying(
                 lambda: self._api.list_repo_refs(self.repo_id),

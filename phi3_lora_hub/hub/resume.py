@@ -23,6 +23,7 @@ from phi3_lora_hub.hub.errors import HubResumeError
 from phi3_lora_hub.hub.files import missing_checkpoint_files
 from phi3_lora_hub.hub.marker import MARKER_NAME, CompletionMarker
 from phi3_lora_hub.hub.naming import DEFAULT_BRANCH_TEMPLATE, step_of_branch, validate_branch_template
+from phi3_lora_hub.hub.publisher import make_api
 from phi3_lora_hub.hub.retry import PushFailed, RetryPolicy, retrying
 from phi3_lora_hub.hub.staging import RESUME_SUBDIR
 from phi3_lora_hub.hub.timeouts import HttpTimeouts, TimeoutScope, install, scoped
@@ -61,8 +62,6 @@ def resume_checkpoint_from_hub(
     :class:`HubResumeError` when the Hub cannot be asked (after retries), so that a restart never silently
     begins from scratch because the network was down.
     """
-    from phi3_lora_hub.hub.publisher import make_api
-
     validate_branch_template(branch_template)
     token = resolve_token(token)
     redact = Redactor(token)

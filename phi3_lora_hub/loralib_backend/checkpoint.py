@@ -17,7 +17,7 @@ from typing import Any
 
 from phi3_lora_hub.errors import ConfigError
 from phi3_lora_hub.loralib_backend.conversion import PeftAdapter, loralib_to_peft, peft_to_loralib
-from phi3_lora_hub.loralib_backend.dependency import loralib_version
+from phi3_lora_hub.loralib_backend.dependency import loralib_version, require_loralib
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec
 from phi3_lora_hub.run_file_names import LORALIB_CONFIG, LORALIB_STATE_DICT
 
@@ -80,8 +80,6 @@ def lora_state_dict(model: Any, bias: str = "none") -> dict[str, Any]:
     Merging never changes the LoRA tensors, so this reads them as they are: unmerging just to read them would
     move the pretrained weights by an ulp (see :mod:`.merging`).
     """
-    from phi3_lora_hub.loralib_backend.dependency import require_loralib
-
     lora = require_loralib()
     state = lora.lora_state_dict(model, bias=bias)
     return {key: tensor.detach().to("cpu", copy=True).contiguous() for key, tensor in state.items()}

@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.loralib_backend.checkpoint import read_loralib_checkpoint, read_loralib_record
 from phi3_lora_hub.loralib_backend.errors import LoraKeyMismatchError
+from phi3_lora_hub.loralib_backend.merging import unmerged
+from phi3_lora_hub.loralib_backend.patching import is_patched, patch_phi3
 from phi3_lora_hub.loralib_backend.spec import LoralibSpec
+from phi3_lora_hub.model.loading import load_phi3_config
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +111,6 @@ def load_lora_state_dict(model: Any, state_dict: dict[str, Any], *, strict: bool
     problems are logged as a warning and returned. Merged layers are unmerged around the load, so loralib's later
     unmerge subtracts the right update.
     """
-    from phi3_lora_hub.loralib_backend.merging import unmerged
-
     report, mapping = _compare(model, state_dict)
     if not report.ok:
         if strict:
@@ -132,8 +135,6 @@ def load_loralib_checkpoint(
 
     ``spec``/``weights`` are for checkpoints without ``loralib_config.json`` (see ``read_loralib_checkpoint``).
     """
-    from phi3_lora_hub.loralib_backend.checkpoint import read_loralib_checkpoint
-    from phi3_lora_hub.loralib_backend.patching import is_patched, patch_phi3
 
     state, record = read_loralib_checkpoint(directory, spec=spec, weights=weights)
     if not is_patched(model):
@@ -156,10 +157,6 @@ def load_loralib_model(
     """
     import torch
     from transformers import AutoModelForCausalLM
-
-    from phi3_lora_hub.errors import ConfigError
-    from phi3_lora_hub.loralib_backend.checkpoint import read_loralib_record
-    from phi3_lora_hub.model.loading import load_phi3_config
 
     record = read_loralib_record(checkpoint)
     base = base_model or (record.base_model_name_or_path if record else None)

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from phi3_lora_hub import phi3_format
 from phi3_lora_hub.atomic_write import build_directory_once
+from phi3_lora_hub.data.prepare import cache_root
 from phi3_lora_hub.data.sample import COUNTRIES, plain_conversations, sample_conversations
+from phi3_lora_hub.data.tokenization import IGNORE_INDEX, tokenize_conversations
 
 TINY_ALIAS = "tiny"
 """The model name that stands for the default tiny Phi-3 (a folder named ``tiny`` is ``./tiny``)."""
@@ -123,8 +125,6 @@ def _pretrain(model, tokenizer, steps: int, seed: int, batch_size: int = 32, pro
     """
     import torch
 
-    from phi3_lora_hub.data.tokenization import IGNORE_INDEX, tokenize_conversations
-
     chats = [row["messages"] for row in plain_conversations(768, seed=seed)]
     sequences = tokenize_conversations(tokenizer, chats, assistant_only_loss=False).input_ids
     prose = [" ".join(m["content"] for m in row["messages"][1:]) for row in sample_conversations(256, seed=seed + 2)]
@@ -213,8 +213,6 @@ def tiny_phi3_cache_dir(
     """Build the tiny model once per config and reuse it: returns the cached directory (built if missing, with a
     progress bar on a terminal when ``progress``)."""
     import hashlib
-
-    from phi3_lora_hub.data.prepare import cache_root
 
     config = config or TinyPhi3Config()
     key = json.dumps([asdict(config), str(tokenizer_path) if tokenizer_path else None, _BUILD_VERSION], sort_keys=True)

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 from transformers import GenerationConfig
 
-from phi3_lora_hub.arena.votes import ModelRef, SideRecord, Vote, VoteRecord
+from phi3_lora_hub.arena.votes import SideRecord, Vote, VoteRecord
 from phi3_lora_hub.decoding import chat_generation_config
+from phi3_lora_hub.model.identity import ModelRef
 from phi3_lora_hub.space.hub_adapters import LocalAdapter
 from phi3_lora_hub.space.refusal import Refusal
 from phi3_lora_hub.space.streaming import SideProgress

@@ -34,6 +34,9 @@ from typing import Any
 
 from phi3_lora_hub.cards.render import templates_dir
 from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.space.compat import BaseSignature
+from phi3_lora_hub.space.hub_adapters import MB, AdapterSource
+from phi3_lora_hub.space.refusal import Refusal
 from phi3_lora_hub.space.repo_policy import AllowList, repo_id_problem
 from phi3_lora_hub.space.settings import CONFIG_FILE, SpaceSettings
 
@@ -241,9 +244,6 @@ def check_adapters(settings: SpaceSettings, *, token: str | None = None) -> dict
 
     Returns repo -> commit; ``ConfigError`` listing every adapter the Space would refuse, and why.
     """
-    from phi3_lora_hub.space.compat import BaseSignature
-    from phi3_lora_hub.space.hub_adapters import MB, AdapterSource
-    from phi3_lora_hub.space.refusal import Refusal
 
     base = BaseSignature.of_names([settings.base_model, *settings.base_aliases])
     commits, problems = {}, []

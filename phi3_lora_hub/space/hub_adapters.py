@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phi3_lora_hub.arena.votes import ModelRef
 from phi3_lora_hub.errors import ModelError
 from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PICKLE_SUFFIXES, sha256_of
 from phi3_lora_hub.model.adapters import read_adapter_config
+from phi3_lora_hub.model.identity import ModelRef
 from phi3_lora_hub.space.compat import BaseSignature, check_config, check_weights
 from phi3_lora_hub.space.refusal import Refusal, quote
 from phi3_lora_hub.space.repo_policy import DEFAULT_REVISION, AllowList, check_repo_id, check_revision, is_commit

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from phi3_lora_hub.arena.ratings import leaderboard
-from phi3_lora_hub.arena.votes import BASE, VoteRecord, to_battles
+from phi3_lora_hub.arena.votes import VoteRecord, to_battles
+from phi3_lora_hub.model.identity import BASE
 from phi3_lora_hub.space.hub_adapters import order_revisions
 
 WEIGHTS_PREFIX = "sha256:"

@@ -12,11 +12,13 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from transformers import Trainer
+from typing import TYPE_CHECKING
 
 from phi3_lora_hub.hub.resume import checkpoint_step, newest_complete_checkpoint
 from phi3_lora_hub.training.progress import close_progress_bars
+
+if TYPE_CHECKING:
+    from transformers import Trainer
 
 
 @dataclass

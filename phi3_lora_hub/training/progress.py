@@ -10,10 +10,11 @@ own progress widget (``NotebookProgressCallback``) is left as it is.
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+from phi3_lora_hub.progress_bars import output_is_terminal, progress_bars_fit
 
 logger = logging.getLogger("phi3_lora_hub.training")
 
@@ -32,23 +33,6 @@ _NAMES = {
 _HIDDEN = {"epoch", "step", "total_flos", "num_tokens", "eval_num_tokens", "entropy", "eval_entropy"} | {
     f"{part}_{unit}_per_second" for part in ("train", "eval") for unit in ("samples", "steps")
 }
-
-
-def output_is_terminal() -> bool:
-    """Whether progress goes to a terminal (where a progress bar can redraw itself)."""
-    return sys.stderr.isatty()
-
-
-def progress_bars_fit() -> bool:
-    """Whether progress bars display well here: on a terminal or in a Jupyter notebook (as widgets)."""
-    from transformers.utils import is_in_notebook
-
-    return output_is_terminal() or is_in_notebook()
-
-
-def progress_bars(wanted: bool) -> bool:
-    """Whether to draw a progress bar the caller ``wanted``: only where bars fit (no clutter in files and pipes)."""
-    return wanted and progress_bars_fit()
 
 
 def _number(value: Any) -> str:

@@ -14,9 +14,11 @@ from typing import Any, Protocol
 from datasets import Dataset
 from transformers import GenerationConfig, PreTrainedTokenizerBase, Trainer
 
+from phi3_lora_hub.callbacks.sample_generations import SampleGenerationsCallback
 from phi3_lora_hub.config.recipe_config import RecipeConfig
 from phi3_lora_hub.data.prepare import DataOptions, PreparedData
 from phi3_lora_hub.decoding import chat_generation_config
+from phi3_lora_hub.distributed.processes import is_main_process, weights_are_sharded
 from phi3_lora_hub.errors import ConfigError, DataError
 from phi3_lora_hub.evaluation.data import (
     EvalExample,
@@ -26,7 +28,7 @@ from phi3_lora_hub.evaluation.data import (
 )
 from phi3_lora_hub.evaluation.report import ADAPTER_LABEL, BASE_LABEL, REPORT_FILE, EvaluationReport
 from phi3_lora_hub.evaluation.runner import EvalSettings, build_report, evaluate_adapter, evaluate_variants
-from phi3_lora_hub.evaluation.samples import SampleGenerationsCallback, SamplePrompt
+from phi3_lora_hub.evaluation.samples import SamplePrompt
 from phi3_lora_hub.evaluation.settings import eval_settings, resolve_evaluation, sample_prompt_messages
 from phi3_lora_hub.hub.files import RECIPE_FILE
 
@@ -208,8 +210,6 @@ def evaluate_after_training(recipe: TrainableRecipe) -> EvaluationReport | None:
     pass on one process would wait forever for the others, so it is skipped with a warning saying how to evaluate
     the saved adapter instead; the Trainer's gathered ``eval_loss`` is still in the metrics.
     """
-    from phi3_lora_hub.distributed.processes import is_main_process, weights_are_sharded
-
     if not is_main_process():
         return None
     if weights_are_sharded(recipe.trainer.args if recipe.trainer is not None else None):

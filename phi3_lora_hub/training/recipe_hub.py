@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from phi3_lora_hub.callbacks.hub_push import HubPushCallback
 from phi3_lora_hub.distributed.processes import is_main_process
 from phi3_lora_hub.errors import ConfigError
+from phi3_lora_hub.hub.resume import checkpoint_step, newest_complete_checkpoint, resume_checkpoint_from_hub
 
 if TYPE_CHECKING:
     from phi3_lora_hub.callbacks.hub_push import HubPushCallback
@@ -31,7 +33,6 @@ def hub_callback_for(config: RecipeConfig, callbacks: list[Any]) -> HubPushCallb
     settings when ``hub_model_id`` is set, else ``None``. Invalid settings raise ``ConfigError`` here."""
     if not config.hub_model_id and not callbacks:
         return None
-    from phi3_lora_hub.callbacks.hub_push import HubPushCallback
 
     given = [callback for callback in callbacks if isinstance(callback, HubPushCallback)]
     if len(given) > 1:
@@ -74,8 +75,6 @@ def resume_point(
     killed before its first push). ``resume_from_checkpoint=True``: the newest complete local ``checkpoint-N``
     (partial ones, e.g. cut by a full disk, are skipped); ``ConfigError`` if there is none.
     """
-    from phi3_lora_hub.hub.resume import newest_complete_checkpoint
-
     check_resume_request(callback, resume_from_checkpoint, resume_from_hub)
     if resume_from_hub:
         assert callback is not None
@@ -98,8 +97,6 @@ def resume_point(
 
 
 def _say_resuming(checkpoint: Path, why: str) -> None:
-    from phi3_lora_hub.hub.resume import checkpoint_step
-
     if is_main_process():
         logger.info("Resuming from %s (step %s), %s.", checkpoint, checkpoint_step(checkpoint), why)
 
@@ -108,8 +105,6 @@ _CHOICE_FILE = "resume.json"
 
 
 def _download_resume_point(callback: HubPushCallback, download_dir: Path) -> str | None:
-    from phi3_lora_hub.hub.resume import resume_checkpoint_from_hub
-
     settings = callback.settings
     if not settings.push_resumable_state:
         logger.warning(

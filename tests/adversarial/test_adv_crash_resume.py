@@ -176,13 +176,13 @@ def test_adv_crash_sample_answers_are_written_atomically_and_a_cut_file_does_not
     a file that cannot be read (one written by an older version, say) instead of crashing."""
     from types import SimpleNamespace
 
+    from phi3_lora_hub.callbacks.sample_generations import SampleGenerationsCallback
     from phi3_lora_hub.decoding import chat_generation_config
     from phi3_lora_hub.evaluation import samples
     from phi3_lora_hub.evaluation.samples import (
         SAMPLES_FILE,
         SampleAnswer,
         SampleGenerations,
-        SampleGenerationsCallback,
         SamplePrompt,
         StepSamples,
     )

@@ -384,7 +384,8 @@ def test_the_adapter_size_limit_is_shown_as_configured():
 def test_closing_the_space_with_the_hub_failing_keeps_the_votes_and_stops_uploading(hub, tmp_path, caplog):
     """Shutting the Space down while every commit fails: no exception escapes, the background uploads stop, the
     vote is in the local file, and the warning names neither the token nor the error's text."""
-    from phi3_lora_hub.arena.votes import ModelRef, SideRecord, VoteRecord, read_votes
+    from phi3_lora_hub.arena.votes import SideRecord, VoteRecord, read_votes
+    from phi3_lora_hub.model.identity import ModelRef
     from phi3_lora_hub.space.vote_store import VoteStore
 
     store = VoteStore(tmp_path, repo_id="tester/adv-space-votes-down", token=FAKE_TOKEN, every_minutes=60)

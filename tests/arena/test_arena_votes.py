@@ -8,16 +8,9 @@ import pytest
 
 import phi3_lora_hub
 from phi3_lora_hub.arena.ratings import model_records
-from phi3_lora_hub.arena.votes import (
-    ModelRef,
-    SideRecord,
-    VoteRecord,
-    append_votes,
-    export_battles,
-    read_votes,
-    to_battles,
-)
+from phi3_lora_hub.arena.votes import SideRecord, VoteRecord, append_votes, export_battles, read_votes, to_battles
 from phi3_lora_hub.decoding import chat_generation_config
+from phi3_lora_hub.model.identity import ModelRef
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

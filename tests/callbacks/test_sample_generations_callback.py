@@ -24,7 +24,7 @@ def test_each_checkpoint_stores_the_answers_to_plain_prompts_up_to_its_step(run,
     at_4 = SampleGenerations.read(tmp_path / "checkpoint-4")
     assert [s.step for s in at_2.steps] == [0, 2] and [s.step for s in at_4.steps] == [0, 2, 4]
     assert [p.messages for p in at_4.prompts] == PROMPTS and at_4.source == "user"
-    assert at_4.gen_params.max_new_tokens == 5 and at_4.gen_params.temperature == 0.0
+    assert at_4.gen_params.max_new_tokens == 5 and at_4.gen_params.do_sample is False
     assert all(a.new_tokens <= 5 for s in at_4.steps for a in s.answers)
     card = (tmp_path / "checkpoint-4" / "README.md").read_text()
     assert "**Prompt 2:** What is a compass?" in card and "- step 4:" in card

@@ -14,10 +14,12 @@ from types import SimpleNamespace
 import pytest
 from transformers import TrainerState, TrainingArguments
 
+import phi3_lora_hub.callbacks.sample_generations as sample_generations
 import phi3_lora_hub.distributed.processes as distributed
-import phi3_lora_hub.evaluation.samples as samples
+import phi3_lora_hub.training.recipe_evaluation as recipe_evaluation
+from phi3_lora_hub.callbacks.sample_generations import SampleGenerationsCallback
 from phi3_lora_hub.decoding import chat_generation_config
-from phi3_lora_hub.evaluation.samples import SampleGenerationsCallback, SamplePrompt
+from phi3_lora_hub.evaluation.samples import SamplePrompt
 from phi3_lora_hub.training.recipe_evaluation import evaluate_after_training
 
 
@@ -39,7 +41,7 @@ class RecipeStandIn:
 
 @pytest.fixture
 def sharded(monkeypatch):
-    for module in (distributed, samples):
+    for module in (distributed, sample_generations, recipe_evaluation):
         monkeypatch.setattr(module, "weights_are_sharded", lambda args=None: True)
 
 

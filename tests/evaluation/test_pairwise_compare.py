@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sacrebleu.metrics import CHRF
 
+from phi3_lora_hub.arena.compare import Judgement, MetricJudge, compare_models, judge_pair
 from phi3_lora_hub.arena.ratings import wilson_interval
 from phi3_lora_hub.arena.votes import read_votes
 from phi3_lora_hub.decoding import chat_generation_config
 from phi3_lora_hub.errors import ConfigError
-from phi3_lora_hub.evaluation.compare import Judgement, MetricJudge, compare_models, judge_pair
 from phi3_lora_hub.evaluation.data import EvalExample
 
 EXAMPLE = EvalExample(

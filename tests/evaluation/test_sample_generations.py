@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from transformers import TrainerState
 
+from phi3_lora_hub.callbacks.sample_generations import SampleGenerationsCallback
 from phi3_lora_hub.errors import ConfigError
-from phi3_lora_hub.evaluation.samples import SAMPLES_FILE, SampleGenerations, SampleGenerationsCallback
+from phi3_lora_hub.evaluation.samples import SAMPLES_FILE, SampleGenerations
 
 
 def test_each_checkpoint_stores_the_answers_up_to_its_step(trained_run):
@@ -87,7 +88,7 @@ def test_user_prompts_and_switching_it_off(tiny_model_dir):
 def test_callback_runs_on_the_main_process_only_and_once_per_step(tmp_path, tiny_model_dir, monkeypatch):
     from transformers import GenerationConfig, TrainerControl, TrainingArguments
 
-    from phi3_lora_hub.evaluation import samples as samples_module
+    from phi3_lora_hub.callbacks import sample_generations as samples_module
     from phi3_lora_hub.model.loading import load_for_inference
 
     calls = []

@@ -8,7 +8,8 @@ import hashlib
 
 import pytest
 
-from phi3_lora_hub.arena.votes import ModelRef, SideRecord, VoteRecord
+from phi3_lora_hub.arena.votes import SideRecord, VoteRecord
+from phi3_lora_hub.model.identity import ModelRef
 from phi3_lora_hub.space.base_model import load_base
 from phi3_lora_hub.space.hub_adapters import AdapterSource
 from phi3_lora_hub.space.leaderboard import rows

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 import re
 
-from phi3_lora_hub.arena.votes import ModelRef, SideRecord, VoteRecord
+from phi3_lora_hub.arena.votes import SideRecord, VoteRecord
+from phi3_lora_hub.model.identity import ModelRef
 from phi3_lora_hub.space.leaderboard import HEADERS, MIN_BATTLES, PROVISIONAL, rows
 
 MODELS = {

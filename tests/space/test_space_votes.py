@@ -11,8 +11,9 @@ import pytest
 from phi3_testing import FAKE_TOKEN
 
 from phi3_lora_hub.arena.ratings import leaderboard, model_records, wilson_interval
-from phi3_lora_hub.arena.votes import ModelRef, SideRecord, VoteRecord, read_votes, to_battles
+from phi3_lora_hub.arena.votes import SideRecord, VoteRecord, read_votes, to_battles
 from phi3_lora_hub.decoding import chat_generation_config
+from phi3_lora_hub.model.identity import ModelRef
 from phi3_lora_hub.space.conversation import Contender, Match
 from phi3_lora_hub.space.hub_adapters import AdapterKey, LocalAdapter
 from phi3_lora_hub.space.leaderboard import PRIOR_L2, CachedLeaderboard, display_name, rows

@@ -43,8 +43,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from phi3_lora_hub.arena.compare import MetricJudge, compare_models
     from phi3_lora_hub.arena.votes import append_votes
-    from phi3_lora_hub.evaluation.compare import MetricJudge, compare_models
 
     quiet_metric_logs()
     judge = MetricJudge(args.judge_metric, args.tie_margin)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
-from phi3_lora_hub.training.interrupt import InterruptedRun, TrainingInterrupted
+if TYPE_CHECKING:
+    from phi3_lora_hub.training.interrupt import InterruptedRun
 
 
 def register(subparsers) -> None:
@@ -45,6 +47,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from phi3_lora_hub.distributed.processes import is_main_process
     from phi3_lora_hub.recipe import Phi3LoraRecipe
+    from phi3_lora_hub.training.interrupt import TrainingInterrupted
 
     recipe = Phi3LoraRecipe.from_yaml(args.config, args.overrides)
     if args.dry_run:

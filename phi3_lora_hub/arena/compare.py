@@ -25,12 +25,15 @@ from typing import Any, Literal, Protocol
 from transformers import GenerationConfig
 
 from phi3_lora_hub.arena.ratings import WinRecord
-from phi3_lora_hub.arena.votes import ModelRef, SideRecord, VoteRecord
+from phi3_lora_hub.arena.votes import SideRecord, VoteRecord
 from phi3_lora_hub.decoding import describe_decoding, settings_of
 from phi3_lora_hub.errors import ConfigError, unknown_key_error
 from phi3_lora_hub.evaluation.data import EvalExample
+from phi3_lora_hub.evaluation.metrics import GENERATION_METRICS, combine_metrics
+from phi3_lora_hub.evaluation.models import ModelSpec, active_adapter, common_base, load_with_adapters, resolve_adapter
 from phi3_lora_hub.evaluation.scoring import SENTENCE_SCORERS
 from phi3_lora_hub.generation import Reply, generate_replies
+from phi3_lora_hub.model.identity import ModelRef
 
 Verdict = Literal["left", "right", "tie"]
 Winner = Literal["a", "b", "tie"]
@@ -312,14 +315,6 @@ def compare_models(
     ``spec_a``/``spec_b`` are ``base``, an adapter directory, or ``namespace/name[@revision]``. The base model is
     ``base_model``, else the one named in the adapters' ``adapter_config.json``.
     """
-    from phi3_lora_hub.evaluation.metrics import GENERATION_METRICS, combine_metrics
-    from phi3_lora_hub.evaluation.models import (
-        ModelSpec,
-        active_adapter,
-        common_base,
-        load_with_adapters,
-        resolve_adapter,
-    )
 
     judge = judge or MetricJudge()
     specs = {"a": ModelSpec.parse(spec_a), "b": ModelSpec.parse(spec_b)}
