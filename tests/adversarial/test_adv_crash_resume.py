@@ -18,6 +18,7 @@ import dataclasses
 import errno
 import json
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -178,7 +179,6 @@ def test_adv_crash_sample_answers_are_written_atomically_and_a_cut_file_does_not
 
     from phi3_lora_hub.callbacks.sample_generations import SampleGenerationsCallback
     from phi3_lora_hub.decoding import chat_generation_config
-    from phi3_lora_hub.evaluation import samples
     from phi3_lora_hub.evaluation.samples import (
         SAMPLES_FILE,
         SampleAnswer,
@@ -200,7 +200,7 @@ def test_adv_crash_sample_answers_are_written_atomically_and_a_cut_file_does_not
 
     step_2 = StepSamples(2, 1.0, history.steps[0].answers)
     longer = SampleGenerations(prompts, chat_generation_config(), "user", [*history.steps, step_2])
-    monkeypatch.setattr(samples.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)  # the rename that publishes the finished file
     with pytest.raises(OSError):
         longer.write(checkpoint)
     monkeypatch.undo()

@@ -56,7 +56,7 @@ def test_evaluation_after_training_is_skipped_with_sharded_weights(sharded, tmp_
 def test_evaluation_after_training_runs_on_the_main_process_only(monkeypatch, tmp_path):
     recipe = RecipeStandIn(tmp_path)
     assert evaluate_after_training(recipe) == "report" and recipe.evaluations == 1
-    monkeypatch.setattr(distributed, "is_main_process", lambda: False)
+    monkeypatch.setattr(recipe_evaluation, "is_main_process", lambda: False)
     assert evaluate_after_training(recipe) is None and recipe.evaluations == 1
 
 

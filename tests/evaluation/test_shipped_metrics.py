@@ -166,7 +166,9 @@ def test_the_wheel_ships_the_metric_scripts(tmp_path):
     source.mkdir()
     for item in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / item, source / item)
-    shutil.copytree(ROOT / "phi3_lora_hub", source / "phi3_lora_hub", ignore=shutil.ignore_patterns("__pycache__"))
+    # The package, and the top-level folders pyproject.toml maps into it (card templates, the Space app).
+    for folder in ("phi3_lora_hub", "model_card_templates", "space_app"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [
             sys.executable,
