@@ -15,13 +15,15 @@ from typing import Any
 
 import yaml
 
-from phi3_lora_hub.evaluation.report import REPORT_FILE, EvaluationReport
-from phi3_lora_hub.evaluation.samples import SAMPLES_FILE, SampleGenerations
+from phi3_lora_hub.evaluation.report import EvaluationReport
+from phi3_lora_hub.evaluation.samples import SampleGenerations
 from phi3_lora_hub.run_file_names import (
     ADAPTER_CONFIG,
     DATA_REPORT_FILE,
+    EVAL_REPORT_FILE,
     GENERATION_CONFIG,
     RECIPE_FILE,
+    SAMPLES_FILE,
     TRAINER_LOG,
     TRAINER_STATE,
     TRAINING_ARGS_JSON,
@@ -58,7 +60,7 @@ def _evaluation_files(directory: Path) -> tuple[Any, Any]:
     """The evaluation report and sample generations of ``directory``, read by the evaluation package itself."""
 
     found: list[Any] = []
-    for name, read in ((REPORT_FILE, EvaluationReport.read), (SAMPLES_FILE, SampleGenerations.read)):
+    for name, read in ((EVAL_REPORT_FILE, EvaluationReport.read), (SAMPLES_FILE, SampleGenerations.read)):
         try:
             found.append(read(directory) if (directory / name).is_file() else None)
         except (OSError, ValueError, KeyError, TypeError) as error:

@@ -1,6 +1,6 @@
 """The evaluation report: the one source of the numbers shown in a model card.
 
-``eval_results.json`` (:data:`REPORT_FILE`) is written next to the adapter it evaluates (``<output_dir>/adapter``
+``eval_results.json`` (:data:`EVAL_REPORT_FILE`) is written next to the adapter it evaluates (``<output_dir>/adapter``
 after training, or wherever ``--output`` says) and holds, per evaluated model (``base``, ``adapter``), every
 metric, plus the settings, the data and a few sample answers side by side. The card builder reads it with
 :meth:`EvaluationReport.read` and uses :meth:`~EvaluationReport.markdown_table` for the results table and
@@ -32,8 +32,8 @@ from typing import Any
 from transformers import GenerationConfig
 
 from phi3_lora_hub.decoding import config_from_settings, describe_decoding, settings_of
+from phi3_lora_hub.run_file_names import EVAL_REPORT_FILE
 
-REPORT_FILE = "eval_results.json"
 REPORT_FORMAT_VERSION = 1
 BASE_LABEL = "base"
 ADAPTER_LABEL = "adapter"
@@ -124,7 +124,7 @@ class EvaluationReport:
     def from_dict(cls, data: dict[str, Any]) -> EvaluationReport:
         version = data.get("format_version", REPORT_FORMAT_VERSION)
         if version > REPORT_FORMAT_VERSION:
-            raise ValueError(f"{REPORT_FILE} format_version {version} is newer than this library; upgrade it.")
+            raise ValueError(f"{EVAL_REPORT_FILE} format_version {version} is newer than this library; upgrade it.")
         fields = dict(data)
         fields["gen_params"] = config_from_settings(fields["gen_params"])
         fields["samples"] = [SampleAnswer(**sample) for sample in fields.get("samples", [])]
@@ -137,7 +137,7 @@ class EvaluationReport:
         """Write the report as JSON to ``path``, or to ``path/eval_results.json`` when ``path`` is a directory."""
         path = Path(path)
         if path.is_dir():
-            path = path / REPORT_FILE
+            path = path / EVAL_REPORT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return path
@@ -147,7 +147,7 @@ class EvaluationReport:
         """Read a report from a JSON file, or from ``eval_results.json`` in a directory."""
         path = Path(path)
         if path.is_dir():
-            path = path / REPORT_FILE
+            path = path / EVAL_REPORT_FILE
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
     # -- presentation ----------------------------------------------------------------------------------------------

@@ -33,10 +33,10 @@ from transformers import GenerationConfig
 from phi3_lora_hub.atomic_write import atomic_write_text
 from phi3_lora_hub.decoding import config_from_settings, settings_of
 from phi3_lora_hub.evaluation.settings import EVALUATION_DEFAULTS
+from phi3_lora_hub.run_file_names import SAMPLES_FILE
 
 logger = logging.getLogger(__name__)
 
-SAMPLES_FILE = "sample_generations.json"
 SAMPLES_FORMAT_VERSION = 1
 SAMPLE_MAX_NEW_TOKENS: int = EVALUATION_DEFAULTS["sample_max_new_tokens"]
 

@@ -38,13 +38,13 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from phi3_lora_hub.atomic_write import atomic_write_bytes
 from phi3_lora_hub.hub.files import ADAPTER_WEIGHTS
 from phi3_lora_hub.space.hub_adapters import SCALING_KEYS, AdapterKey, LocalAdapter
 from phi3_lora_hub.space.refusal import Refusal
@@ -250,23 +250,19 @@ class AdapterRegistry:
     def _keep_converted(self, slot: str, adapter: LocalAdapter) -> None:
         """Write ``slot``'s weights (``adapter``'s, in the base's precision) to the cache, unless they are there.
         A failure is logged, never raised: the cache only saves time."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         path = self._converted_path(adapter)
         if path is None or path.is_file():
             return
         slot_parameters = self._slot_parameters(slot).items()
         tensors = {_file_key(name, slot): value.detach().contiguous() for name, value in slot_parameters}
-        partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file(tensors, str(partial))
-            os.replace(partial, path)
+            atomic_write_bytes(path, save(tensors))
             kept = sorted(self.cache_dir.glob("*.safetensors"), key=lambda file: file.stat().st_mtime, reverse=True)
             for old in kept[CACHE_FILES:]:
                 old.unlink(missing_ok=True)
         except OSError as error:
-            partial.unlink(missing_ok=True)
             logger.warning("could not keep the converted weights of %s: %s", adapter.label, error)
 
     def _unload(self, entry: Loaded) -> None:

@@ -26,11 +26,12 @@ from phi3_lora_hub.evaluation.data import (
     examples_from_conversations,
     load_examples,
 )
-from phi3_lora_hub.evaluation.report import ADAPTER_LABEL, BASE_LABEL, REPORT_FILE, EvaluationReport
+from phi3_lora_hub.evaluation.report import ADAPTER_LABEL, BASE_LABEL, EvaluationReport
 from phi3_lora_hub.evaluation.runner import EvalSettings, build_report, evaluate_adapter, evaluate_variants
 from phi3_lora_hub.evaluation.samples import SamplePrompt
 from phi3_lora_hub.evaluation.settings import eval_settings, resolve_evaluation, sample_prompt_messages
 from phi3_lora_hub.hub.files import RECIPE_FILE
+from phi3_lora_hub.run_file_names import EVAL_REPORT_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def evaluate_recipe(
         )
         local = report.adapter is not None and Path(report.adapter).is_dir()
         adapter_dir = Path(report.adapter) if local else None
-    target = Path(output) if output is not None else (adapter_dir or Path(config.output_dir)) / REPORT_FILE
+    target = Path(output) if output is not None else (adapter_dir or Path(config.output_dir)) / EVAL_REPORT_FILE
     path = report.write(target)
     logger.info("Evaluation report written to %s\n%s", path, report.markdown_table())
     return report

@@ -179,13 +179,8 @@ def test_adv_crash_sample_answers_are_written_atomically_and_a_cut_file_does_not
 
     from phi3_lora_hub.callbacks.sample_generations import SampleGenerationsCallback
     from phi3_lora_hub.decoding import chat_generation_config
-    from phi3_lora_hub.evaluation.samples import (
-        SAMPLES_FILE,
-        SampleAnswer,
-        SampleGenerations,
-        SamplePrompt,
-        StepSamples,
-    )
+    from phi3_lora_hub.evaluation.samples import SampleAnswer, SampleGenerations, SamplePrompt, StepSamples
+    from phi3_lora_hub.run_file_names import SAMPLES_FILE
 
     prompts = [SamplePrompt([{"role": "user", "content": "Where is north?"}])]
     history = SampleGenerations(

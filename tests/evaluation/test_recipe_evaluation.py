@@ -8,7 +8,8 @@ import math
 import pytest
 
 from phi3_lora_hub.errors import ConfigError
-from phi3_lora_hub.evaluation.report import REPORT_FILE, EvaluationReport
+from phi3_lora_hub.evaluation.report import EvaluationReport
+from phi3_lora_hub.run_file_names import EVAL_REPORT_FILE
 
 GENERATION_KEYS = {
     "rougeL",
@@ -23,7 +24,7 @@ GENERATION_KEYS = {
 
 
 def test_training_writes_the_report_next_to_the_adapter(trained_run):
-    path = trained_run.adapter_dir / REPORT_FILE
+    path = trained_run.adapter_dir / EVAL_REPORT_FILE
     report = EvaluationReport.read(path)
     assert report.labels == ["base", "adapter"]
     assert report.adapter == str(trained_run.adapter_dir)

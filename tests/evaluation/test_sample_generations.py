@@ -7,7 +7,8 @@ from transformers import TrainerState
 
 from phi3_lora_hub.callbacks.sample_generations import SampleGenerationsCallback
 from phi3_lora_hub.errors import ConfigError
-from phi3_lora_hub.evaluation.samples import SAMPLES_FILE, SampleGenerations
+from phi3_lora_hub.evaluation.samples import SampleGenerations
+from phi3_lora_hub.run_file_names import SAMPLES_FILE
 
 
 def test_each_checkpoint_stores_the_answers_up_to_its_step(trained_run):

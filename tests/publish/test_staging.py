@@ -129,8 +129,7 @@ def test_foreign_or_broken_markers_are_refused(text):
 
 
 def test_the_evaluation_files_are_published_with_the_adapter():
-    from phi3_lora_hub.evaluation.report import REPORT_FILE
-    from phi3_lora_hub.evaluation.samples import SAMPLES_FILE
     from phi3_lora_hub.hub.files import ADAPTER_FILES
+    from phi3_lora_hub.run_file_names import EVAL_REPORT_FILE, SAMPLES_FILE
 
-    assert {REPORT_FILE, SAMPLES_FILE} <= set(ADAPTER_FILES)
+    assert {EVAL_REPORT_FILE, SAMPLES_FILE} <= set(ADAPTER_FILES)

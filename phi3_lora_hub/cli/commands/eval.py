@@ -104,8 +104,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from phi3_lora_hub.errors import ConfigError
     from phi3_lora_hub.evaluation.metrics import METRICS
-    from phi3_lora_hub.evaluation.report import REPORT_FILE
     from phi3_lora_hub.evaluation.runner import EvalSettings, evaluate_adapter
+    from phi3_lora_hub.run_file_names import EVAL_REPORT_FILE
 
     quiet_metric_logs()
     if args.adapter is None and not args.base_model:
@@ -132,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         target = Path(args.output)
     elif report.adapter is not None and Path(report.adapter).is_dir():
-        target = Path(report.adapter) / REPORT_FILE
+        target = Path(report.adapter) / EVAL_REPORT_FILE
     else:
-        target = Path(REPORT_FILE)
+        target = Path(EVAL_REPORT_FILE)
     path = report.write(target)
     print(report.markdown_table())
     print(f"\nreport: {path}")
