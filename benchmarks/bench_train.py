@@ -297,6 +297,11 @@ def main(argv: list[str] | None = None) -> None:
             result = run_worker(argv_)
             results[name].append(result)
             runs.append(result)
+            print(
+                f"# run {len(runs)}: {name} {result['tokens_per_second']:.1f} tokens/s, {result['seconds']:.1f} s, "
+                f"peak RSS {result['peak_rss_mib']:.0f} MiB, load average {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
         for name in contenders:
             summary.setdefault(distribution, {})[name] = {
                 "tokens_per_second": median([r["tokens_per_second"] for r in results[name]]),
