@@ -10,9 +10,12 @@ Cold = ``prepare_dataset(read_rows(file, lazy=True), tokenizer, options)`` with 
 file, detect the format, convert, validate, tokenize with assistant-only labels, truncate, write the cache); cached =
 the same call again. Cold and cached runs alternate ``--repeats`` times, each cold run in a new cache folder. Each
 repeat also times the tokenizer alone (``encode_batch_fast`` on the rendered texts, no pipeline around it): the
-ceiling for any pipeline built on it. Run from the repository root::
+ceiling for any pipeline built on it; cold preparation is reported as a ratio to it. ``--threads N`` gives the
+tokenizer's Rust thread pool N threads (``RAYON_NUM_THREADS``, for the ceiling and the pipeline alike; default: one
+per core), to see how both scale with cores. Run from the repository root::
 
     python benchmarks/bench_data.py --assets ../shared/assets
+    python benchmarks/bench_data.py --assets ../shared/assets --threads 1
 """
 
 from __future__ import annotations
@@ -59,8 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=None, help="RAYON_NUM_THREADS (default: one per core)")
     parser.add_argument("--json", default=None, help="also write the runs and the summary to this file")
     args = parser.parse_args(argv)
+    if args.threads:
+        os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # read when the tokenizer first runs in parallel
     assets = assets_dir(args.assets)
 
     from phi3_lora_hub.data.prepare import DataOptions, prepare_dataset
@@ -102,22 +108,23 @@ def main(argv: list[str] | None = None) -> None:
     cold = median([run["seconds"] for run in runs if run["kind"] == "cold"])
     cached = median([run["seconds"] for run in runs if run["kind"] == "cached"])
     tokens = runs[1]["tokens"]
+
+    def row(name: str, seconds: float) -> list[str]:
+        return [name, f"{seconds:.2f}", f"{args.rows / seconds:,.0f}", f"{tokens / seconds / 1e6:.2f}"]
+
     rows = [
-        [
-            "tokenizer only (ceiling)",
-            f"{ceiling:.2f}",
-            f"{args.rows / ceiling:,.0f}",
-            f"{tokens / ceiling / 1e6:.2f}",
-            "-",
-        ],
-        ["cold", f"{cold:.2f}", f"{args.rows / cold:,.0f}", f"{tokens / cold / 1e6:.2f}", "1.0x"],
-        ["cached", f"{cached:.3f}", f"{args.rows / cached:,.0f}", "-", f"{cold / cached:.0f}x"],
+        [*row("tokenizer only (ceiling)", ceiling), "1.00x", "-"],
+        [*row("cold", cold), f"{ceiling / cold:.2f}x", "1.0x"],
+        ["cached", f"{cached:.3f}", f"{args.rows / cached:,.0f}", "-", "-", f"{cold / cached:.0f}x"],
     ]
     print(f"\n{args.rows:,} rows, {tokens:,} tokens ({tokens / args.rows:.0f} per row), median of {args.repeats}\n")
-    print(table(["run", "median s", "rows/s", "Mtokens/s", "speed-up"], rows))
+    print(table(["run", "median s", "rows/s", "Mtokens/s", "vs ceiling", "speed-up"], rows))
+    raw = ", ".join(f"{run['kind']} {run['seconds']:.2f}" for run in runs)
+    print(f"\ncold / ceiling: {ceiling / cold:.2f}x; cached: {cold / cached:.0f}x cold. Runs (s, in order): {raw}")
     print(f"\n# load average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
         summary = {"cold_seconds": cold, "cached_seconds": cached, "tokenizer_only_seconds": ceiling}
+        summary |= {"cold_vs_ceiling": ceiling / cold, "threads": os.environ.get("RAYON_NUM_THREADS")}
         summary |= {"rows": args.rows, "tokens": tokens}
         Path(args.json).write_text(json.dumps({"machine": info, "summary": summary, "runs": runs}, indent=2))
 

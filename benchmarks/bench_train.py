@@ -1,19 +1,31 @@
-"""Training throughput: effective (non-padding) tokens per second and peak memory, recipe vs plain TRL.
+"""Training throughput: effective (non-padding) tokens per second and peak memory, the recipe vs TRL configured as
+an expert would configure it.
 
 Contenders, all on the same model (random weights, Phi-3 architecture at ``--hidden``/``--layers`` with the real
 32,064-entry vocabulary), the same conversations, batch size, ``max_length``, optimizer and LoRA (r 16, alpha 32,
-all linear layers), each in a fresh process, interleaved (A B C, B C A, ...):
+all linear layers), one epoch each, each in a fresh process, interleaved (A B C, B C A, ...):
 
 - ``recipe``: ``Phi3LoraRecipe(...).build_trainer().train()`` with its defaults for this machine.
-- ``trl``: what a user writes: ``SFTTrainer(model, args=SFTConfig(output_dir, use_cpu, batch size, max_steps,
-  max_length, optim), train_dataset=<messages>, peft_config=LoraConfig(...))``; TRL's other defaults kept
-  (``gradient_checkpointing=True``, ``bf16=True``, padded batches, its fused LM head).
-- ``cookbook``: the Phi-3 cookbook pattern: every example padded to ``max_length``, ``transformers.Trainer`` with
-  ``bf16`` and gradient checkpointing. Every step costs the same, so it runs ``--cookbook-steps`` steps only.
-- ``trl-fp32`` (ablation, opt-in): plain ``SFTTrainer`` with ``bf16=False, gradient_checkpointing=False``.
+- ``trl-best``: ``SFTTrainer`` as a TRL expert sets it up for CPU and this loss: ``bf16=False`` (fp32),
+  ``gradient_checkpointing=False``, ``assistant_only_loss=True`` (TRL swaps in its own Phi-3 training template, with
+  ``{% generation %}`` markers, so the loss covers the assistant answers only, as the recipe's), batches of similar
+  lengths (``train_sampling_strategy="group_by_length"``) padded to the longest.
+- ``trl-packed``: as ``trl-best`` plus ``packing=True`` (best-fit-decreasing packing into ``max_length`` bins, which
+  TRL runs padding-free: no attention mask, ``position_ids`` restarting at every conversation). With SDPA,
+  transformers (5.x, ``masking_utils.find_packed_sequence_indices``) turns those restarts into a block-diagonal mask,
+  so no conversation attends to another; the mask is dense over the whole flattened batch.
+- ``trl-padfree``: as ``trl-best`` plus ``padding_free=True`` without packing (the batch flattened into one row, the
+  same block-diagonal SDPA mask). TRL refuses ``max_length`` there, so this one runs with ``max_length=None``: rows
+  longer than ``--max-length`` are not truncated (its token count says so).
+- ablations (opt-in): ``trl`` (plain ``SFTTrainer`` defaults: ``bf16=True`` autocast, gradient checkpointing,
+  loss on every token, random-order padded batches), ``trl-fp32`` (``trl`` with ``bf16=False,
+  gradient_checkpointing=False``), ``trl-best-bf16`` (``trl-best`` under CPU bf16 autocast) and ``cookbook`` (the
+  Phi-3 cookbook pattern: every example padded to ``max_length``, ``transformers.Trainer`` with ``bf16`` and
+  gradient checkpointing, ``--cookbook-steps`` steps only).
 
 Effective tokens/s = real tokens of the examples trained / wall time of ``trainer.train()``. Peak memory = highest
-resident set size sampled during ``train()``. Run from the repository root::
+resident set size sampled during ``train()``. The summary line gives the recipe's ratio to the fastest ``trl*``
+contender run, with both peaks. Run from the repository root::
 
     python benchmarks/bench_train.py --assets ../shared/assets --threads 2
 """
@@ -45,9 +57,20 @@ from common import (
     timed,
 )
 
-CONTENDERS = ("recipe", "trl", "cookbook")
-ABLATIONS = ("trl-fp32",)
+CONTENDERS = ("recipe", "trl-best", "trl-packed", "trl-padfree")
+ABLATIONS = ("trl", "trl-fp32", "trl-best-bf16", "cookbook")
 OPTIMIZER = "adamw_torch"
+# What a TRL expert changes on CPU for chat data: fp32 (the recipe's precision on CPU), no gradient checkpointing
+# (the activations fit), loss on the assistant answers only.
+_TRL_EXPERT: dict[str, Any] = {"bf16": False, "gradient_checkpointing": False, "assistant_only_loss": True}
+TRL_SETTINGS: dict[str, dict[str, Any]] = {
+    "trl": {},
+    "trl-fp32": {"bf16": False, "gradient_checkpointing": False},
+    "trl-best": {**_TRL_EXPERT, "train_sampling_strategy": "group_by_length"},
+    "trl-packed": {**_TRL_EXPERT, "packing": True, "packing_strategy": "bfd"},
+    "trl-padfree": {**_TRL_EXPERT, "padding_free": True, "max_length": None},
+    "trl-best-bf16": {**_TRL_EXPERT, "bf16": True, "train_sampling_strategy": "group_by_length"},
+}
 
 
 def _model_dir(args: argparse.Namespace) -> Path:
@@ -95,15 +118,16 @@ def _plain_trl(model_dir: Path, chats, args, output_dir: str, **overrides: Any):
     from trl import SFTConfig, SFTTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    settings = {"max_length": args.max_length, **overrides}
     config = SFTConfig(
         output_dir=output_dir,
         use_cpu=not _cuda(),
         per_device_train_batch_size=args.batch_size,
-        max_steps=len(chats) // args.batch_size,
-        max_length=args.max_length,
+        num_train_epochs=1,
         optim=OPTIMIZER,
         report_to="none",
-        **overrides,
+        save_strategy="no",
+        **settings,
     )
     trainer = SFTTrainer(
         _load_model(model_dir),
@@ -168,10 +192,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as output_dir:
         if args.contender == "recipe":
             trainer, tokens = _recipe(model_dir, chats, args, output_dir)
-        elif args.contender == "trl":
-            trainer, tokens = _plain_trl(model_dir, chats, args, output_dir)
-        elif args.contender == "trl-fp32":
-            trainer, tokens = _plain_trl(model_dir, chats, args, output_dir, bf16=False, gradient_checkpointing=False)
+        elif args.contender in TRL_SETTINGS:
+            trainer, tokens = _plain_trl(model_dir, chats, args, output_dir, **TRL_SETTINGS[args.contender])
         else:
             trainer, tokens = _cookbook(model_dir, chats, args, output_dir)
         with PeakMemory() as memory:
@@ -187,6 +209,40 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "train_rss_mib": (memory.peak - memory.start) / 2**20,
         "threads": torch.get_num_threads(),
     }
+
+
+def fastest_trl(entries: dict[str, dict[str, Any]]) -> str | None:
+    """The ``trl*`` contender with the highest median effective tokens/s, or ``None`` when none ran."""
+    trl = [name for name in entries if name.startswith("trl")]
+    return max(trl, key=lambda name: entries[name]["tokens_per_second"]) if trl else None
+
+
+def _report(entries: dict[str, dict[str, Any]]) -> str:
+    """The table of one distribution, each rate as a ratio to the fastest TRL contender, and the recipe's verdict."""
+    reference = fastest_trl(entries)
+    best = entries[reference] if reference else None
+    rows = [
+        [
+            name,
+            entry["tokens"],
+            f"{entry['seconds']:.1f}",
+            f"{entry['tokens_per_second']:.0f}",
+            f"{entry['tokens_per_second'] / best['tokens_per_second']:.2f}x" if best else "-",
+            f"{entry['peak_rss_mib']:.0f}",
+            f"{entry['train_rss_mib']:.0f}",
+        ]
+        for name, entry in entries.items()
+    ]
+    headers = ["contender", "real tokens", "median s", "eff. tokens/s", f"vs {reference or 'trl'}", "peak RSS MiB"]
+    text = table([*headers, "RSS growth in train MiB"], rows)
+    if best and "recipe" in entries:
+        recipe = entries["recipe"]
+        text += (
+            f"\n\nrecipe vs the fastest TRL contender ({reference}): "
+            f"{recipe['tokens_per_second'] / best['tokens_per_second']:.2f}x effective tokens/s, "
+            f"peak RSS {recipe['peak_rss_mib']:.0f} vs {best['peak_rss_mib']:.0f} MiB"
+        )
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -241,44 +297,21 @@ def main(argv: list[str] | None = None) -> None:
             result = run_worker(argv_)
             results[name].append(result)
             runs.append(result)
-        reference = median([r["tokens_per_second"] for r in results.get("trl", [])]) if "trl" in results else None
-        rows = []
+            print(
+                f"# run {len(runs)}: {name} {result['tokens_per_second']:.1f} tokens/s, {result['seconds']:.1f} s, "
+                f"peak RSS {result['peak_rss_mib']:.0f} MiB, load average {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
         for name in contenders:
-            rate = median([r["tokens_per_second"] for r in results[name]])
             summary.setdefault(distribution, {})[name] = {
-                "tokens_per_second": rate,
+                "tokens_per_second": median([r["tokens_per_second"] for r in results[name]]),
                 "peak_rss_mib": median([r["peak_rss_mib"] for r in results[name]]),
                 "train_rss_mib": median([r["train_rss_mib"] for r in results[name]]),
                 "tokens": results[name][0]["tokens"],
                 "seconds": median([r["seconds"] for r in results[name]]),
             }
-            entry = summary[distribution][name]
-            rows.append(
-                [
-                    name,
-                    entry["tokens"],
-                    f"{entry['seconds']:.1f}",
-                    f"{rate:.0f}",
-                    f"{rate / reference:.2f}x" if reference else "-",
-                    f"{entry['peak_rss_mib']:.0f}",
-                    f"{entry['train_rss_mib']:.0f}",
-                ]
-            )
         print(f"\n## {distribution} ({', '.join(DISTRIBUTIONS[distribution])})\n")
-        print(
-            table(
-                [
-                    "contender",
-                    "real tokens",
-                    "median s",
-                    "eff. tokens/s",
-                    "vs trl",
-                    "peak RSS MiB",
-                    "RSS growth in train MiB",
-                ],
-                rows,
-            )
-        )
+        print(_report(summary[distribution]))
     info["load_average_end"] = os.getloadavg()
     print(f"\n# load average at the end: {info['load_average_end'][0]:.2f}")
     if args.json:

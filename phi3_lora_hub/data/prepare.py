@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +29,7 @@ import numpy as np
 from phi3_lora_hub.atomic_write import build_directory_once
 from phi3_lora_hub.data.formats import DEFAULT_TEXT_PART_TYPES, RowConverter, detect_format, unused_columns
 from phi3_lora_hub.data.sources import RawRows
-from phi3_lora_hub.data.tokenization import IGNORE_INDEX, FlatTokens, tokenize_flat
+from phi3_lora_hub.data.tokenization import IGNORE_INDEX, FlatTokens, tokenize_batches
 from phi3_lora_hub.data.validation import validate_messages
 from phi3_lora_hub.errors import ConfigError, DataError
 
@@ -96,41 +96,72 @@ class ConvertedRows:
     report: DataReport
 
 
+class _Conversion:
+    """Converts and validates the rows of ``raw`` one at a time (:meth:`batches`), then reports (:meth:`finish`)."""
+
+    def __init__(self, raw: RawRows, options: DataOptions) -> None:
+        if options.on_bad_rows not in ("raise", "skip"):
+            raise ConfigError(f"on_bad_rows must be 'raise' or 'skip', got {options.on_bad_rows!r}.")
+        if not raw.rows:
+            raise DataError(f"{raw.source}: the dataset has no rows.")
+        self.raw, self.options = raw, options
+        columns = set().union(*(row.keys() for row in raw.rows[:100]))
+        self.format = options.format or detect_format(columns)
+        self.used = 0
+        self.problems: list = []
+        self.skipped: list[int] = []
+
+    def batches(self, size: int) -> Iterator[list[list[dict[str, str]]]]:
+        """The good conversations in order, ``size`` at a time (the last batch may be shorter). Once a row is bad
+        under ``on_bad_rows="raise"``, the rest are still checked (to report every problem) but no longer yielded."""
+        options, locations = self.options, self.raw.locations
+        convert = RowConverter(self.format, role_map=options.role_map, text_part_types=options.text_part_types)
+        batch: list[list[dict[str, str]]] = []
+        for index, row in enumerate(self.raw.rows):
+            messages, row_problems = convert(index, row)
+            if not row_problems:
+                row_problems = validate_messages(index, messages)
+            if row_problems and locations is not None:
+                row_problems = [replace(problem, location=locations[index]) for problem in row_problems]
+            if row_problems:
+                self.problems.extend(row_problems)
+                self.skipped.append(index)
+                continue
+            batch.append(messages)
+            if len(batch) == size:
+                yield from self._emit(batch)
+                batch = []
+        if batch:
+            yield from self._emit(batch)
+
+    def _emit(self, batch: list[list[dict[str, str]]]) -> Iterator[list[list[dict[str, str]]]]:
+        self.used += len(batch)
+        if not (self.problems and self.options.on_bad_rows == "raise"):
+            yield batch
+
+    def finish(self) -> DataReport:
+        """The report of the rows converted so far; raises or warns about bad rows as ``on_bad_rows`` says."""
+        raw, problems, skipped = self.raw, self.problems, self.skipped
+        report = DataReport(raw.source, self.format, len(raw.rows), self.used, skipped, [str(p) for p in problems])
+        report.unused_columns = unused_columns(self.format, set().union(*(row.keys() for row in raw.rows)))
+        if problems and self.options.on_bad_rows == "raise":
+            raise DataError(
+                f"{raw.source}: {len(skipped)} of {len(raw.rows)} rows cannot be used ({self.format} format). "
+                "Fix them, or pass on_bad_rows='skip' to train on the others:",
+                problems,
+            )
+        if skipped:
+            logger.warning("%s: skipped %d bad rows: %s", raw.source, len(skipped), "; ".join(report.problems[:5]))
+        if not self.used:
+            raise DataError(f"{raw.source}: no usable rows left after skipping bad ones.", problems)
+        return report
+
+
 def convert_rows(raw: RawRows, options: DataOptions) -> ConvertedRows:
     """Convert and validate every row; raise or skip bad ones according to ``options.on_bad_rows``."""
-    if options.on_bad_rows not in ("raise", "skip"):
-        raise ConfigError(f"on_bad_rows must be 'raise' or 'skip', got {options.on_bad_rows!r}.")
-    if not raw.rows:
-        raise DataError(f"{raw.source}: the dataset has no rows.")
-    columns = set().union(*(row.keys() for row in raw.rows[:100]))
-    data_format = options.format or detect_format(columns)
-    convert = RowConverter(data_format, role_map=options.role_map, text_part_types=options.text_part_types)
-    conversations, problems, skipped = [], [], []
-    locations = raw.locations
-    for index, row in enumerate(raw.rows):
-        messages, row_problems = convert(index, row)
-        if not row_problems:
-            row_problems = validate_messages(index, messages)
-        if row_problems and locations is not None:
-            row_problems = [replace(problem, location=locations[index]) for problem in row_problems]
-        if row_problems:
-            problems.extend(row_problems)
-            skipped.append(index)
-            continue
-        conversations.append(messages)
-    report = DataReport(raw.source, data_format, len(raw.rows), len(conversations), skipped, [str(p) for p in problems])
-    report.unused_columns = unused_columns(data_format, set().union(*(row.keys() for row in raw.rows)))
-    if problems and options.on_bad_rows == "raise":
-        raise DataError(
-            f"{raw.source}: {len(skipped)} of {len(raw.rows)} rows cannot be used ({data_format} format). "
-            "Fix them, or pass on_bad_rows='skip' to train on the others:",
-            problems,
-        )
-    if skipped:
-        logger.warning("%s: skipped %d bad rows: %s", raw.source, len(skipped), "; ".join(report.problems[:5]))
-    if not conversations:
-        raise DataError(f"{raw.source}: no usable rows left after skipping bad ones.", problems)
-    return ConvertedRows(conversations, report)
+    conversion = _Conversion(raw, options)
+    conversations = [messages for batch in conversion.batches(len(raw.rows)) for messages in batch]
+    return ConvertedRows(conversations, conversion.finish())
 
 
 def _truncate(flat: FlatTokens, max_length: int | None) -> tuple[FlatTokens, np.ndarray]:
@@ -162,8 +193,9 @@ def _trained_per_row(flat: FlatTokens) -> np.ndarray:
     return trained
 
 
-def _to_dataset(flat: FlatTokens, truncated: np.ndarray):
-    """A ``datasets.Dataset`` built straight from the flat arrays (no per-row Python lists)."""
+def _to_dataset(flat: FlatTokens, truncated: np.ndarray, fingerprint: str | None = None):
+    """A ``datasets.Dataset`` built straight from the flat arrays (no per-row Python lists). ``fingerprint``, when
+    given, names its content (the cache key), so datasets does not hash the whole table to make one up."""
     import datasets
     import pyarrow as pa
 
@@ -176,31 +208,32 @@ def _to_dataset(flat: FlatTokens, truncated: np.ndarray):
             "truncated": pa.array(truncated),
         }
     )
-    return datasets.Dataset(table)
+    return datasets.Dataset(table, fingerprint=fingerprint)
 
 
-def tokenize_rows(tokenizer, converted: ConvertedRows, options: DataOptions):
-    """Tokenize converted conversations into a ``datasets.Dataset`` (see the module docstring for its columns)."""
-    from tqdm.auto import tqdm
-
-    conversations = converted.conversations
-    starts = range(0, len(conversations), _TOKENIZE_BATCH)
-    progress = tqdm(starts, desc="Tokenizing", unit="batch", disable=len(conversations) < 20 * _TOKENIZE_BATCH)
-    parts = [
-        tokenize_flat(
-            tokenizer, conversations[start : start + _TOKENIZE_BATCH], assistant_only_loss=options.assistant_only_loss
-        )
-        for start in progress
-    ]
+def _concatenate(parts: list[FlatTokens]) -> FlatTokens:
     offsets = [parts[0].offsets] + [part.offsets[1:] for part in parts[1:]]
     shift = np.cumsum([0] + [part.offsets[-1] for part in parts[:-1]])
-    flat = FlatTokens(
+    return FlatTokens(
         np.concatenate([part.ids for part in parts]),
         np.concatenate([part.labels for part in parts]),
         np.concatenate([part_offsets + base for part_offsets, base in zip(offsets, shift, strict=True)]),
     )
+
+
+def _tokenized_parts(
+    tokenizer, batches: Iterable[list[list[dict[str, str]]]], rows: int, options: DataOptions, overlap: bool
+) -> list[FlatTokens]:
+    from tqdm.auto import tqdm
+
+    parts = tokenize_batches(tokenizer, batches, assistant_only_loss=options.assistant_only_loss, overlap=overlap)
+    total = -(-rows // _TOKENIZE_BATCH)
+    return list(tqdm(parts, desc="Tokenizing", unit="batch", total=total, disable=rows < 20 * _TOKENIZE_BATCH))
+
+
+def _finish_tokens(flat: FlatTokens, report: DataReport, options: DataOptions, fingerprint: str | None = None):
+    """Truncate, drop rows left with no trained token, count into ``report``; the prepared ``datasets.Dataset``."""
     flat, truncated = _truncate(flat, options.max_length)
-    report = converted.report
     report.max_length = options.max_length
     report.too_long_rows = int(truncated.sum())
     trained = _trained_per_row(flat)
@@ -222,7 +255,26 @@ def tokenize_rows(tokenizer, converted: ConvertedRows, options: DataOptions):
         )
     if not len(flat):
         raise DataError(f"{report.source}: no rows left with a trained token within max_length={options.max_length}.")
-    return _to_dataset(flat, truncated)
+    return _to_dataset(flat, truncated, fingerprint)
+
+
+def tokenize_rows(tokenizer, converted: ConvertedRows, options: DataOptions, *, overlap: bool = True):
+    """Tokenize converted conversations into a ``datasets.Dataset`` (see the module docstring for its columns)."""
+    conversations = converted.conversations
+    starts = range(0, len(conversations), _TOKENIZE_BATCH)
+    batches = (conversations[start : start + _TOKENIZE_BATCH] for start in starts)
+    parts = _tokenized_parts(tokenizer, batches, len(conversations), options, overlap)
+    return _finish_tokens(_concatenate(parts), converted.report, options)
+
+
+def convert_and_tokenize(raw: RawRows, tokenizer, options: DataOptions, *, overlap: bool = True, fingerprint=None):
+    """``tokenize_rows(tokenizer, convert_rows(raw, options), options)`` with the tokenizer working on one batch of
+    conversations while the next is converted (see :func:`tokenize_batches`); returns ``(dataset, report)``, the
+    same with or without ``overlap``. Bad rows raise or are skipped as in :func:`convert_rows`."""
+    conversion = _Conversion(raw, options)
+    parts = _tokenized_parts(tokenizer, conversion.batches(_TOKENIZE_BATCH), len(raw.rows), options, overlap)
+    report = conversion.finish()
+    return _finish_tokens(_concatenate(parts), report, options, fingerprint), report
 
 
 def cache_root() -> Path:
@@ -261,15 +313,14 @@ def prepare_dataset(raw: RawRows, tokenizer, options: DataOptions, *, use_cache:
     """Convert, validate and tokenize ``raw``; return ``(dataset, report)``, from the cache when possible."""
     import datasets
 
-    directory = cache_root() / _cache_key(raw, tokenizer, options) if use_cache else None
+    key = _cache_key(raw, tokenizer, options) if use_cache else None
+    directory = cache_root() / key if key is not None else None
     if directory is not None and (directory / "report.json").is_file():
         report = DataReport(**json.loads((directory / "report.json").read_text()))
         report.cached = True
         logger.info("Using the prepared dataset cached in %s", directory)
         return datasets.load_from_disk(str(directory / "dataset")), report
-    converted = convert_rows(raw, options)
-    dataset = tokenize_rows(tokenizer, converted, options)
-    report = converted.report
+    dataset, report = convert_and_tokenize(raw, tokenizer, options, fingerprint=key)
     if directory is not None:
 
         def build(staging: Path) -> None:

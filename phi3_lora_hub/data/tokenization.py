@@ -19,7 +19,8 @@ Neither depends on a chat template that carries ``{% generation %}`` markers (Ph
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, pairwise
 
@@ -152,6 +153,41 @@ def _offset_labels(tokenizer, rendered: list[phi3_format.RenderedChat]) -> Token
     return TokenizedBatch(encoded["input_ids"], labels)
 
 
+def _texts(conversations: Sequence[Sequence[dict[str, str]]]) -> list[str]:
+    return [phi3_format.render(messages).text for messages in conversations]
+
+
+def _layout_for(tokenizer, assistant_only_loss: bool, use_token_layout: bool) -> _Layout | None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError("tokenize_conversations needs a fast tokenizer (it reads character offsets)")
+    return _token_layout(tokenizer) if assistant_only_loss and use_token_layout else None
+
+
+def _offset_flat(tokenizer, conversations: Sequence[Sequence[dict[str, str]]]) -> FlatTokens:
+    batch = _offset_labels(tokenizer, [phi3_format.render(messages) for messages in conversations])
+    ids, offsets = _flatten(batch.input_ids)
+    return FlatTokens(ids, _flatten(batch.labels)[0], offsets)
+
+
+def _labelled(
+    tokenizer,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    rows: list[list[int]],
+    layout: _Layout | None,
+    assistant_only_loss: bool,
+) -> FlatTokens:
+    """:class:`FlatTokens` of ``conversations`` from their token ids ``rows``, labelled from the ids."""
+    ids, offsets = _flatten(rows)
+    if not assistant_only_loss:
+        return FlatTokens(ids, ids.copy(), offsets)
+    messages = np.array([len(chat) for chat in conversations], dtype=np.int64)
+    labels, row_ok = _structural_labels(ids, offsets, layout, messages)
+    for row in np.flatnonzero(~row_ok).tolist():  # rows whose text holds stray markers: the reference path
+        fixed = _offset_labels(tokenizer, [phi3_format.render(conversations[row])]).labels[0]
+        labels[offsets[row] : offsets[row + 1]] = fixed
+    return FlatTokens(ids, labels, offsets)
+
+
 def tokenize_flat(
     tokenizer,
     conversations: Sequence[Sequence[dict[str, str]]],
@@ -166,24 +202,45 @@ def tokenize_flat(
     ``<|end|>``); otherwise every token is a label. ``use_token_layout=False`` forces the character-offset path
     for every row.
     """
-    if not getattr(tokenizer, "is_fast", False):
-        raise TypeError("tokenize_conversations needs a fast tokenizer (it reads character offsets)")
-    texts = [phi3_format.render(messages).text for messages in conversations]
-    layout = _token_layout(tokenizer) if assistant_only_loss and use_token_layout else None
+    layout = _layout_for(tokenizer, assistant_only_loss, use_token_layout)
     if assistant_only_loss and layout is None:
-        rendered = [phi3_format.render(messages) for messages in conversations]
-        batch = _offset_labels(tokenizer, rendered)
-        ids, offsets = _flatten(batch.input_ids)
-        return FlatTokens(ids, _flatten(batch.labels)[0], offsets)
-    ids, offsets = _flatten(_encode(tokenizer.backend_tokenizer, texts))
-    if not assistant_only_loss:
-        return FlatTokens(ids, ids.copy(), offsets)
-    messages = np.array([len(chat) for chat in conversations], dtype=np.int64)
-    labels, row_ok = _structural_labels(ids, offsets, layout, messages)
-    for row in np.flatnonzero(~row_ok).tolist():  # rows whose text holds stray markers: the reference path
-        fixed = _offset_labels(tokenizer, [phi3_format.render(conversations[row])]).labels[0]
-        labels[offsets[row] : offsets[row + 1]] = fixed
-    return FlatTokens(ids, labels, offsets)
+        return _offset_flat(tokenizer, conversations)
+    rows = _encode(tokenizer.backend_tokenizer, _texts(conversations))
+    return _labelled(tokenizer, conversations, rows, layout, assistant_only_loss)
+
+
+def tokenize_batches(
+    tokenizer,
+    batches: Iterable[Sequence[Sequence[dict[str, str]]]],
+    *,
+    assistant_only_loss: bool = True,
+    overlap: bool = True,
+) -> Iterator[FlatTokens]:
+    """:func:`tokenize_flat` of each batch in turn, pipelined: with ``overlap``, a batch is rendered and encoded on a
+    background thread (the Rust tokenizer releases the GIL and runs on every core) while the caller's thread labels
+    the previous one and produces the next (``batches`` may be a generator that converts rows as it goes). The
+    results are the same with or without ``overlap``."""
+    layout = _layout_for(tokenizer, assistant_only_loss, use_token_layout=True)
+    if assistant_only_loss and layout is None:
+        yield from (_offset_flat(tokenizer, batch) for batch in batches)
+        return
+    backend = tokenizer.backend_tokenizer
+
+    def encode(batch: Sequence[Sequence[dict[str, str]]]) -> list[list[int]]:
+        return _encode(backend, _texts(batch))
+
+    if not overlap:
+        yield from (_labelled(tokenizer, batch, encode(batch), layout, assistant_only_loss) for batch in batches)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="phi3-tokenize") as pool:
+        pending: tuple[Sequence[Sequence[dict[str, str]]], Future] | None = None
+        for batch in batches:
+            submitted = (batch, pool.submit(encode, batch))
+            if pending is not None:
+                yield _labelled(tokenizer, pending[0], pending[1].result(), layout, assistant_only_loss)
+            pending = submitted
+        if pending is not None:
+            yield _labelled(tokenizer, pending[0], pending[1].result(), layout, assistant_only_loss)
 
 
 def tokenize_conversations(

@@ -98,3 +98,55 @@ def test_lazy_reading_reports_parse_errors_when_rows_are_used(tmp_path):
     raw = read_rows(path, lazy=True)
     with pytest.raises(DataError, match="line 2 is not valid JSON"):
         _ = raw.rows
+
+
+def _prepared_both_ways(tokenizer, rows, options, monkeypatch):
+    """The dataset and report prepared with the tokenizer overlapping conversion (in batches of 3 rows, so that
+    several batches are in flight) and without any overlap, in one batch."""
+    from phi3_lora_hub.data import prepare
+
+    serial = prepare.tokenize_rows(tokenizer, convert_rows(read_rows(rows), options), options, overlap=False)
+    monkeypatch.setattr(prepare, "_TOKENIZE_BATCH", 3)
+    parallel, report = prepare.convert_and_tokenize(read_rows(rows), tokenizer, options)
+    return serial, parallel, report
+
+
+def _assert_same_dataset(first, second):
+    assert first.column_names == second.column_names
+    assert first.with_format("arrow")[:].equals(second.with_format("arrow")[:])
+
+
+def test_overlapped_preparation_gives_the_same_dataset_as_serial_preparation(tiny_tokenizer, monkeypatch):
+    chats = [
+        [{"role": "user", "content": f"question {i} " * (i % 5 + 1)}, {"role": "assistant", "content": f"answer {i}"}]
+        for i in range(17)
+    ]
+    rows = [{"messages": chat} for chat in chats]
+    rows[6]["messages"] = [{"role": "user", "content": "no answer"}]  # skipped: the batches after it shift
+    rows[9]["messages"][0]["content"] = "word " * 60  # truncated to nothing trained: dropped
+    options = DataOptions(on_bad_rows="skip", max_length=40)
+    serial, parallel, report = _prepared_both_ways(tiny_tokenizer, rows, options, monkeypatch)
+    _assert_same_dataset(serial, parallel)
+    assert report.skipped_rows == [6] and report.dropped_after_truncation == 1 and report.rows_used == len(parallel)
+
+
+def test_overlapped_preparation_still_reports_every_bad_row_before_training(tiny_tokenizer, monkeypatch):
+    from phi3_lora_hub.data import prepare
+    from phi3_lora_hub.errors import DataError
+
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    bad = {"messages": [{"role": "user", "content": "hi"}]}
+    monkeypatch.setattr(prepare, "_TOKENIZE_BATCH", 2)
+    with pytest.raises(DataError, match="2 of 9 rows cannot be used") as error:
+        prepare.convert_and_tokenize(read_rows([good, bad, *[good] * 5, bad, good]), tiny_tokenizer, DataOptions())
+    assert "row 1" in str(error.value) and "row 7" in str(error.value)
+
+
+@requires_assets
+@pytest.mark.real_assets
+def test_overlapped_preparation_of_real_data_is_byte_identical_to_serial(real_tokenizer, monkeypatch):
+    options = DataOptions(on_bad_rows="skip", role_map=ROLE_MAP, max_length=512)
+    for name in ("llamafactory_glaive_toolcall_en_demo.json", "llamafactory_lima.json"):
+        rows = read_rows(DATA_DIR / name).rows
+        serial, parallel, _ = _prepared_both_ways(real_tokenizer, rows[:200], options, monkeypatch)
+        _assert_same_dataset(serial, parallel)
