@@ -16,14 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from phi3_lora_hub.callbacks.hub_push import HubPushCallback
 from phi3_lora_hub.data.sample import sample_prompts, write_sample_dataset
-from phi3_lora_hub.decoding import chat_generation_config
-from phi3_lora_hub.generation import generate_replies
-from phi3_lora_hub.local_hub import LocalHub
-from phi3_lora_hub.model.loading import load_for_inference
-from phi3_lora_hub.model.tiny import tiny_phi3_cache_dir
-from phi3_lora_hub.recipe import Phi3LoraRecipe
 
 # The tiny model learns the sample data's style in about 200 steps (eval loss ~0.03 at 300) on a 2-core CPU.
 # A tiny model tolerates a learning rate ~20x the recipe's Phi-3 default.
@@ -96,6 +89,8 @@ def start_local_hub(root: Path):
     variables are set only if it has not been imported yet; the push callback is given the address and token
     explicitly either way, so the pushes reach this Hub in any case.
     """
+    from phi3_lora_hub.local_hub import LocalHub
+
     hub = LocalHub(root, port=0).start()
     if "huggingface_hub" not in sys.modules:
         os.environ.update(hub.env())  # HF_ENDPOINT, HF_TOKEN (the root's write token), HF_HUB_OFFLINE=0
@@ -122,6 +117,12 @@ def run_quickstart(
 def _run(output_dir: Path, max_steps: int | None, hub, started: float) -> QuickstartReport:
     import datasets  # imported after the local Hub is set up: it imports huggingface_hub
 
+    from phi3_lora_hub.decoding import chat_generation_config
+    from phi3_lora_hub.generation import generate_replies
+    from phi3_lora_hub.model.loading import load_for_inference
+    from phi3_lora_hub.model.tiny import tiny_phi3_cache_dir
+    from phi3_lora_hub.recipe import Phi3LoraRecipe
+
     datasets.disable_progress_bars()  # a few hundred rows: the trainer's progress bar is the one worth showing
     print("1/4 Building the offline tiny Phi-3 (cached after the first run) ...", flush=True)
     base_dir = tiny_phi3_cache_dir(progress=True)
@@ -129,6 +130,8 @@ def _run(output_dir: Path, max_steps: int | None, hub, started: float) -> Quicks
     training = {**QUICKSTART_TRAINING, **({"max_steps": max_steps} if max_steps else {})}
     callbacks = []
     if hub is not None:
+        from phi3_lora_hub.callbacks.hub_push import HubPushCallback
+
         callbacks.append(HubPushCallback(QUICKSTART_REPO, token=hub.write_token, endpoint=hub.url))
     recipe = Phi3LoraRecipe(
         str(base_dir),

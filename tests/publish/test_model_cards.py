@@ -157,7 +157,7 @@ def test_the_wheel_ships_the_templates_and_the_type_marker(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(root / name, source / name)
-    for name in ("phi3_lora_hub", "model_card_templates"):  # the package keeps its link to the templates
+    for name in ("phi3_lora_hub", "model_card_templates", "space_app"):  # and the folders mapped into the package
         shutil.copytree(root / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(tmp_path)],
