@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phi3_lora_hub.file_digest import sha256_of as sha256_of  # re-exported: the Space's adapter cache imports it here
 from phi3_lora_hub.run_file_names import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from phi3_lora_hub.errors import ModelError
-from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PICKLE_SUFFIXES, sha256_of
+from phi3_lora_hub.file_digest import sha256_of
+from phi3_lora_hub.hub.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PICKLE_SUFFIXES
 from phi3_lora_hub.model.adapters import read_adapter_config
 from phi3_lora_hub.model.identity import ModelRef
 from phi3_lora_hub.space.compat import BaseSignature, check_config, check_weights
